@@ -1,0 +1,80 @@
+// Package store is agentbroker's persistence layer.
+//
+// The package declares what the rest of the broker may ask of storage, as
+// small interfaces and plain types; implementations live in sub-packages
+// (store/sqlite, the embedded default; PostgreSQL later). No SQL dialect
+// leaks out of an implementation: callers see only these types and errors.
+// store/storetest is a conformance suite every implementation must pass.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotFound reports that a row asked for by its key does not exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict reports a write that collides with an existing row (a duplicate key).
+	ErrConflict = errors.New("store: conflict")
+	// ErrSchemaTooNew reports a database written by a newer agentbroker than this one.
+	ErrSchemaTooNew = errors.New("store: database schema is newer than this binary knows")
+	// ErrClosed reports use of a store after Close.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Store is everything the broker keeps. An implementation must be safe for
+// concurrent use by many goroutines.
+type Store interface {
+	Health
+	Keys
+	Revocations
+	Close() error
+}
+
+// Health reports whether the store can serve.
+type Health interface {
+	// Ping checks the store is reachable (a round trip, not a cached answer).
+	Ping(ctx context.Context) error
+	// SchemaVersion returns the applied schema version and the newest one
+	// this binary knows; they are equal once migrations have run.
+	SchemaVersion(ctx context.Context) (applied, known int, err error)
+}
+
+// SigningKey is one Ed25519 key of the token key ring.
+type SigningKey struct {
+	// ID is the key's kid, unique and never reused.
+	ID string
+	// Seed is the 32-byte Ed25519 private seed. It is secret: never log it.
+	Seed []byte
+	// CreatedAt orders keys: the newest unretired key signs.
+	CreatedAt time.Time
+	// RetiredAt is zero while the key still verifies.
+	RetiredAt time.Time
+}
+
+// Keys persists the token key ring.
+type Keys interface {
+	// SigningKeys returns every key, retired ones included, oldest first.
+	SigningKeys(ctx context.Context) ([]SigningKey, error)
+	// AddSigningKey stores a new key; ErrConflict if its ID exists.
+	AddSigningKey(ctx context.Context, k SigningKey) error
+	// RetireSigningKey marks a key retired; ErrNotFound if there is none.
+	RetireSigningKey(ctx context.Context, id string, at time.Time) error
+}
+
+// Revocations persists revoked tokens and sessions. A revocation is visible
+// to every reader (in this process or another sharing the store) as soon as
+// the call returns.
+type Revocations interface {
+	// RevokeToken revokes one token by its jti. expiresAt is the token's own
+	// expiry, after which the row may be pruned. Revoking twice is not an error.
+	RevokeToken(ctx context.Context, jti string, expiresAt time.Time) error
+	// RevokeSession revokes every token carrying this session ID, past and future.
+	RevokeSession(ctx context.Context, sessionID string, at time.Time) error
+	// IsRevoked reports whether the token jti, or its session, is revoked.
+	// An empty sessionID checks only the jti.
+	IsRevoked(ctx context.Context, jti, sessionID string) (bool, error)
+}
