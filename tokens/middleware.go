@@ -1,0 +1,201 @@
+package tokens
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// MiddlewareOptions configure Service.MiddlewareWith.
+type MiddlewareOptions struct {
+	// Audience the protected handler serves. Required.
+	Audience Audience
+	// Scopes the request needs, all of them (Claims.HasScope each). None
+	// means any valid token for Audience.
+	Scopes []Scope
+	// AcceptAPIKey also takes the token from an x-api-key header (the
+	// inference proxy, for Anthropic clients configured with an API key).
+	// When both headers are present they must carry the same token. Default:
+	// only Authorization.
+	AcceptAPIKey bool
+	// ResourceMetadata, when set, is the URL of the RFC 9728 protected
+	// resource metadata, advertised as resource_metadata="…" in every
+	// WWW-Authenticate challenge (the MCP server needs it).
+	ResourceMetadata string
+	// Realm in the challenge. Default "agentbroker".
+	Realm string
+}
+
+// Middleware protects a handler: it takes the bearer token from the
+// Authorization header, verifies it for audience, requires every scope in
+// required, and passes the claims to the handler in the request context
+// (ClaimsFrom). See MiddlewareWith for the details.
+func (s *Service) Middleware(audience Audience, required ...Scope) func(http.Handler) http.Handler {
+	return s.MiddlewareWith(MiddlewareOptions{Audience: audience, Scopes: required})
+}
+
+// MiddlewareWith is Middleware with options.
+//
+// The token is accepted from "Authorization: Bearer <token>" (the scheme
+// case-insensitively, RFC 7235; so "bearer" is fine) and, with AcceptAPIKey,
+// from x-api-key. Nowhere else: a cookie is ignored, an access_token query
+// parameter is refused outright (400), another scheme (Basic) counts as no
+// token.
+//
+// Responses (JSON body {"error": …, "error_description": …}, never echoing
+// the token, Cache-Control: no-store):
+//
+//   - 401 when the token is missing (challenge without an error code, RFC
+//     6750 §3.1) or refused by Verify (error="invalid_token" and the reason);
+//   - 403 error="insufficient_scope", scope="<the scopes needed>" when a
+//     scope is missing;
+//   - 400 error="invalid_request" for a token in the query string, two
+//     Authorization headers, or two different tokens;
+//   - 503 when the revocation store cannot answer (fail closed).
+//
+// It panics if o names an unknown audience or scope: that is a bug in the
+// caller, found at start-up.
+func (s *Service) MiddlewareWith(o MiddlewareOptions) func(http.Handler) http.Handler {
+	if !o.Audience.Known() {
+		panic(fmt.Sprintf("tokens: middleware for unknown audience %q", o.Audience))
+	}
+	required, err := NewScopes(o.Scopes...)
+	if err != nil {
+		panic(fmt.Sprintf("tokens: middleware: %v", err))
+	}
+	if o.Realm == "" {
+		o.Realm = "agentbroker"
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			raw, bad := extractToken(r, o.AcceptAPIKey)
+			switch {
+			case bad != "":
+				s.challenge(w, o, http.StatusBadRequest, "invalid_request", bad, "")
+				return
+			case raw == "":
+				s.challenge(w, o, http.StatusUnauthorized, "", "missing bearer token", "")
+				return
+			}
+			c, err := s.Verify(r.Context(), raw, o.Audience)
+			if err != nil {
+				desc, ok := refusal(err)
+				if !ok {
+					s.log.LogAttrs(r.Context(), slog.LevelWarn, "token check failed", slog.String("error", err.Error()))
+					writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "cannot verify the token now")
+					return
+				}
+				s.challenge(w, o, http.StatusUnauthorized, "invalid_token", desc, "")
+				return
+			}
+			var missing []string
+			for _, sc := range required.List() {
+				if !c.HasScope(sc) {
+					missing = append(missing, string(sc))
+				}
+			}
+			if len(missing) > 0 {
+				s.log.LogAttrs(r.Context(), slog.LevelDebug, "token lacks scope",
+					slog.String("jti", c.ID), slog.String("missing", strings.Join(missing, " ")))
+				s.challenge(w, o, http.StatusForbidden, "insufficient_scope",
+					"token lacks scope "+strings.Join(missing, " "), required.String())
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(ContextWithClaims(r.Context(), c)))
+		})
+	}
+}
+
+// extractToken returns the bearer token ("" if none) or, for a request to
+// refuse with 400, a description of what is wrong with it.
+func extractToken(r *http.Request, acceptAPIKey bool) (raw, bad string) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if q.Has("access_token") || err != nil && strings.Contains(r.URL.RawQuery, "access_token") {
+		return "", "tokens are not accepted in the query string"
+	}
+	auth := r.Header.Values("Authorization")
+	if len(auth) > 1 {
+		return "", "more than one Authorization header"
+	}
+	if len(auth) == 1 {
+		scheme, rest, _ := strings.Cut(auth[0], " ")
+		if strings.EqualFold(scheme, "Bearer") {
+			raw = strings.TrimLeft(rest, " ")
+			if raw == "" {
+				return "", "empty bearer token"
+			}
+		}
+	}
+	if acceptAPIKey {
+		keys := r.Header.Values("X-Api-Key")
+		if len(keys) > 1 {
+			return "", "more than one x-api-key header"
+		}
+		if len(keys) == 1 && keys[0] != "" {
+			if raw != "" && raw != keys[0] {
+				return "", "different tokens in Authorization and x-api-key"
+			}
+			raw = keys[0]
+		}
+	}
+	return raw, ""
+}
+
+// challenge writes a 400/401/403 with its WWW-Authenticate header.
+func (s *Service) challenge(w http.ResponseWriter, o MiddlewareOptions, status int, code, desc, scope string) {
+	var b strings.Builder
+	b.WriteString("Bearer realm=")
+	b.WriteString(quote(o.Realm))
+	if code != "" {
+		b.WriteString(", error=" + quote(code))
+		b.WriteString(", error_description=" + quote(desc))
+	}
+	if scope != "" {
+		b.WriteString(", scope=" + quote(scope))
+	}
+	if o.ResourceMetadata != "" {
+		b.WriteString(", resource_metadata=" + quote(o.ResourceMetadata))
+	}
+	w.Header().Set("WWW-Authenticate", b.String())
+	if code == "" {
+		code = "invalid_token"
+	}
+	writeError(w, status, code, desc)
+}
+
+// quote makes an RFC 7230 quoted-string; characters a header cannot hold
+// (controls) are dropped.
+func quote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c == 0x7f:
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func writeError(w http.ResponseWriter, status int, code, desc string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	if status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "1")
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}{code, desc})
+}
