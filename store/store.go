@@ -5,6 +5,29 @@
 // (store/sqlite, the embedded default; PostgreSQL later). No SQL dialect
 // leaks out of an implementation: callers see only these types and errors.
 // store/storetest is a conformance suite every implementation must pass.
+//
+// # Projects, tasks, knowledge and transcripts
+//
+// The rules every implementation of Projects, Tasks, KnowledgeBase and
+// Transcripts follows:
+//
+//   - Create and Add set the ID (a random, URL-safe string with a type
+//     prefix: "prj_", "tsk_", "kn_") and CreatedAt = UpdatedAt = now, at
+//     microsecond precision; what they return is what a Get returns.
+//   - Every call that names a project and an item finds the item only in
+//     that project: an item of another project is ErrNotFound, never data.
+//     A project that does not exist is ErrNotFound too, for creating,
+//     listing and searching alike.
+//   - Validation failures (see the Max constants) wrap ErrInvalid.
+//   - Lists are newest first (by CreatedAt, then by insertion), except
+//     ListProjects (by name) and SessionMessages (by Seq).
+//   - Search takes plain text from a person or a model, not a query
+//     language: every word must match (in any order, in any searched field,
+//     with English stemming: "migrations" finds "migration"); a word is
+//     matched as a phrase of its parts ("foo-bar" finds "foo bar");
+//     punctuation and operators mean nothing. A query without a single
+//     word (empty, or only punctuation) is ErrInvalid. Hits come best
+//     first.
 package store
 
 import (
@@ -23,6 +46,9 @@ var (
 	ErrSchemaTooNew = errors.New("store: database schema is newer than this binary knows")
 	// ErrClosed reports use of a store after Close.
 	ErrClosed = errors.New("store: closed")
+	// ErrInvalid reports a value the store refuses (an empty required
+	// field, an unknown status, a field over its size limit).
+	ErrInvalid = errors.New("store: invalid value")
 )
 
 // Store is everything the broker keeps. An implementation must be safe for
@@ -31,6 +57,10 @@ type Store interface {
 	Health
 	Keys
 	Revocations
+	Projects
+	Tasks
+	KnowledgeBase
+	Transcripts
 	Close() error
 }
 

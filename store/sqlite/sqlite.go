@@ -6,6 +6,11 @@
 // cheaper than contending for the file lock), reads through a pool of
 // read-only connections. Versioned migrations, embedded in the binary, are
 // applied at Open; a database written by a newer binary is refused.
+//
+// Tasks, knowledge and transcript messages are searched with FTS5
+// external-content indexes (porter stemming, case and diacritics folded),
+// kept in step with their tables by triggers; see
+// migrations/0003_project_context.sql.
 package sqlite
 
 import (

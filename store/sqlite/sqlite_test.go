@@ -227,4 +227,10 @@ func TestClosed(t *testing.T) {
 	if err := db.Ping(context.Background()); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("Ping after Close = %v; want ErrClosed", err)
 	}
+	if _, err := db.CreateProject(context.Background(), store.Project{Name: "p"}); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("CreateProject after Close = %v; want ErrClosed", err)
+	}
+	if _, err := db.SearchTasks(context.Background(), "prj_x", "words", 0); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("SearchTasks after Close = %v; want ErrClosed", err)
+	}
 }

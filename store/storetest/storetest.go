@@ -1,6 +1,8 @@
 // Package storetest is the conformance suite for store implementations:
 // every implementation (SQLite now, PostgreSQL later) runs Run against a
-// fresh, empty store and must pass it unchanged.
+// fresh, empty store and must pass it unchanged. A store that keeps only
+// what the tokens package needs (an in-memory one, in tests) runs
+// RunTokens.
 package storetest
 
 import (
@@ -18,15 +20,56 @@ import (
 // Open returns a fresh, empty store for one test. The suite closes it.
 type Open func(t *testing.T) store.Store
 
+// TokenStore is the part of a store the tokens package uses.
+type TokenStore interface {
+	store.Keys
+	store.Revocations
+	Close() error
+}
+
+// OpenTokens returns a fresh, empty TokenStore for one test. The suite
+// closes it.
+type OpenTokens func(t *testing.T) TokenStore
+
 // Run runs the whole suite.
 func Run(t *testing.T, open Open) {
 	t.Run("Health", func(t *testing.T) { t.Parallel(); testHealth(t, open(t)) })
+	RunTokens(t, func(t *testing.T) TokenStore { return open(t) })
+	for _, tt := range []struct {
+		name string
+		test func(*testing.T, store.Store)
+	}{
+		{"Projects", testProjects},
+		{"Tasks", testTasks},
+		{"TaskUpdates", testTaskUpdates},
+		{"ListTasks", testListTasks},
+		{"Knowledge", testKnowledge},
+		{"Sessions", testSessions},
+		{"Messages", testMessages},
+		{"ConcurrentAppend", testConcurrentAppend},
+		{"ListLimits", testListLimits},
+		{"Isolation", testIsolation},
+		{"Search", testSearch},
+		{"SearchAfterUpdate", testSearchAfterUpdate},
+		{"HostileSearch", testHostileSearch},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := open(t)
+			closeAfter(t, s)
+			tt.test(t, s)
+		})
+	}
+}
+
+// RunTokens runs the part of the suite about keys and revocations.
+func RunTokens(t *testing.T, open OpenTokens) {
 	t.Run("Keys", func(t *testing.T) { t.Parallel(); testKeys(t, open(t)) })
 	t.Run("Revocations", func(t *testing.T) { t.Parallel(); testRevocations(t, open(t)) })
 	t.Run("ConcurrentWrites", func(t *testing.T) { t.Parallel(); testConcurrentWrites(t, open(t)) })
 }
 
-func closeAfter(t *testing.T, s store.Store) {
+func closeAfter(t *testing.T, s interface{ Close() error }) {
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
 			t.Errorf("close: %v", err)
@@ -51,7 +94,7 @@ func testHealth(t *testing.T, s store.Store) {
 
 func seed(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 
-func testKeys(t *testing.T, s store.Store) {
+func testKeys(t *testing.T, s TokenStore) {
 	closeAfter(t, s)
 	ctx := context.Background()
 	keys, err := s.SigningKeys(ctx)
@@ -110,7 +153,7 @@ func ids(keys []store.SigningKey) []string {
 	return out
 }
 
-func testRevocations(t *testing.T, s store.Store) {
+func testRevocations(t *testing.T, s TokenStore) {
 	closeAfter(t, s)
 	ctx := context.Background()
 	check := func(jti, session string, want bool) {
@@ -155,7 +198,7 @@ func testRevocations(t *testing.T, s store.Store) {
 
 // testConcurrentWrites checks that writers from many goroutines are
 // serialised without "database is locked" failures, and reads see them.
-func testConcurrentWrites(t *testing.T, s store.Store) {
+func testConcurrentWrites(t *testing.T, s TokenStore) {
 	closeAfter(t, s)
 	ctx := context.Background()
 	const n = 64

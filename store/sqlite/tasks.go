@@ -1,0 +1,210 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/agentbroker/agentbroker/store"
+)
+
+const taskColumns = `id, project_id, title, description, status, notes, output_summary, session_id, created_at, updated_at`
+
+// taskColumnsT is taskColumns qualified by a table alias, for joins.
+const taskColumnsT = `t.id, t.project_id, t.title, t.description, t.status, t.notes, t.output_summary, t.session_id, t.created_at, t.updated_at`
+
+func scanTask(s scanner) (store.Task, error) {
+	var (
+		t                store.Task
+		created, updated int64
+	)
+	err := s.Scan(&t.ID, &t.ProjectID, &t.Title, &t.Description, &t.Status, &t.Notes, &t.OutputSummary, &t.SessionID, &created, &updated)
+	t.CreatedAt, t.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return t, err
+}
+
+func checkTask(t store.Task) error {
+	if !t.Status.Valid() {
+		return fmt.Errorf("unknown task status %q: %w", t.Status, store.ErrInvalid)
+	}
+	return checkAll(
+		textField{"title", t.Title, store.MaxTitleLen, true},
+		textField{"description", t.Description, store.MaxTextLen, false},
+		textField{"notes", t.Notes, store.MaxTextLen, false},
+		textField{"output summary", t.OutputSummary, store.MaxTextLen, false},
+		textField{"session ID", t.SessionID, store.MaxIDLen, false},
+	)
+}
+
+// CreateTask stores t with a new ID in t.ProjectID, which must exist.
+func (db *DB) CreateTask(ctx context.Context, t store.Task) (store.Task, error) {
+	if t.Status == "" {
+		t.Status = store.TaskDraft
+	}
+	if err := checkAll(textField{"project ID", t.ProjectID, store.MaxIDLen, true}); err != nil {
+		return store.Task{}, fmt.Errorf("create task: %w", err)
+	}
+	if err := checkTask(t); err != nil {
+		return store.Task{}, fmt.Errorf("create task: %w", err)
+	}
+	t.ID = newID("tsk_")
+	t.CreatedAt = now()
+	t.UpdatedAt = t.CreatedAt
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		if err := requireProject(ctx, tx, t.ProjectID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO tasks (`+taskColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			t.ID, t.ProjectID, t.Title, t.Description, t.Status, t.Notes, t.OutputSummary, t.SessionID,
+			micros(t.CreatedAt), micros(t.UpdatedAt))
+		return err
+	})
+	if err != nil {
+		return store.Task{}, fmt.Errorf("create task: %w", err)
+	}
+	return t, nil
+}
+
+func getTask(ctx context.Context, q rowQuerier, projectID, id string) (store.Task, error) {
+	t, err := scanTask(q.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE project_id = ? AND id = ?`, projectID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Task{}, fmt.Errorf("task %q in project %q: %w", id, projectID, store.ErrNotFound)
+	}
+	return t, err
+}
+
+// GetTask returns one task of the project.
+func (db *DB) GetTask(ctx context.Context, projectID, id string) (store.Task, error) {
+	r, err := db.reader()
+	if err != nil {
+		return store.Task{}, fmt.Errorf("get task: %w", err)
+	}
+	t, err := getTask(ctx, r, projectID, id)
+	if err != nil {
+		return store.Task{}, fmt.Errorf("get task: %w", err)
+	}
+	return t, nil
+}
+
+// UpdateTask changes the fields u sets, and UpdatedAt.
+func (db *DB) UpdateTask(ctx context.Context, projectID, id string, u store.TaskUpdate) (store.Task, error) {
+	var t store.Task
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		if t, err = getTask(ctx, tx, projectID, id); err != nil {
+			return err
+		}
+		if u == (store.TaskUpdate{}) {
+			return nil
+		}
+		set(&t.Title, u.Title)
+		set(&t.Description, u.Description)
+		set(&t.Status, u.Status)
+		set(&t.Notes, u.Notes)
+		set(&t.OutputSummary, u.OutputSummary)
+		set(&t.SessionID, u.SessionID)
+		if err := checkTask(t); err != nil {
+			return err
+		}
+		t.UpdatedAt = now()
+		_, err = tx.ExecContext(ctx, `UPDATE tasks SET
+			title = ?, description = ?, status = ?, notes = ?, output_summary = ?, session_id = ?, updated_at = ?
+			WHERE project_id = ? AND id = ?`,
+			t.Title, t.Description, t.Status, t.Notes, t.OutputSummary, t.SessionID, micros(t.UpdatedAt), projectID, id)
+		return err
+	})
+	if err != nil {
+		return store.Task{}, fmt.Errorf("update task: %w", err)
+	}
+	return t, nil
+}
+
+// set copies *v to *dst when v is not nil.
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// ListTasks returns the project's tasks matching f, newest first.
+func (db *DB) ListTasks(ctx context.Context, projectID string, f store.TaskFilter) ([]store.Task, error) {
+	if f.Status != "" && !f.Status.Valid() {
+		return nil, fmt.Errorf("list tasks: unknown task status %q: %w", f.Status, store.ErrInvalid)
+	}
+	r, err := db.reader()
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	// Only the filters given are in the statement, so that SQLite can
+	// pick the status or session index.
+	q := `SELECT ` + taskColumns + ` FROM tasks WHERE project_id = ?1`
+	args := []any{projectID}
+	if f.Status != "" {
+		q += ` AND status = ?` + fmt.Sprint(len(args)+1)
+		args = append(args, string(f.Status))
+	}
+	if f.SessionID != "" {
+		q += ` AND session_id = ?` + fmt.Sprint(len(args)+1)
+		args = append(args, f.SessionID)
+	}
+	q += ` ORDER BY created_at DESC, pk DESC LIMIT ?` + fmt.Sprint(len(args)+1)
+	args = append(args, clamp(f.Limit, store.DefaultListLimit, store.MaxListLimit))
+	rows, err := r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	ts, err := collect(rows, scanTask)
+	if err == nil && len(ts) == 0 {
+		err = requireProject(ctx, r, projectID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	return ts, nil
+}
+
+// SearchTasks finds the project's tasks matching the words of query, best
+// first. A match in the title weighs most, then the description.
+func (db *DB) SearchTasks(ctx context.Context, projectID, query string, limit int) ([]store.SearchHit[store.Task], error) {
+	match, err := ftsQuery(query)
+	if err != nil {
+		return nil, fmt.Errorf("search tasks: %w", err)
+	}
+	r, err := db.reader()
+	if err != nil {
+		return nil, fmt.Errorf("search tasks: %w", err)
+	}
+	rows, err := r.QueryContext(ctx, `SELECT `+taskColumnsT+`, `+snippetSQL("tasks_fts")+`
+		FROM tasks_fts JOIN tasks t ON t.pk = tasks_fts.rowid
+		WHERE tasks_fts MATCH ?1 AND t.project_id = ?2
+		ORDER BY bm25(tasks_fts, 4.0, 2.0, 1.0, 1.0), t.pk DESC
+		LIMIT ?3`,
+		match, projectID, clamp(limit, store.DefaultSearchLimit, store.MaxSearchLimit))
+	if err != nil {
+		return nil, fmt.Errorf("search tasks: %w", err)
+	}
+	hits, err := collect(rows, func(s scanner) (store.SearchHit[store.Task], error) {
+		var h store.SearchHit[store.Task]
+		var err error
+		h.Item, err = scanTask(snippetScanner{s, &h.Snippet})
+		return h, err
+	})
+	if err == nil && len(hits) == 0 {
+		err = requireProject(ctx, r, projectID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("search tasks: %w", err)
+	}
+	return hits, nil
+}
+
+// snippetScanner scans one more column, the snippet, after the item's.
+type snippetScanner struct {
+	s       scanner
+	snippet *string
+}
+
+func (ss snippetScanner) Scan(dest ...any) error {
+	return ss.s.Scan(append(dest, ss.snippet)...)
+}
