@@ -1,0 +1,445 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the agentbroker built once for the tests that need a real
+// process (signals, exit codes, argv).
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "agentbroker-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "agentbroker")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build agentbroker: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runCLI runs a command in-process and returns its output and error.
+func runCLI(t *testing.T, environ map[string]string, stdin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var o, e bytes.Buffer
+	err = run(context.Background(), args, &env{
+		stdin:  strings.NewReader(stdin),
+		stdout: &o,
+		stderr: &e,
+		getenv: func(k string) string { return environ[k] },
+	})
+	return o.String(), e.String(), err
+}
+
+// broker is a running `agentbroker serve` process.
+type broker struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	addr    string
+	dataDir string
+	mu      sync.Mutex
+	logs    bytes.Buffer
+	exited  chan error
+}
+
+func startBroker(t *testing.T, dataDir string, extraEnv ...string) *broker {
+	t.Helper()
+	b := &broker{t: t, dataDir: dataDir, exited: make(chan error, 1)}
+	b.cmd = exec.Command(binary, "serve")
+	b.cmd.Env = append([]string{
+		"HOME=" + t.TempDir(),
+		"AGENTBROKER_LISTEN=127.0.0.1:0",
+		"AGENTBROKER_DATA_DIR=" + dataDir,
+		"AGENTBROKER_LOG_FORMAT=json",
+	}, extraEnv...)
+	stderr, err := b.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Bytes()
+			b.mu.Lock()
+			b.logs.Write(line)
+			b.logs.WriteByte('\n')
+			b.mu.Unlock()
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal(line, &rec) == nil && rec.Msg == "listening" {
+				addr <- rec.Addr
+			}
+		}
+		b.exited <- b.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if b.cmd.ProcessState == nil {
+			b.cmd.Process.Kill()
+			<-b.exited
+		}
+	})
+	select {
+	case b.addr = <-addr:
+	case err := <-b.exited:
+		t.Fatalf("broker exited before listening: %v\n%s", err, b.log())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("broker did not start listening in time\n%s", b.log())
+	}
+	return b
+}
+
+func (b *broker) log() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.logs.String()
+}
+
+func (b *broker) url(path string) string { return "http://" + b.addr + path }
+
+func (b *broker) do(method, path, token string, body io.Reader, hdr ...string) (*http.Response, string) {
+	b.t.Helper()
+	req, err := http.NewRequest(method, b.url(path), body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp, string(data)
+}
+
+func (b *broker) stop(sig syscall.Signal) error {
+	b.t.Helper()
+	b.cmd.Process.Signal(sig)
+	select {
+	case err := <-b.exited:
+		return err
+	case <-time.After(30 * time.Second):
+		b.t.Fatalf("broker did not stop on %v\n%s", sig, b.log())
+		return nil
+	}
+}
+
+func adminToken(t *testing.T, dataDir string) string {
+	t.Helper()
+	path := filepath.Join(dataDir, AdminTokenFile)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("admin token file: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin token file mode %v; want 0600", fi.Mode().Perm())
+	}
+	b, _ := os.ReadFile(path)
+	return strings.TrimSpace(string(b))
+}
+
+func TestServeEndToEnd(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	b := startBroker(t, dataDir)
+	admin := adminToken(t, dataDir)
+
+	if resp, body := b.do("GET", "/healthz", "", nil); resp.StatusCode != 200 {
+		t.Fatalf("/healthz = %d %s", resp.StatusCode, body)
+	}
+	if resp, body := b.do("GET", "/readyz", "", nil); resp.StatusCode != 200 || !strings.Contains(body, "ready") {
+		t.Fatalf("/readyz = %d %s", resp.StatusCode, body)
+	}
+
+	// The picker is public, and cacheable by the catalog's hash.
+	resp, body := b.do("GET", "/v1/models?agent=codex", "", nil)
+	etag := resp.Header.Get("ETag")
+	if resp.StatusCode != 200 || etag == "" || !strings.Contains(body, "gpt-5") {
+		t.Fatalf("/v1/models = %d etag %q %s", resp.StatusCode, etag, body)
+	}
+	if resp, _ := b.do("GET", "/v1/models?agent=codex", "", nil, "If-None-Match", etag); resp.StatusCode != 304 {
+		t.Fatalf("/v1/models with If-None-Match = %d; want 304", resp.StatusCode)
+	}
+	if resp, body := b.do("GET", "/v1/models?agent=nobody", "", nil); resp.StatusCode != 404 {
+		t.Fatalf("/v1/models?agent=nobody = %d %s; want 404", resp.StatusCode, body)
+	}
+
+	// JWKS is public and holds no private part.
+	resp, body = b.do("GET", "/.well-known/jwks.json", "", nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"OKP"`) || strings.Contains(body, `"d"`) {
+		t.Fatalf("jwks = %d %s", resp.StatusCode, body)
+	}
+
+	// Everything else under /v1/ needs an admin token.
+	for _, path := range []string{"/v1/keys", "/v1/whoami", "/v1/anything"} {
+		resp, _ := b.do("GET", path, "", nil)
+		if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Fatalf("%s without token = %d (%q); want 401 with a Bearer challenge", path, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	if resp, body := b.do("GET", "/v1/keys", admin, nil); resp.StatusCode != 200 || !strings.Contains(body, `"signing": true`) {
+		t.Fatalf("/v1/keys = %d %s", resp.StatusCode, body)
+	}
+
+	// An MCP token minted by the API does not open the admin API.
+	resp, body = b.do("POST", "/v1/tokens", admin, strings.NewReader(
+		`{"subject":"u1","purpose":"mcp","project":"p1","session":"s1","agent":"codex","scopes":["tasks:read"],"ttl":"10m"}`))
+	if resp.StatusCode != 201 {
+		t.Fatalf("POST /v1/tokens = %d %s", resp.StatusCode, body)
+	}
+	var minted struct{ Token, JTI string }
+	json.Unmarshal([]byte(body), &minted)
+	if resp, _ := b.do("GET", "/v1/keys", minted.Token, nil); resp.StatusCode != 401 {
+		t.Fatalf("MCP token at the admin API = %d; want 401", resp.StatusCode)
+	}
+
+	// Metrics count what happened.
+	_, metrics := b.do("GET", "/metrics", "", nil)
+	if !strings.Contains(metrics, `agentbroker_http_requests_total{route="GET /v1/keys",method="GET",code="200"} 1`) {
+		t.Fatalf("metrics do not count /v1/keys:\n%s", metrics)
+	}
+
+	if err := b.stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: exit %v\n%s", err, b.log())
+	}
+	logs := b.log()
+	for _, secret := range []string{admin, minted.Token} {
+		if strings.Contains(logs, secret) {
+			t.Fatalf("a token appears in the broker's log")
+		}
+	}
+	if !strings.Contains(logs, filepath.Join(dataDir, AdminTokenFile)) {
+		t.Fatalf("the log does not say where the admin token is:\n%s", logs)
+	}
+
+	// A restart keeps the same admin token and key.
+	b2 := startBroker(t, dataDir)
+	if got := adminToken(t, dataDir); got != admin {
+		t.Fatalf("admin token changed across a restart")
+	}
+	if resp, _ := b2.do("GET", "/v1/keys", admin, nil); resp.StatusCode != 200 {
+		t.Fatalf("admin token refused after restart: %d", resp.StatusCode)
+	}
+	if err := b2.stop(syscall.SIGINT); err != nil {
+		t.Fatalf("SIGINT: exit %v", err)
+	}
+}
+
+// TestServeBadStart: every start-up failure a person can cause exits
+// non-zero with a message that says what is wrong, never a panic.
+func TestServeBadStart(t *testing.T) {
+	t.Parallel()
+	tmp := t.TempDir()
+	aFile := filepath.Join(tmp, "file")
+	os.WriteFile(aFile, []byte("x"), 0o600)
+	corrupt := filepath.Join(tmp, "corrupt")
+	os.Mkdir(corrupt, 0o700)
+	os.WriteFile(filepath.Join(corrupt, "agentbroker.db"), bytes.Repeat([]byte("garbage!"), 512), 0o600)
+	badCatalog := filepath.Join(tmp, "catalog.json")
+	os.WriteFile(badCatalog, []byte(`{"models": [{"id": 1}]`), 0o600)
+
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"data dir is a file", []string{"AGENTBROKER_DATA_DIR=" + aFile}, "is not a directory"},
+		{"corrupt database", []string{"AGENTBROKER_DATA_DIR=" + corrupt}, "corrupt"},
+		{"bad listen address", []string{"AGENTBROKER_DATA_DIR=" + tmp + "/ok", "AGENTBROKER_LISTEN=nonsense"}, "listen on nonsense"},
+		{"bad catalog file", []string{"AGENTBROKER_DATA_DIR=" + tmp + "/ok2", "AGENTBROKER_CATALOG_FILE=" + badCatalog}, "catalog file"},
+		{"bad duration in env", []string{"AGENTBROKER_SHUTDOWN_TIMEOUT=soon"}, "AGENTBROKER_SHUTDOWN_TIMEOUT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, binary, "serve")
+			cmd.Env = append([]string{"HOME=" + t.TempDir(), "AGENTBROKER_LISTEN=127.0.0.1:0"}, tt.env...)
+			out, err := cmd.CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() == 0 {
+				t.Fatalf("serve = %v; want a failing exit\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Fatalf("output lacks %q:\n%s", tt.want, out)
+			}
+			if strings.Contains(string(out), "panic") || strings.Contains(string(out), "goroutine ") {
+				t.Fatalf("serve panicked:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestFlagsAndEnvMirror(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	// The environment sets the data directory; the flag wins over it.
+	_, _, err := runCLI(t, map[string]string{"AGENTBROKER_DATA_DIR": filepath.Join(dir, "from-env")}, "", "keys", "list")
+	if err != nil {
+		t.Fatalf("keys list: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "from-env", "agentbroker.db")); err != nil {
+		t.Fatalf("AGENTBROKER_DATA_DIR not used: %v", err)
+	}
+	_, _, err = runCLI(t, map[string]string{"AGENTBROKER_DATA_DIR": filepath.Join(dir, "from-env")}, "",
+		"keys", "list", "--data-dir", filepath.Join(dir, "from-flag"))
+	if err != nil {
+		t.Fatalf("keys list: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "from-flag", "agentbroker.db")); err != nil {
+		t.Fatalf("--data-dir did not win over the environment: %v", err)
+	}
+	// XDG default.
+	if got := defaultDataDir(func(k string) string { return map[string]string{"XDG_DATA_HOME": "/x"}[k] }); got != "/x/agentbroker" {
+		t.Fatalf("default data dir with XDG_DATA_HOME = %q", got)
+	}
+	if got := defaultDataDir(func(k string) string { return map[string]string{"HOME": "/h"}[k] }); got != "/h/.local/share/agentbroker" {
+		t.Fatalf("default data dir with HOME = %q", got)
+	}
+	// Help lists each flag's environment twin.
+	_, stderr, _ := runCLI(t, nil, "", "serve", "-h")
+	for _, want := range []string{"AGENTBROKER_LISTEN", "AGENTBROKER_DATA_DIR", "127.0.0.1:7420"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("serve -h lacks %q:\n%s", want, stderr)
+		}
+	}
+	if _, _, err := runCLI(t, nil, "", "nonsense"); err != errUsage {
+		t.Fatalf("unknown command = %v; want usage error", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	out, _, err := runCLI(t, nil, "", "version")
+	if err != nil || !strings.HasPrefix(out, "agentbroker ") {
+		t.Fatalf("version = %q, %v", out, err)
+	}
+	got, err := exec.Command(binary, "version").Output()
+	if err != nil || !strings.Contains(string(got), "go1.") {
+		t.Fatalf("binary version = %q, %v", got, err)
+	}
+}
+
+func TestKeysAndTokensCLI(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"AGENTBROKER_DATA_DIR": t.TempDir()}
+	out, _, err := runCLI(t, env, "", "keys", "list")
+	if err != nil || strings.Count(out, "signing") != 1 {
+		t.Fatalf("keys list = %q, %v; want one signing key", out, err)
+	}
+	first := strings.Fields(strings.Split(out, "\n")[1])[0]
+
+	raw, _, err := runCLI(t, env, "", "token", "mint", "--purpose", "mcp", "--project", "p1", "--session", "s1",
+		"--agent", "claude-code", "--scope", "tasks:read,project:read", "--ttl", "5m")
+	if err != nil {
+		t.Fatalf("token mint: %v", err)
+	}
+	raw = strings.TrimSpace(raw)
+
+	out, _, err = runCLI(t, env, raw+"\n", "token", "inspect")
+	if err != nil || !strings.Contains(out, "VALID") || !strings.Contains(out, `"sid": "s1"`) {
+		t.Fatalf("token inspect = %v\n%s", err, out)
+	}
+	// Tokens never come from argv.
+	if _, _, err := runCLI(t, env, "", "token", "inspect", raw); err != errUsage {
+		t.Fatalf("token inspect with the token in argv = %v; want refused", err)
+	}
+
+	out, _, err = runCLI(t, env, "", "keys", "rotate")
+	if err != nil || !strings.Contains(out, "new signing key") {
+		t.Fatalf("keys rotate = %q, %v", out, err)
+	}
+	// The old key still verifies until it is retired.
+	if out, _, err := runCLI(t, env, raw, "token", "inspect"); err != nil {
+		t.Fatalf("token signed by the rotated-out key refused before retirement:\n%s", out)
+	}
+	if _, _, err := runCLI(t, env, "", "keys", "retire", first); err != nil {
+		t.Fatalf("keys retire: %v", err)
+	}
+	out, _, err = runCLI(t, env, raw, "token", "inspect")
+	if err != errSilent || !strings.Contains(out, "FAIL kid") {
+		t.Fatalf("token of a retired key = %v\n%s", err, out)
+	}
+
+	raw2, _, err := runCLI(t, env, "", "token", "mint", "--purpose", "viewer", "--project", "p1", "--session", "s2", "--scope", "session:view")
+	if err != nil {
+		t.Fatalf("token mint: %v", err)
+	}
+	if _, _, err := runCLI(t, env, "", "token", "revoke", "--session", "s2"); err != nil {
+		t.Fatalf("token revoke: %v", err)
+	}
+	out, _, err = runCLI(t, env, raw2, "token", "inspect")
+	if err != errSilent || !strings.Contains(out, "FAIL revocation") {
+		t.Fatalf("revoked token = %v\n%s", err, out)
+	}
+
+	// Bad requests are refused with a clear error.
+	for _, args := range [][]string{
+		{"token", "mint", "--purpose", "everything", "--scope", "admin"},
+		{"token", "mint", "--purpose", "mcp", "--project", "p", "--session", "s", "--scope", "root"},
+		{"token", "mint", "--purpose", "mcp", "--project", "p", "--session", "s", "--scope", "tasks:read", "--ttl", "9999h"},
+		{"token", "mint", "--purpose", "mcp", "--project", "p", "--session", "s", "--scope", "tasks:read", "--agent", "nobody"},
+	} {
+		if _, _, err := runCLI(t, env, "", args...); err == nil {
+			t.Errorf("%v succeeded", args)
+		}
+	}
+}
+
+func TestCatalogCLI(t *testing.T) {
+	t.Parallel()
+	out, _, err := runCLI(t, nil, "", "catalog", "list")
+	if err != nil || !strings.Contains(out, "claude-") || !strings.Contains(out, "retired") {
+		t.Fatalf("catalog list = %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, nil, "", "catalog", "list", "--agent", "codex", "--json")
+	var entries []map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &entries) != nil || len(entries) == 0 {
+		t.Fatalf("catalog list --agent codex --json = %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, nil, "", "catalog", "check")
+	if err != nil || !strings.Contains(out, "ok") {
+		t.Fatalf("catalog check = %v\n%s", err, out)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"models":[{"id":"x-1","provider":"nowhere"},{"id":"x-2","provider":"nowhere"}]}`), 0o600)
+	out, _, err = runCLI(t, nil, "", "catalog", "check", "--file", bad)
+	if err != errSilent {
+		t.Fatalf("catalog check of a bad file = %v; want failure\n%s", err, out)
+	}
+	// Every problem, not just the first: both models are named.
+	if !strings.Contains(out, "x-1") || !strings.Contains(out, "x-2") {
+		t.Fatalf("catalog check did not report every problem:\n%s", out)
+	}
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/agentbroker/agentbroker/catalog"
+	"github.com/agentbroker/agentbroker/internal/adminapi"
+	"github.com/agentbroker/agentbroker/internal/metrics"
+	"github.com/agentbroker/agentbroker/internal/server"
+	"github.com/agentbroker/agentbroker/store/sqlite"
+	"github.com/agentbroker/agentbroker/tokens"
+)
+
+func serveCommand() *command {
+	return &command{
+		name:    "serve",
+		summary: "run the broker: HTTP API, health and metrics on a loopback address",
+		flags: func(fs *flag.FlagSet, c *config) {
+			storeFlags(fs, c)
+			catalogFlag(fs, c)
+			tokenFlags(fs, c)
+			fs.StringVar(&c.Listen, "listen", c.Listen, "address to listen on (host:port; keep it on loopback unless a proxy guards it)")
+			fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may take to finish on SIGINT/SIGTERM")
+			fs.DurationVar(&c.AdminTokenTTL, "admin-token-ttl", c.AdminTokenTTL, "lifetime of the admin token created at start")
+		},
+		run: func(ctx context.Context, c *config, e *env, args []string) error {
+			if len(args) > 0 {
+				return usageError(e, "serve takes no arguments (did you mean --listen %s?)", args[0])
+			}
+			return serve(ctx, c, e)
+		},
+	}
+}
+
+func tokenFlags(fs *flag.FlagSet, c *config) {
+	fs.StringVar(&c.Issuer, "issuer", c.Issuer, "the iss claim of every token minted and required")
+	fs.DurationVar(&c.TokenMaxTTL, "token-max-ttl", c.TokenMaxTTL, "the longest lifetime a session token may be given")
+}
+
+// serve runs the broker until ctx ends.
+func serve(ctx context.Context, c *config, e *env) error {
+	log, err := c.logger(e.stderr)
+	if err != nil {
+		return err
+	}
+	cat, err := loadCatalog(c)
+	if err != nil {
+		return err
+	}
+	log.Info("model catalog loaded", "models", len(cat.Models()), "hash", cat.Hash(), "override", c.CatalogFile)
+
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+	}
+	defer ln.Close()
+	if !isLoopback(ln.Addr()) {
+		log.Warn("listening on a non-loopback address: anyone who can reach it can try the API", "addr", ln.Addr().String())
+	}
+
+	st, err := sqlite.Open(ctx, sqlite.Options{Dir: c.DataDir, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	log.Info("store open", "path", st.Path())
+
+	svc, err := tokens.New(ctx, st, st, c.tokenOptions(log))
+	if err != nil {
+		return fmt.Errorf("start token service: %w", err)
+	}
+	adminPath, created, err := ensureAdminToken(ctx, svc, c.DataDir, c.AdminTokenTTL)
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("admin token created; send it as 'Authorization: Bearer …'", "file", adminPath)
+	} else {
+		log.Info("admin token", "file", adminPath)
+	}
+
+	reg := metrics.NewRegistry()
+	srv := server.New(&server.Options{
+		Logger:          log,
+		Metrics:         reg,
+		Health:          st,
+		ShutdownTimeout: c.ShutdownTimeout,
+	})
+	srv.Handle("GET /v1/models", catalog.Handler(cat))
+	srv.Handle("GET /.well-known/jwks.json", svc.KeyRing().JWKSHandler())
+	adminapi.Mount(srv, svc, cat)
+	adminapi.MountProjects(srv, svc, st)
+
+	// Keys rotated by another process (agentbroker keys rotate) are picked
+	// up without a restart.
+	bg, stopBG := context.WithCancel(ctx)
+	defer stopBG()
+	refreshed := make(chan struct{})
+	go func() {
+		defer close(refreshed)
+		_ = svc.KeyRing().RefreshEvery(bg, 30*time.Second)
+	}()
+	defer func() { stopBG(); <-refreshed }()
+
+	err = srv.Run(ctx, ln)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func (c *config) tokenOptions(log *slog.Logger) *tokens.Options {
+	return &tokens.Options{
+		Issuer:           c.Issuer,
+		MaxLifetime:      c.TokenMaxTTL,
+		AdminMaxLifetime: c.AdminTokenTTL,
+		Logger:           log,
+	}
+}
+
+func loadCatalog(c *config) (*catalog.Catalog, error) {
+	if c.CatalogFile == "" {
+		return catalog.Load(nil)
+	}
+	data, err := readLimited(c.CatalogFile, catalog.MaxFileSize)
+	if err != nil {
+		return nil, fmt.Errorf("catalog file: %w", err)
+	}
+	cat, err := catalog.Load(data)
+	if err != nil {
+		return nil, fmt.Errorf("catalog file %s: %w", c.CatalogFile, err)
+	}
+	return cat, nil
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
