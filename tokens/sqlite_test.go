@@ -84,3 +84,35 @@ func TestSQLiteTwoProcesses(t *testing.T) {
 		t.Fatalf("session revoked by the server: %v", err)
 	}
 }
+
+// The SQLite benchmarks measure Verify as serve runs it: the revocation
+// check is a query on the store's read pool on every call.
+func benchSQLite(b *testing.B, cacheSize int) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, sqlite.Options{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	s, err := tokens.New(ctx, db, db, &tokens.Options{CacheSize: cacheSize})
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, _, err := s.Mint(ctx, tokens.Grant{Subject: "alice", Project: "p", Session: "s1",
+		Audience: tokens.AudienceMCP, Scopes: []tokens.Scope{tokens.ScopeTasksRead}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Verify(ctx, raw, tokens.AudienceMCP); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkVerifyColdSQLite(b *testing.B)   { benchSQLite(b, -1) }
+func BenchmarkVerifyCachedSQLite(b *testing.B) { benchSQLite(b, 0) }
