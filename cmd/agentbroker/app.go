@@ -57,6 +57,7 @@ func commands() []*command {
 		catalogCommand(),
 		keysCommand(),
 		tokenCommand(),
+		bridgeCommand(),
 		versionCommand(),
 	}
 }
@@ -128,7 +129,7 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 func printHelp(w io.Writer, cmd *command, path []string) {
 	fmt.Fprintf(w, "Usage: %s <command> [flags]\n\nCommands:\n", strings.Join(path, " "))
 	for _, c := range cmd.children {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nEvery flag can also be set in the environment: --data-dir is %s.\n", envName("data-dir"))
 	fmt.Fprintf(w, "Run '%s <command> -h' for a command's flags.\n", strings.Join(path, " "))
