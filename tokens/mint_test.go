@@ -12,11 +12,11 @@ import (
 func TestScopes(t *testing.T) {
 	t.Parallel()
 	all := AllScopes()
-	if len(all) != 10 {
-		t.Fatalf("AllScopes has %d scopes; want the 10 of the table", len(all))
+	if len(all) != 11 {
+		t.Fatalf("AllScopes has %d scopes; want the 11 of the table", len(all))
 	}
 	for _, want := range []Scope{"project:read", "tasks:read", "tasks:write", "knowledge:read", "knowledge:write",
-		"sessions:read", "inference", "session:view", "session:control", "admin"} {
+		"sessions:read", "inference", "session:view", "session:control", "admin", "tasks:manage"} {
 		if !want.Known() {
 			t.Errorf("%s is not in the vocabulary", want)
 		}
@@ -51,6 +51,47 @@ func TestScopes(t *testing.T) {
 	var back Scopes
 	if err := json.Unmarshal(b, &back); err != nil || back != s {
 		t.Fatalf("JSON round trip: %s → %v, %v", b, back, err)
+	}
+}
+
+// TestTasksManageScope: tasks:manage was appended to the vocabulary (its bit
+// is the last one, so earlier scopes keep theirs); it is allowed on the MCP
+// and admin audiences only, and admin implies it.
+func TestTasksManageScope(t *testing.T) {
+	t.Parallel()
+	if all := AllScopes(); all[len(all)-1] != ScopeTasksManage {
+		t.Fatalf("tasks:manage is not the last scope of the vocabulary: %v", all)
+	}
+	if s, err := ParseScopes("tasks:manage admin"); err != nil || s.String() != "admin tasks:manage" {
+		t.Fatalf("ParseScopes = %v, %v; want canonical order admin tasks:manage", s, err)
+	}
+	for aud, want := range map[Audience]bool{AudienceMCP: true, AudienceAdmin: true, AudienceProxy: false, AudienceViewer: false} {
+		if got := aud.AllowedScopes().Has(ScopeTasksManage); got != want {
+			t.Errorf("%s allows tasks:manage = %v; want %v", aud, got, want)
+		}
+	}
+	f := newFixture(t, nil)
+	g := mcpGrant()
+	g.Scopes = []Scope{ScopeTasksWrite, ScopeTasksManage}
+	raw, c, err := f.svc.Mint(context.Background(), g)
+	if err != nil {
+		t.Fatalf("Mint with tasks:manage on MCP: %v", err)
+	}
+	if got, err := f.svc.Verify(context.Background(), raw, AudienceMCP); err != nil || !got.HasScope(ScopeTasksManage) {
+		t.Fatalf("Verify = %+v, %v; want a token holding tasks:manage", got, err)
+	}
+	if c.Scopes.String() != "tasks:write tasks:manage" {
+		t.Fatalf("scope claim = %q", c.Scopes.String())
+	}
+	proxy := Grant{Subject: "u", Project: "p", Session: "s", Audience: AudienceProxy, Scopes: []Scope{ScopeTasksManage}}
+	if _, _, err := f.svc.Mint(context.Background(), proxy); !errors.Is(err, ErrInvalidGrant) {
+		t.Fatalf("Mint tasks:manage on proxy = %v; want ErrInvalidGrant", err)
+	}
+	if !(Claims{Audience: AudienceAdmin, Scopes: mustScopes(ScopeAdmin)}).HasScope(ScopeTasksManage) {
+		t.Fatal("admin does not imply tasks:manage")
+	}
+	if (Claims{Audience: AudienceMCP, Scopes: mustScopes(ScopeTasksWrite)}).HasScope(ScopeTasksManage) {
+		t.Fatal("tasks:write implies tasks:manage")
 	}
 }
 

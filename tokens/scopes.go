@@ -19,6 +19,8 @@ import (
 //	knowledge:read   mcp, admin    search and read the project's knowledge
 //	knowledge:write  mcp, admin    add and edit knowledge entries
 //	sessions:read    mcp, admin    read the transcripts of earlier sessions of the project
+//	tasks:manage     mcp, admin    update any task of the project, not only the one bound to the
+//	                               token's session (tasks:write alone allows only that one)
 //	inference        proxy, admin  call models through the inference proxy (catalog-checked)
 //	session:view     viewer, admin watch one session's event stream
 //	session:control  viewer, admin prompt, cancel and answer permission requests in one session
@@ -47,6 +49,7 @@ const (
 	ScopeSessionView    Scope = "session:view"
 	ScopeSessionControl Scope = "session:control"
 	ScopeAdmin          Scope = "admin"
+	ScopeTasksManage    Scope = "tasks:manage"
 )
 
 // vocabulary is the scope table in its canonical order (the order of the
@@ -62,6 +65,7 @@ var vocabulary = [...]Scope{
 	ScopeSessionView,
 	ScopeSessionControl,
 	ScopeAdmin,
+	ScopeTasksManage,
 }
 
 // AllScopes returns the whole vocabulary in canonical order (a fresh slice).
@@ -216,7 +220,7 @@ func (a Audience) allowed() Scopes {
 	switch a {
 	case AudienceMCP:
 		return mustScopes(ScopeProjectRead, ScopeTasksRead, ScopeTasksWrite,
-			ScopeKnowledgeRead, ScopeKnowledgeWrite, ScopeSessionsRead)
+			ScopeKnowledgeRead, ScopeKnowledgeWrite, ScopeSessionsRead, ScopeTasksManage)
 	case AudienceProxy:
 		return mustScopes(ScopeInference)
 	case AudienceViewer:

@@ -222,6 +222,15 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Fatalf("MCP token at the admin API = %d; want 401", resp.StatusCode)
 	}
 
+	// Neither token is in the broker's argv.
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", b.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(cmdline), admin) || strings.Contains(string(cmdline), minted.Token) {
+		t.Fatalf("a token is in the broker's argv")
+	}
+
 	// Metrics count what happened.
 	_, metrics := b.do("GET", "/metrics", "", nil)
 	if !strings.Contains(metrics, `agentbroker_http_requests_total{route="GET /v1/keys",method="GET",code="200"} 1`) {
