@@ -61,6 +61,7 @@ type Store interface {
 	Tasks
 	KnowledgeBase
 	Transcripts
+	Events
 	Close() error
 }
 

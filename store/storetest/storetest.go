@@ -52,6 +52,7 @@ func Run(t *testing.T, open Open) {
 		{"Search", testSearch},
 		{"SearchAfterUpdate", testSearchAfterUpdate},
 		{"HostileSearch", testHostileSearch},
+		{"Events", testEvents},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
