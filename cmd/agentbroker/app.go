@@ -162,6 +162,8 @@ type config struct {
 	CatalogFile string
 
 	Listen          string
+	PublicURL       string
+	AllowedOrigins  stringsFlag
 	ShutdownTimeout time.Duration
 	Issuer          string
 	TokenMaxTTL     time.Duration

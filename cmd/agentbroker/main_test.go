@@ -16,6 +16,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
 )
 
 // binary is the agentbroker built once for the tests that need a real
@@ -221,6 +225,9 @@ func TestServeEndToEnd(t *testing.T) {
 	if resp, _ := b.do("GET", "/v1/keys", minted.Token, nil); resp.StatusCode != 401 {
 		t.Fatalf("MCP token at the admin API = %d; want 401", resp.StatusCode)
 	}
+
+	// The MCP endpoint serves the project context to a token of that project.
+	checkMCP(t, b, admin)
 
 	// Neither token is in the broker's argv.
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", b.cmd.Process.Pid))
@@ -450,5 +457,56 @@ func TestCatalogCLI(t *testing.T) {
 	// Every problem, not just the first: both models are named.
 	if !strings.Contains(out, "x-1") || !strings.Contains(out, "x-2") {
 		t.Fatalf("catalog check did not report every problem:\n%s", out)
+	}
+}
+
+// checkMCP creates a project and a task over the admin API, mints an MCP
+// token for that project, and reads the task back through /mcp with
+// mcp-go's streamable HTTP client.
+func checkMCP(t *testing.T, b *broker, admin string) {
+	t.Helper()
+	if resp, body := b.do("GET", "/.well-known/oauth-protected-resource", "", nil); resp.StatusCode != 200 || !strings.Contains(body, b.url("/mcp")) {
+		t.Fatalf("protected resource metadata = %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := b.do("POST", "/mcp", "", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)); resp.StatusCode != 401 ||
+		!strings.Contains(resp.Header.Get("WWW-Authenticate"), "resource_metadata") {
+		t.Fatalf("/mcp without a token = %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	var p struct{ ID string }
+	_, body := b.do("POST", "/v1/projects", admin, strings.NewReader(`{"name":"demo","instructions":"Be brief."}`))
+	json.Unmarshal([]byte(body), &p)
+	var task struct{ ID string }
+	_, body = b.do("POST", "/v1/projects/"+p.ID+"/tasks", admin, strings.NewReader(`{"title":"Find the marker","description":"marker-8b1f"}`))
+	json.Unmarshal([]byte(body), &task)
+	var minted struct{ Token string }
+	_, body = b.do("POST", "/v1/tokens", admin, strings.NewReader(fmt.Sprintf(
+		`{"subject":"u","purpose":"mcp","project":%q,"session":"s1","scopes":["tasks:read","project:read"]}`, p.ID)))
+	json.Unmarshal([]byte(body), &minted)
+	if task.ID == "" || minted.Token == "" {
+		t.Fatalf("setup failed: task %q, token set %v", task.ID, minted.Token != "")
+	}
+
+	c, err := client.NewStreamableHttpClient(b.url("/mcp"), transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + minted.Token}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
+	init.Params.ClientInfo = mcp.Implementation{Name: "test", Version: "1"}
+	if _, err := c.Initialize(ctx, init); err != nil {
+		t.Fatalf("MCP initialize: %v", err)
+	}
+	req := mcp.CallToolRequest{}
+	req.Params.Name = "get_task"
+	req.Params.Arguments = map[string]any{"id": task.ID}
+	res, err := c.CallTool(ctx, req)
+	if err != nil || res.IsError || !strings.Contains(fmt.Sprint(res.Content), "marker-8b1f") {
+		t.Fatalf("get_task through /mcp = %+v, %v", res, err)
 	}
 }

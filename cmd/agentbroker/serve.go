@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/internal/adminapi"
 	"github.com/agentbroker/agentbroker/internal/metrics"
 	"github.com/agentbroker/agentbroker/internal/server"
+	"github.com/agentbroker/agentbroker/mcpserver"
 	"github.com/agentbroker/agentbroker/store/sqlite"
 	"github.com/agentbroker/agentbroker/tokens"
 )
@@ -28,6 +30,8 @@ func serveCommand() *command {
 			fs.StringVar(&c.Listen, "listen", c.Listen, "address to listen on (host:port; keep it on loopback unless a proxy guards it)")
 			fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may take to finish on SIGINT/SIGTERM")
 			fs.DurationVar(&c.AdminTokenTTL, "admin-token-ttl", c.AdminTokenTTL, "lifetime of the admin token created at start")
+			fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "the broker's URL as agents and browsers reach it (default http://<listen address>)")
+			fs.Var(&c.AllowedOrigins, "allowed-origin", "a browser origin (scheme://host:port) allowed besides the broker's own; repeat for more")
 		},
 		run: func(ctx context.Context, c *config, e *env, args []string) error {
 			if len(args) > 0 {
@@ -85,13 +89,31 @@ func serve(ctx context.Context, c *config, e *env) error {
 		log.Info("admin token", "file", adminPath)
 	}
 
+	publicURL := c.PublicURL
+	if publicURL == "" {
+		publicURL = "http://" + ln.Addr().String()
+	}
 	reg := metrics.NewRegistry()
+	mcp, err := mcpserver.New(&mcpserver.Options{
+		Store:          st,
+		Tokens:         svc,
+		ResourceURL:    strings.TrimSuffix(publicURL, "/") + "/mcp",
+		AllowedOrigins: c.AllowedOrigins,
+		Metrics:        reg,
+		Logger:         log,
+		Version:        version,
+	})
+	if err != nil {
+		return fmt.Errorf("start MCP server: %w", err)
+	}
 	srv := server.New(&server.Options{
 		Logger:          log,
 		Metrics:         reg,
 		Health:          st,
 		ShutdownTimeout: c.ShutdownTimeout,
+		OnShutdown:      []func(){func() { mcp.Close() }},
 	})
+	mcp.Mount(srv)
 	srv.Handle("GET /v1/models", catalog.Handler(cat))
 	srv.Handle("GET /.well-known/jwks.json", svc.KeyRing().JWKSHandler())
 	adminapi.Mount(srv, svc, cat)

@@ -36,6 +36,10 @@ type Options struct {
 	ReadHeaderTimeout time.Duration
 	// MaxHeaderBytes caps request headers. Default 64 KiB.
 	MaxHeaderBytes int
+	// OnShutdown functions run when shutdown begins, before waiting for
+	// in-flight requests: for handlers that hold long streams open (an MCP
+	// GET stream, a WebSocket) and must end them for Shutdown to finish.
+	OnShutdown []func()
 }
 
 // Server is the broker's HTTP server.
@@ -113,6 +117,9 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	for _, f := range s.opts.OnShutdown {
+		srv.RegisterOnShutdown(f)
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
