@@ -64,6 +64,12 @@ type DB struct {
 	known  int
 	log    *slog.Logger
 	closed atomic.Bool
+
+	// Statements on the hot paths (every MCP call checks a revocation and
+	// most read one row), prepared once: modernc/sqlite keeps no statement
+	// cache, and parsing the SQL cost as much as running it.
+	isRevokedStmt *sql.Stmt
+	getTaskStmt   *sql.Stmt
 }
 
 var _ store.Store = (*DB)(nil)
@@ -182,7 +188,22 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		db.Close()
 		return nil, describeOpenError(path, err)
 	}
+	if err := db.prepare(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return db, nil
+}
+
+func (db *DB) prepare(ctx context.Context) error {
+	var err error
+	if db.isRevokedStmt, err = db.r.PrepareContext(ctx, isRevokedSQL); err != nil {
+		return fmt.Errorf("prepare revocation check: %w", err)
+	}
+	if db.getTaskStmt, err = db.r.PrepareContext(ctx, getTaskSQL); err != nil {
+		return fmt.Errorf("prepare task read: %w", err)
+	}
+	return nil
 }
 
 func dsn(path string, q url.Values) string {
@@ -363,6 +384,11 @@ func (db *DB) Close() error {
 		return nil
 	}
 	var errs []error
+	for _, st := range []*sql.Stmt{db.isRevokedStmt, db.getTaskStmt} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
 	if db.r != nil {
 		errs = append(errs, db.r.Close())
 	}

@@ -66,8 +66,14 @@ func (db *DB) CreateTask(ctx context.Context, t store.Task) (store.Task, error) 
 	return t, nil
 }
 
+const getTaskSQL = `SELECT ` + taskColumns + ` FROM tasks WHERE project_id = ? AND id = ?`
+
 func getTask(ctx context.Context, q rowQuerier, projectID, id string) (store.Task, error) {
-	t, err := scanTask(q.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE project_id = ? AND id = ?`, projectID, id))
+	return taskRow(q.QueryRowContext(ctx, getTaskSQL, projectID, id), projectID, id)
+}
+
+func taskRow(row *sql.Row, projectID, id string) (store.Task, error) {
+	t, err := scanTask(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Task{}, fmt.Errorf("task %q in project %q: %w", id, projectID, store.ErrNotFound)
 	}
@@ -76,11 +82,10 @@ func getTask(ctx context.Context, q rowQuerier, projectID, id string) (store.Tas
 
 // GetTask returns one task of the project.
 func (db *DB) GetTask(ctx context.Context, projectID, id string) (store.Task, error) {
-	r, err := db.reader()
-	if err != nil {
-		return store.Task{}, fmt.Errorf("get task: %w", err)
+	if db.closed.Load() {
+		return store.Task{}, fmt.Errorf("get task: %w", store.ErrClosed)
 	}
-	t, err := getTask(ctx, r, projectID, id)
+	t, err := taskRow(db.getTaskStmt.QueryRowContext(ctx, projectID, id), projectID, id)
 	if err != nil {
 		return store.Task{}, fmt.Errorf("get task: %w", err)
 	}

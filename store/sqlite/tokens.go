@@ -92,14 +92,17 @@ func (db *DB) RevokeSession(ctx context.Context, sessionID string, at time.Time)
 	return nil
 }
 
+const isRevokedSQL = `SELECT
+	EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1) OR
+	(?2 <> '' AND EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = ?2))`
+
 // IsRevoked reports whether the token or its session is revoked.
 func (db *DB) IsRevoked(ctx context.Context, jti, sessionID string) (bool, error) {
+	if db.closed.Load() {
+		return false, store.ErrClosed
+	}
 	var revoked bool
-	err := db.r.QueryRowContext(ctx, `SELECT
-		EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1) OR
-		(?2 <> '' AND EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = ?2))`,
-		jti, sessionID).Scan(&revoked)
-	if err != nil {
+	if err := db.isRevokedStmt.QueryRowContext(ctx, jti, sessionID).Scan(&revoked); err != nil {
 		return false, fmt.Errorf("check revocation: %w", err)
 	}
 	return revoked, nil
