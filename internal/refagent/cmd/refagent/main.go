@@ -1,0 +1,40 @@
+// Command refagent is agentbroker's reference ACP agent on stdio (see
+// package refagent). Environment: REFAGENT_MCP_HTTP=0 (advertise stdio MCP
+// only), REFAGENT_REQUIRE_AUTH=1, REFAGENT_IGNORE_EOF=1, REFAGENT_STATE_DIR,
+// REFAGENT_LOG=debug. Logs go to stderr; stdout carries only JSON-RPC.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/agentbroker/agentbroker/internal/refagent"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	level := slog.LevelInfo
+	if os.Getenv("REFAGENT_LOG") == "debug" {
+		level = slog.LevelDebug
+	}
+	opts := refagent.OptionsFromEnv(os.Getenv)
+	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	err := refagent.Run(ctx, os.Stdin, os.Stdout, opts)
+	switch {
+	case errors.Is(err, refagent.ErrCrash):
+		os.Exit(3)
+	case errors.Is(err, refagent.ErrExitMidTurn):
+		os.Exit(4)
+	case err != nil && ctx.Err() != nil:
+		os.Exit(0) // asked to stop
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "refagent:", err)
+		os.Exit(1)
+	}
+}
