@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// family is an API family: it decides the error shape and the upstream
+// credential header.
+type family int
+
+const (
+	familyAnthropic family = iota
+	familyOpenAI
+)
+
+// Reason says why the proxy refused a request; the values are the
+// agentbroker_proxy_refusals_total reason label.
+type Reason string
+
+// The reasons.
+const (
+	ReasonUnauthenticated   Reason = "unauthenticated"    // 401: no token, or one Verify refused (wrong audience, expired, revoked…)
+	ReasonForbidden         Reason = "forbidden"          // 403: a proxy token without the inference scope
+	ReasonBadAuthRequest    Reason = "bad_auth_request"   // 400: token in the query string, two different tokens…
+	ReasonAuthUnavailable   Reason = "auth_unavailable"   // 503: the revocation store did not answer
+	ReasonTooLarge          Reason = "too_large"          // 413: body over Options.MaxBodyBytes
+	ReasonInvalidBody       Reason = "invalid_body"       // 400: not a JSON object, ambiguous or mistyped fields
+	ReasonNoModel           Reason = "no_model"           // 400: no model field
+	ReasonUnknownModel      Reason = "unknown_model"      // 404: not in the catalog
+	ReasonRetired           Reason = "retired"            // 404: retired; the message names the replacement
+	ReasonNotAllowed        Reason = "not_allowed"        // 403: the agent's policy does not allow it
+	ReasonUnknownAgent      Reason = "unknown_agent"      // 403: the token's agent has no policy
+	ReasonWrongEndpoint     Reason = "wrong_endpoint"     // 400: the model or agent does not speak this route's API
+	ReasonUnpricedOption    Reason = "unpriced_option"    // 400: speed or service_tier the catalog cannot price
+	ReasonNoUpstream        Reason = "no_upstream"        // 503: no upstream configured for the model's provider
+	ReasonNoKey             Reason = "no_key"             // 503: no platform key and no user key for the provider
+	ReasonNotFound          Reason = "not_found"          // 404: no such route under the prefix
+	ReasonMethodNotAllowed  Reason = "method_not_allowed" // 405: a route asked with another method than POST
+	ReasonUpstreamAuth      Reason = "upstream_auth"      // 502: the upstream refused the platform key (its body is not passed on)
+	ReasonUpstreamFailed    Reason = "upstream_failed"    // 502: the upstream could not be reached
+	ReasonUpstreamTimeout   Reason = "upstream_timeout"   // 504: no response headers within Options.ResponseHeaderTimeout
+	ReasonUpstreamTruncated Reason = "upstream_truncated" // the upstream broke off mid-body (an error event ends the stream)
+)
+
+// apiError is an error answered in the API's own shape.
+type apiError struct {
+	status  int
+	reason  Reason
+	message string
+	// code is OpenAI's error.code ("" means null); param is OpenAI's
+	// error.param ("" means null).
+	code  string
+	param string
+	// retry sets x-should-retry, which the Anthropic and OpenAI SDKs obey:
+	// refusals are final, so the client does not retry them.
+	retry bool
+}
+
+// anthropicType is Anthropic's error.type for a status.
+func anthropicType(status int) string {
+	switch status {
+	case http.StatusBadRequest, http.StatusMethodNotAllowed:
+		return "invalid_request_error"
+	case http.StatusUnauthorized:
+		return "authentication_error"
+	case http.StatusForbidden:
+		return "permission_error"
+	case http.StatusNotFound:
+		return "not_found_error"
+	case http.StatusRequestEntityTooLarge:
+		return "request_too_large"
+	case http.StatusTooManyRequests:
+		return "rate_limit_error"
+	}
+	if status >= 500 {
+		return "api_error"
+	}
+	return "invalid_request_error"
+}
+
+// openAIType is OpenAI's error.type for a status.
+func openAIType(status int) string {
+	if status >= 500 {
+		return "server_error"
+	}
+	return "invalid_request_error"
+}
+
+// body renders e in fam's shape.
+func (e apiError) body(fam family) []byte {
+	var v any
+	if fam == familyAnthropic {
+		v = struct {
+			Type  string `json:"type"`
+			Error struct {
+				Type    string `json:"type"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}{Type: "error", Error: struct {
+			Type    string `json:"type"`
+			Message string `json:"message"`
+		}{anthropicType(e.status), e.message}}
+	} else {
+		type inner struct {
+			Message string  `json:"message"`
+			Type    string  `json:"type"`
+			Param   *string `json:"param"`
+			Code    *string `json:"code"`
+		}
+		in := inner{Message: e.message, Type: openAIType(e.status)}
+		if e.param != "" {
+			in.Param = &e.param
+		}
+		if e.code != "" {
+			in.Code = &e.code
+		}
+		v = struct {
+			Error inner `json:"error"`
+		}{in}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // plain strings: cannot fail
+	return buf.Bytes()
+}
+
+// write sends e to the client.
+func (e apiError) write(w http.ResponseWriter, fam family) {
+	b := e.body(fam)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("X-Should-Retry", strconv.FormatBool(e.retry))
+	if e.reason != "" {
+		h.Set("X-Agentbroker-Refusal", string(e.reason))
+	}
+	w.WriteHeader(e.status)
+	_, _ = w.Write(b)
+}
+
+// sseError is an error event that ends a stream the upstream broke off, in
+// the shape the API's clients read mid-stream.
+func sseError(rt route, responseID, message string) []byte {
+	var name string
+	var v any
+	switch rt.name {
+	case RouteResponses:
+		name = "response.failed"
+		v = map[string]any{"type": "response.failed", "response": map[string]any{
+			"id": responseID, "object": "response", "status": "failed",
+			"error": map[string]string{"code": "server_error", "message": message}}}
+	case RouteChat:
+		v = map[string]any{"error": map[string]any{"message": message, "type": "server_error", "param": nil, "code": nil}}
+	default:
+		name = "error"
+		v = map[string]any{"type": "error", "error": map[string]string{"type": "api_error", "message": message}}
+	}
+	data, _ := json.Marshal(v)
+	var b []byte
+	if name != "" {
+		b = append(b, "event: "+name+"\n"...)
+	}
+	b = append(b, "data: "...)
+	b = append(b, data...)
+	return append(b, "\n\n"...)
+}

@@ -1,0 +1,360 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentbroker/agentbroker/catalog"
+	"github.com/agentbroker/agentbroker/internal/metrics"
+	"github.com/agentbroker/agentbroker/tokens"
+)
+
+// Path prefixes the proxy is mounted under. An agent's base URL is the
+// broker's URL followed by one of them (see BaseURLs).
+const (
+	// AnthropicPrefix serves Anthropic Messages: Claude Code gets
+	// ANTHROPIC_BASE_URL=<broker>/proxy/anthropic and posts
+	// /proxy/anthropic/v1/messages?beta=true.
+	AnthropicPrefix = "/proxy/anthropic"
+	// OpenAIPrefix serves OpenAI Responses and Chat Completions: Codex gets
+	// base_url = "<broker>/proxy/openai/v1" and posts
+	// /proxy/openai/v1/responses.
+	OpenAIPrefix = "/proxy/openai"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxBodyBytes          = 32 << 20
+	DefaultResponseHeaderTimeout = 10 * time.Minute
+	// DefaultAnthropicVersion is sent upstream when the client sends no
+	// anthropic-version header.
+	DefaultAnthropicVersion = "2023-06-01"
+)
+
+// BaseURLs returns the base URLs agents are configured with for a broker
+// listening at brokerURL (e.g. "http://127.0.0.1:7420"): Anthropic's
+// (ANTHROPIC_BASE_URL, without /v1, as Claude Code wants it) and OpenAI's
+// (Codex's model provider base_url, with /v1).
+func BaseURLs(brokerURL string) (anthropic, openaiV1 string) {
+	base := strings.TrimRight(brokerURL, "/")
+	return base + AnthropicPrefix, base + OpenAIPrefix + "/v1"
+}
+
+// Route is an API route the proxy serves.
+type Route string
+
+// The routes, relative to their prefix.
+const (
+	RouteMessages    Route = "messages"     // POST /proxy/anthropic/v1/messages
+	RouteCountTokens Route = "count_tokens" // POST /proxy/anthropic/v1/messages/count_tokens
+	RouteResponses   Route = "responses"    // POST /proxy/openai/v1/responses
+	RouteChat        Route = "chat"         // POST /proxy/openai/v1/chat/completions
+)
+
+type route struct {
+	name     Route
+	family   family
+	endpoint catalog.Endpoint
+	prefix   string
+	path     string // the API path, upstream and under the prefix
+}
+
+var routes = []route{
+	{RouteMessages, familyAnthropic, catalog.EndpointMessages, AnthropicPrefix, "/v1/messages"},
+	{RouteCountTokens, familyAnthropic, catalog.EndpointMessages, AnthropicPrefix, "/v1/messages/count_tokens"},
+	{RouteResponses, familyOpenAI, catalog.EndpointResponses, OpenAIPrefix, "/v1/responses"},
+	{RouteChat, familyOpenAI, catalog.EndpointChat, OpenAIPrefix, "/v1/chat/completions"},
+}
+
+// Upstream is where a provider's models go.
+type Upstream struct {
+	// BaseURL is the provider API's root, to which the API paths
+	// (/v1/messages, /v1/responses…) are appended, e.g.
+	// "https://api.anthropic.com" or "https://api.openai.com". A path is
+	// kept (a gateway's "https://gw.example/anthropic"). Required.
+	BaseURL string
+	// APIKey is the platform's key (see LoadKey), sent as x-api-key to
+	// Anthropic-style upstreams and as Authorization: Bearer to
+	// OpenAI-style ones. Empty means only sessions with their own key
+	// (Options.UserKey) can use this upstream.
+	APIKey string
+}
+
+// Options configure a Proxy.
+type Options struct {
+	// Tokens verifies inference tokens (audience tokens.AudienceProxy,
+	// scope tokens.ScopeInference). Required.
+	Tokens *tokens.Service
+	// Catalog decides what each agent may use. Nil means catalog.Embedded().
+	Catalog *catalog.Catalog
+	// Upstreams by provider. A model whose provider has none is refused
+	// with 503 before any upstream call; nothing is ever routed to a
+	// default.
+	Upstreams map[catalog.Provider]Upstream
+	// UserKey, when set, is asked for the session's own key for a
+	// provider (passthrough): when it returns ok with a key, that key is
+	// sent upstream instead of the platform's. Nil means platform keys only.
+	UserKey func(ctx context.Context, c tokens.Claims, p catalog.Provider) (key string, ok bool)
+	// Recorder receives one UsageRecord per authenticated request. Nil
+	// means none.
+	Recorder Recorder
+	// Metrics is where the proxy's series are registered (once: two
+	// proxies cannot share a registry). Nil means a private registry.
+	Metrics *metrics.Registry
+	// Logger receives a line per request and per refusal, never a token or
+	// a key. Nil means silent.
+	Logger *slog.Logger
+	// MaxBodyBytes caps request bodies (413 beyond). Zero means
+	// DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// ResponseHeaderTimeout bounds the wait for the upstream's response
+	// headers (a non-streamed answer sends them only when it is complete).
+	// There is no overall timeout: a stream lasts as long as the upstream
+	// and the client keep it. Zero means DefaultResponseHeaderTimeout.
+	// Ignored when Transport is set.
+	ResponseHeaderTimeout time.Duration
+	// Transport makes the upstream requests. Nil means a clone of
+	// http.DefaultTransport with ResponseHeaderTimeout.
+	Transport http.RoundTripper
+}
+
+// Proxy is the inference proxy. It is safe for concurrent use.
+type Proxy struct {
+	tokens    *tokens.Service
+	catalog   *catalog.Catalog
+	upstreams map[catalog.Provider]upstream
+	userKey   func(context.Context, tokens.Claims, catalog.Provider) (string, bool)
+	recorder  Recorder
+	log       *slog.Logger
+	maxBody   int64
+	transport http.RoundTripper
+	ownTr     *http.Transport // the transport New made, closed by Close
+	m         *meters
+	bufs      sync.Pool
+	handlers  map[Route]http.Handler
+}
+
+type upstream struct {
+	base   *url.URL
+	apiKey string
+}
+
+// New returns a proxy, or an error naming what is wrong with opts.
+func New(opts *Options) (*Proxy, error) {
+	if opts == nil || opts.Tokens == nil {
+		return nil, errors.New("proxy: new: Options.Tokens is required")
+	}
+	o := *opts
+	p := &Proxy{tokens: o.Tokens, catalog: o.Catalog, userKey: o.UserKey, recorder: o.Recorder, log: o.Logger,
+		maxBody: o.MaxBodyBytes, transport: o.Transport, upstreams: map[catalog.Provider]upstream{}}
+	if p.catalog == nil {
+		p.catalog = catalog.Embedded()
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.maxBody <= 0 {
+		p.maxBody = DefaultMaxBodyBytes
+	}
+	for prov, up := range o.Upstreams {
+		u, err := url.Parse(up.BaseURL)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("proxy: new: upstream %s: base URL: %w", prov, err)
+		case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+			return nil, fmt.Errorf("proxy: new: upstream %s: base URL %q is not an absolute http(s) URL", prov, up.BaseURL)
+		case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+			return nil, fmt.Errorf("proxy: new: upstream %s: base URL must have no user info, query or fragment", prov)
+		}
+		if up.APIKey != "" {
+			if _, err := checkKey(up.APIKey); err != nil {
+				return nil, fmt.Errorf("proxy: new: upstream %s: API key: %w", prov, err)
+			}
+		}
+		u.Path = strings.TrimRight(u.Path, "/")
+		u.RawPath = ""
+		p.upstreams[prov] = upstream{base: u, apiKey: up.APIKey}
+	}
+	if p.transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = o.ResponseHeaderTimeout
+		if t.ResponseHeaderTimeout <= 0 {
+			t.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
+		}
+		t.MaxIdleConnsPerHost = 64
+		p.transport, p.ownTr = t, t
+	}
+	reg := o.Metrics
+	if reg == nil {
+		reg = metrics.NewRegistry()
+	}
+	p.m = newMeters(reg)
+	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	p.handlers = map[Route]http.Handler{}
+	auth := o.Tokens.MiddlewareWith(tokens.MiddlewareOptions{
+		Audience:     tokens.AudienceProxy,
+		Scopes:       []tokens.Scope{tokens.ScopeInference},
+		AcceptAPIKey: true,
+		Realm:        "agentbroker-proxy",
+	})
+	for _, rt := range routes {
+		p.handlers[rt.name] = p.authenticated(auth, rt)
+	}
+	return p, nil
+}
+
+// Mount registers the proxy's routes on mux (net/http ServeMux pattern
+// syntax): POST on each API path under AnthropicPrefix and OpenAIPrefix,
+// and an API-shaped 404 (405 for another method) for everything else under
+// them.
+func (p *Proxy) Mount(mux interface{ Handle(string, http.Handler) }) {
+	for _, rt := range routes {
+		mux.Handle("POST "+rt.prefix+rt.path, p.handlers[rt.name])
+	}
+	mux.Handle(AnthropicPrefix+"/", p.unrouted(familyAnthropic, AnthropicPrefix))
+	mux.Handle(OpenAIPrefix+"/", p.unrouted(familyOpenAI, OpenAIPrefix))
+}
+
+// Close closes the idle upstream connections of the transport New made.
+// The proxy still works afterwards; it is for tests and shutdown.
+func (p *Proxy) Close() {
+	if p.ownTr != nil {
+		p.ownTr.CloseIdleConnections()
+	}
+}
+
+// unrouted answers a path under prefix that is not a route.
+func (p *Proxy) unrouted(fam family, prefix string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rest := strings.TrimPrefix(r.URL.Path, prefix)
+		for _, rt := range routes {
+			if rt.prefix == prefix && rt.path == rest {
+				w.Header().Set("Allow", http.MethodPost)
+				p.m.refusals.With(string(ReasonMethodNotAllowed)).Inc()
+				apiError{status: http.StatusMethodNotAllowed, reason: ReasonMethodNotAllowed,
+					message: "agentbroker proxy: " + rest + " takes POST only"}.write(w, fam)
+				return
+			}
+		}
+		p.m.refusals.With(string(ReasonNotFound)).Inc()
+		apiError{status: http.StatusNotFound, reason: ReasonNotFound,
+			message: "agentbroker proxy: no route " + strconv.Quote(cut(rest, 128)) + " (routes: " + routeList(prefix) + ")"}.write(w, fam)
+	})
+}
+
+func routeList(prefix string) string {
+	var out []string
+	for _, rt := range routes {
+		if rt.prefix == prefix {
+			out = append(out, "POST "+rt.path)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// authCapture is the ResponseWriter the token middleware gets: what it
+// writes when it refuses a request is held, to be rewritten in the API's
+// shape; when it lets the request through, the handler writes to real.
+type authCapture struct {
+	real   http.ResponseWriter
+	header http.Header
+	status int
+	body   bytes.Buffer
+	passed bool
+	start  time.Time
+}
+
+func (c *authCapture) Header() http.Header { return c.header }
+
+func (c *authCapture) WriteHeader(status int) {
+	if c.status == 0 {
+		c.status = status
+	}
+}
+
+func (c *authCapture) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	if c.body.Len() < 4<<10 {
+		c.body.Write(b[:min(len(b), 4<<10-c.body.Len())])
+	}
+	return len(b), nil
+}
+
+// authenticated wraps the route's handler in the token middleware and
+// rewrites the middleware's refusals in the API's shape (same status, same
+// WWW-Authenticate challenge).
+func (p *Proxy) authenticated(auth func(http.Handler) http.Handler, rt route) http.Handler {
+	inner := auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, ok := w.(*authCapture)
+		if !ok {
+			panic("proxy: the token middleware replaced the ResponseWriter")
+		}
+		c.passed = true
+		p.serve(c.real, r, rt, c.start)
+	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := &authCapture{real: w, header: http.Header{}, start: time.Now()}
+		inner.ServeHTTP(c, r)
+		if !c.passed {
+			p.authRefused(w, r, rt, c)
+		}
+	})
+}
+
+func (p *Proxy) authRefused(w http.ResponseWriter, r *http.Request, rt route, c *authCapture) {
+	var body struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	_ = json.Unmarshal(c.body.Bytes(), &body)
+	for _, h := range []string{"WWW-Authenticate", "Retry-After"} {
+		if v := c.header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	e := apiError{status: c.status, message: "agentbroker proxy: " + body.Description}
+	switch c.status {
+	case http.StatusUnauthorized:
+		e.reason, e.code = ReasonUnauthenticated, "invalid_api_key"
+		if body.Error == "invalid_token" && body.Description != "missing bearer token" {
+			e.message = "agentbroker proxy: inference token refused: " + body.Description
+		} else {
+			e.message = "agentbroker proxy: no inference token: send the session's inference token as x-api-key or Authorization: Bearer"
+		}
+	case http.StatusForbidden:
+		e.reason, e.code = ReasonForbidden, "insufficient_permissions"
+		e.message = "agentbroker proxy: inference token refused: " + body.Description
+	case http.StatusServiceUnavailable:
+		e.reason, e.retry = ReasonAuthUnavailable, true
+		e.message = "agentbroker proxy: cannot verify the inference token now; retry shortly"
+	default:
+		e.reason = ReasonBadAuthRequest
+	}
+	p.m.refusals.With(string(e.reason)).Inc()
+	p.log.LogAttrs(r.Context(), slog.LevelInfo, "proxy refused a request", slog.String("route", string(rt.name)),
+		slog.String("reason", string(e.reason)), slog.Int("status", e.status), slog.String("message", e.message))
+	e.write(w, rt.family)
+}
+
+// cut shortens s to at most n bytes (on a rune boundary, for messages and logs).
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n] + "…"
+}
