@@ -161,13 +161,18 @@ type config struct {
 	LogLevel    string
 	CatalogFile string
 
-	Listen          string
-	PublicURL       string
-	AllowedOrigins  stringsFlag
-	ShutdownTimeout time.Duration
-	Issuer          string
-	TokenMaxTTL     time.Duration
-	AdminTokenTTL   time.Duration
+	Listen         string
+	PublicURL      string
+	AllowedOrigins stringsFlag
+
+	AnthropicUpstream string
+	OpenAIUpstream    string
+	AnthropicKeyFile  string
+	OpenAIKeyFile     string
+	ShutdownTimeout   time.Duration
+	Issuer            string
+	TokenMaxTTL       time.Duration
+	AdminTokenTTL     time.Duration
 }
 
 func defaultConfig(getenv func(string) string) *config {
@@ -180,6 +185,9 @@ func defaultConfig(getenv func(string) string) *config {
 		Issuer:          "agentbroker",
 		TokenMaxTTL:     24 * time.Hour,
 		AdminTokenTTL:   90 * 24 * time.Hour,
+
+		AnthropicUpstream: "https://api.anthropic.com",
+		OpenAIUpstream:    "https://api.openai.com",
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/agentbroker/agentbroker/internal/metrics"
 	"github.com/agentbroker/agentbroker/internal/server"
 	"github.com/agentbroker/agentbroker/mcpserver"
+	"github.com/agentbroker/agentbroker/proxy"
 	"github.com/agentbroker/agentbroker/store/sqlite"
 	"github.com/agentbroker/agentbroker/tokens"
 )
@@ -31,6 +32,10 @@ func serveCommand() *command {
 			fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may take to finish on SIGINT/SIGTERM")
 			fs.DurationVar(&c.AdminTokenTTL, "admin-token-ttl", c.AdminTokenTTL, "lifetime of the admin token created at start")
 			fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "the broker's URL as agents and browsers reach it (default http://<listen address>)")
+			fs.StringVar(&c.AnthropicUpstream, "anthropic-upstream", c.AnthropicUpstream, "where the inference proxy sends Anthropic Messages calls")
+			fs.StringVar(&c.OpenAIUpstream, "openai-upstream", c.OpenAIUpstream, "where the inference proxy sends OpenAI calls")
+			fs.StringVar(&c.AnthropicKeyFile, "anthropic-key-file", c.AnthropicKeyFile, "a 0600 file with the platform's Anthropic key (or set ANTHROPIC_API_KEY)")
+			fs.StringVar(&c.OpenAIKeyFile, "openai-key-file", c.OpenAIKeyFile, "a 0600 file with the platform's OpenAI key (or set OPENAI_API_KEY)")
 			fs.Var(&c.AllowedOrigins, "allowed-origin", "a browser origin (scheme://host:port) allowed besides the broker's own; repeat for more")
 		},
 		run: func(ctx context.Context, c *config, e *env, args []string) error {
@@ -114,6 +119,22 @@ func serve(ctx context.Context, c *config, e *env) error {
 		OnShutdown:      []func(){func() { mcp.Close() }},
 	})
 	mcp.Mount(srv)
+	upstreams, err := c.upstreams(e.getenv, log)
+	if err != nil {
+		return err
+	}
+	px, err := proxy.New(&proxy.Options{
+		Tokens:    svc,
+		Catalog:   cat,
+		Upstreams: upstreams,
+		Metrics:   reg,
+		Logger:    log,
+	})
+	if err != nil {
+		return fmt.Errorf("start inference proxy: %w", err)
+	}
+	defer px.Close()
+	px.Mount(srv)
 	srv.Handle("GET /v1/models", catalog.Handler(cat))
 	srv.Handle("GET /.well-known/jwks.json", svc.KeyRing().JWKSHandler())
 	adminapi.Mount(srv, svc, cat)
@@ -164,4 +185,32 @@ func loadCatalog(c *config) (*catalog.Catalog, error) {
 func isLoopback(a net.Addr) bool {
 	ta, ok := a.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
+}
+
+// upstreams configures the inference proxy's providers. A provider without
+// a platform key still routes sessions that bring their own; its platform
+// sessions are refused with a clear error, and the log says so at start.
+func (c *config) upstreams(getenv func(string) string, log *slog.Logger) (map[catalog.Provider]proxy.Upstream, error) {
+	out := map[catalog.Provider]proxy.Upstream{}
+	for _, u := range []struct {
+		provider      catalog.Provider
+		base, env, fn string
+	}{
+		{catalog.ProviderAnthropic, c.AnthropicUpstream, "ANTHROPIC_API_KEY", c.AnthropicKeyFile},
+		{catalog.ProviderOpenAI, c.OpenAIUpstream, "OPENAI_API_KEY", c.OpenAIKeyFile},
+	} {
+		key := getenv(u.env)
+		if key == "" && u.fn != "" {
+			var err error
+			if key, err = proxy.LoadKey("", u.fn); err != nil {
+				return nil, fmt.Errorf("inference proxy: %s key: %w", u.provider, err)
+			}
+		}
+		if key == "" {
+			log.Info("inference proxy: no platform key; only sessions with their own key reach this provider",
+				"provider", string(u.provider), "env", u.env)
+		}
+		out[u.provider] = proxy.Upstream{BaseURL: u.base, APIKey: key}
+	}
+	return out, nil
 }
