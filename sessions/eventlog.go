@@ -1,13 +1,10 @@
-// Package sessions is the session broker: session lifecycle, each
-// session's event log, the viewers who watch it over WebSocket, and
-// recovery after crashes and restarts.
-//
 // This file is the event log. Every event gets the next sequence number of
 // its session and is committed to the store before anyone can read it; a
 // Journal groups the commits of all sessions into few transactions. Viewers
 // pull from a Log (recent events from memory, older ones from the store)
 // and wait for the next commit, so a slow viewer never slows the agent and
 // never misses an event: it only falls behind.
+
 package sessions
 
 import (

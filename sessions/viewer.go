@@ -159,13 +159,20 @@ func bearer(r *http.Request) string {
 // authorize accepts a viewer token of this session with session:view, or
 // an admin token.
 func (v *viewers) authorize(r *http.Request, sessionID string) (tokens.Claims, int, string) {
+	return authorizeSession(r, v.opts.Tokens, sessionID, tokens.ScopeSessionView)
+}
+
+// authorizeSession accepts a viewer token of this session with scope, or
+// an admin token with the admin scope. It returns the claims, or the HTTP
+// status and the reason of a refusal.
+func authorizeSession(r *http.Request, ver Verifier, sessionID string, scope tokens.Scope) (tokens.Claims, int, string) {
 	raw := bearer(r)
 	if raw == "" {
 		return tokens.Claims{}, http.StatusUnauthorized, "missing bearer token"
 	}
-	c, err := v.opts.Tokens.Verify(r.Context(), raw, tokens.AudienceViewer)
+	c, err := ver.Verify(r.Context(), raw, tokens.AudienceViewer)
 	if errors.Is(err, tokens.ErrWrongAudience) {
-		c, err = v.opts.Tokens.Verify(r.Context(), raw, tokens.AudienceAdmin)
+		c, err = ver.Verify(r.Context(), raw, tokens.AudienceAdmin)
 		if err == nil {
 			if !c.HasScope(tokens.ScopeAdmin) {
 				return c, http.StatusForbidden, "needs admin"
@@ -179,8 +186,8 @@ func (v *viewers) authorize(r *http.Request, sessionID string) (tokens.Claims, i
 	if c.Session != sessionID {
 		return c, http.StatusForbidden, "token of another session"
 	}
-	if !c.HasScope(tokens.ScopeSessionView) {
-		return c, http.StatusForbidden, "needs session:view"
+	if !c.HasScope(scope) {
+		return c, http.StatusForbidden, "needs " + string(scope)
 	}
 	return c, 0, ""
 }

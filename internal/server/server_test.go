@@ -174,3 +174,34 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("Run = %v; want it to wrap context.Canceled", err)
 	}
 }
+
+// TestHijackThroughMiddleware: a handler behind the middleware can take
+// over the connection (WebSocket upgrades do), and the request is counted.
+func TestHijackThroughMiddleware(t *testing.T) {
+	t.Parallel()
+	s := New(nil)
+	s.Handle("GET /ws", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, rw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Errorf("Hijack: %v", err)
+			return
+		}
+		defer conn.Close()
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: close\r\n\r\n")
+		rw.Flush()
+	}))
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d; want 101", resp.StatusCode)
+	}
+	body := get(t, s.Handler(), "/metrics").Body.String()
+	if !strings.Contains(body, `agentbroker_http_requests_total{route="GET /ws",method="GET",code="101"} 1`) {
+		t.Fatalf("the upgrade is not counted:\n%s", body)
+	}
+}

@@ -1,0 +1,876 @@
+package sessions
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/agentbroker/agentbroker/acp"
+	"github.com/agentbroker/agentbroker/acp/profile"
+	"github.com/agentbroker/agentbroker/catalog"
+	"github.com/agentbroker/agentbroker/mcpserver"
+	"github.com/agentbroker/agentbroker/proxy"
+	"github.com/agentbroker/agentbroker/store"
+	"github.com/agentbroker/agentbroker/tokens"
+)
+
+// Store is what the Manager needs of the store: the event log, session
+// records and transcripts, and projects (to check them, and to find the
+// sessions of every project at recovery).
+type Store interface {
+	EventStore
+	GetProject(ctx context.Context, id string) (store.Project, error)
+	ListProjects(ctx context.Context) ([]store.Project, error)
+	PutSession(ctx context.Context, s store.SessionRecord) error
+	GetSession(ctx context.Context, projectID, id string) (store.SessionRecord, error)
+	ListSessions(ctx context.Context, projectID string, limit int) ([]store.SessionRecord, error)
+	AppendMessages(ctx context.Context, msgs []store.Message) ([]store.Message, error)
+}
+
+// Models checks models against the catalog (*catalog.Catalog does).
+type Models interface {
+	Resolve(agent, wireID string) (catalog.Resolved, error)
+	Policy(agent string) (catalog.Policy, error)
+}
+
+// State is where a session stands. Each change is an event of type
+// "state" in the session's log, and the session record's State.
+type State string
+
+// The states.
+const (
+	StateStarting    State = "starting"    // tokens minted, agent launching (or relaunching)
+	StateReady       State = "ready"       // handshake done, no turn yet since the (re)start
+	StatePrompting   State = "prompting"   // a turn is running
+	StateIdle        State = "idle"        // between turns
+	StateStopping    State = "stopping"    // DELETE in progress
+	StateStopped     State = "stopped"     // stopped on request; tokens revoked
+	StateFailed      State = "failed"      // the agent could not start or be restarted; tokens revoked
+	StateInterrupted State = "interrupted" // the broker shut down (resumable) or could not resume it
+)
+
+// Final reports whether no agent runs for a session in this state any more.
+func (s State) Final() bool {
+	return s == StateStopped || s == StateFailed || s == StateInterrupted
+}
+
+// MCP readiness of a session (Info.MCP.Status).
+const (
+	MCPPending      = "pending"       // waiting for the agent's tools/list
+	MCPConnected    = "connected"     // the session's MCP token reached tools/list
+	MCPNotConnected = "not_connected" // it did not within ReadyTimeout (or the first turn)
+	MCPFirstPrompt  = "first_prompt"  // the agent connects only when a prompt starts (Amp)
+)
+
+// Event types the Manager writes (besides the viewers' "update").
+const (
+	EventState             = "state"
+	EventConfig            = "config"
+	EventAgentStarted      = "agent_started"
+	EventACPSession        = "acp_session"
+	EventAgentExited       = "agent_exited"
+	EventUpdate            = "update"
+	EventReplay            = "replay"
+	EventPrompt            = "prompt"
+	EventTurnEnd           = "turn_end"
+	EventTurnFailed        = "turn_failed"
+	EventCancel            = "cancel"
+	EventPermissionRequest = "permission_request"
+	EventPermissionAnswer  = "permission_answer"
+	EventMCPConnected      = "mcp_connected"
+	EventMCPNotConnected   = "mcp_not_connected"
+	EventToolCallMCP       = "tool_call_mcp"
+	EventUsage             = "usage"
+	EventWarning           = "warning"
+)
+
+// Errors callers branch on. The HTTP API maps them to status codes.
+var (
+	// ErrUnknownSession: no session by that ID (wraps store.ErrNotFound).
+	ErrUnknownSession = fmt.Errorf("sessions: unknown session: %w", store.ErrNotFound)
+	// ErrInvalidRequest: the request is malformed or names something unusable.
+	ErrInvalidRequest = errors.New("sessions: invalid request")
+	// ErrModelRefused: the catalog refuses the model for the agent (the
+	// catalog's sentinel is wrapped too).
+	ErrModelRefused = errors.New("sessions: model refused")
+	// ErrBusy: the session cannot take this now (a turn is running, or it
+	// is starting).
+	ErrBusy = errors.New("sessions: session busy")
+	// ErrNoTurn: cancel without a running turn.
+	ErrNoTurn = errors.New("sessions: no turn running")
+	// ErrEnded: the session is stopped, failed or interrupted.
+	ErrEnded = errors.New("sessions: session ended")
+	// ErrNoSuchPermission: no pending permission request by that ID (never
+	// asked, already answered, or timed out).
+	ErrNoSuchPermission = errors.New("sessions: no such pending permission request")
+	// ErrInvalidOption: the option ID is not one the agent offered.
+	ErrInvalidOption = errors.New("sessions: not an option of this permission request")
+	// ErrStartFailed: the agent did not start or finish its handshake.
+	ErrStartFailed = errors.New("sessions: agent failed to start")
+	// ErrClosed: the Manager is closed.
+	ErrClosed = errors.New("sessions: manager closed")
+)
+
+// AgentConfig is how to run one agent profile on this machine.
+type AgentConfig struct {
+	// InstallDir holds the profile's npm package (profile.LaunchSpec.InstallDir).
+	InstallDir string
+	// Command overrides the install (required for amp and custom).
+	Command []string
+	// Node is the Node.js binary for Node-based adapters ("" = node on PATH).
+	Node string
+	// ExtraEnv adds KEY=value entries to the agent's environment; the text
+	// "{session_dir}" in a value is replaced by the session's directory.
+	ExtraEnv []string
+	// CatalogAgent, for the custom profile only, is the catalog agent its
+	// models are checked against. Empty: a custom session takes no model.
+	CatalogAgent string
+}
+
+// Options configure a Manager. Zero values mean the defaults.
+type Options struct {
+	// Store persists sessions, events and transcripts. Required.
+	Store Store
+	// Tokens mints, verifies and revokes the sessions' tokens. Required.
+	Tokens *tokens.Service
+	// Models checks models. Nil: catalog.Embedded().
+	Models Models
+	// DataDir holds one directory per session, sessions/<id> (0700), the
+	// agent's HOME and config files. Required.
+	DataDir string
+	// MCPURL is the broker's MCP endpoint as agents reach it
+	// (http://127.0.0.1:7420/mcp). Required.
+	MCPURL string
+	// MCPServerName is the MCP server's name in session/new (tools appear
+	// as mcp__<name>__<tool>). Default "agentbroker".
+	MCPServerName string
+	// BridgeCommand is the broker's executable, run as `<cmd> mcp-bridge`
+	// for agents without HTTP MCP. Empty: such agents cannot get our tools
+	// and fail to start.
+	BridgeCommand string
+	// ProxyBaseURL is the broker's base URL for platform-proxy credentials
+	// (the agent is pointed at <base>/proxy/…). Empty: platform-proxy is
+	// refused.
+	ProxyBaseURL string
+	// Agents configures each profile that may be launched; a profile
+	// missing here is refused.
+	Agents map[profile.Name]AgentConfig
+	// TokenLifetime of the sessions' tokens. Zero: the token service's
+	// default. It must not exceed the service's MaxLifetime.
+	TokenLifetime time.Duration
+	// StartTimeout bounds a launch: process start, ACP handshake. Default 60s.
+	StartTimeout time.Duration
+	// ReadyTimeout is how long to wait, after the handshake, for the
+	// session's MCP token to reach tools/list. Default 15s.
+	ReadyTimeout time.Duration
+	// AskTimeout bounds a permission request put to viewers; then it is
+	// rejected. Default acp.DefaultAskTimeout (2m).
+	AskTimeout time.Duration
+	// CancelGrace is how long a cancelled or stopped turn may take to end.
+	// Default 10s.
+	CancelGrace time.Duration
+	// StdinGrace and TermGrace are the supervisor's staged stop. Defaults
+	// are the supervisor's (3s each).
+	StdinGrace, TermGrace time.Duration
+	// RestartAttempts is how often a crashed agent is relaunched with
+	// session/load before the session fails. Default 2; negative: never.
+	RestartAttempts int
+	// RestartBackoff is the wait before the first relaunch, doubled for
+	// each further one. Default 500ms.
+	RestartBackoff time.Duration
+	// AllowedOrigins are browser origins allowed to open the events
+	// WebSocket besides the broker's own (ViewerOptions.AllowedOrigins).
+	AllowedOrigins []string
+	// Journal configures the event journal. Nil: defaults.
+	Journal *JournalOptions
+	// Logger: nil is silent. Secrets never reach it.
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() error {
+	switch {
+	case o.Store == nil:
+		return errors.New("sessions: Options.Store is required")
+	case o.Tokens == nil:
+		return errors.New("sessions: Options.Tokens is required")
+	case o.DataDir == "":
+		return errors.New("sessions: Options.DataDir is required")
+	case o.MCPURL == "":
+		return errors.New("sessions: Options.MCPURL is required")
+	}
+	dir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return fmt.Errorf("sessions: data dir: %w", err)
+	}
+	o.DataDir = dir
+	if o.Models == nil {
+		o.Models = catalog.Embedded()
+	}
+	if o.MCPServerName == "" {
+		o.MCPServerName = "agentbroker"
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = 60 * time.Second
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 15 * time.Second
+	}
+	if o.AskTimeout <= 0 {
+		o.AskTimeout = acp.DefaultAskTimeout
+	}
+	if o.CancelGrace <= 0 {
+		o.CancelGrace = 10 * time.Second
+	}
+	if o.RestartAttempts == 0 {
+		o.RestartAttempts = 2
+	}
+	if o.RestartAttempts < 0 {
+		o.RestartAttempts = 0
+	}
+	if o.RestartBackoff <= 0 {
+		o.RestartBackoff = 500 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Manager runs agent sessions: it mints their tokens, records them, launches
+// and supervises their agents, relays their updates into event logs and
+// transcripts, and answers the HTTP API (Mount). It implements
+// mcpserver.Observer (readiness, tool calls), proxy.Recorder (usage),
+// LogSource and Controller (viewers).
+type Manager struct {
+	opts Options
+	st   Store
+	j    *Journal
+	log  *slog.Logger
+
+	ctx    context.Context // ends at Close, after the agents are stopped
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	live   map[string]*session
+	known  map[string]string // session ID → project ID, for lookups
+	closed bool
+
+	launches atomic.Int64 // agent processes started (tests)
+}
+
+var (
+	_ mcpserver.Observer = (*Manager)(nil)
+	_ proxy.Recorder     = (*Manager)(nil)
+	_ LogSource          = (*Manager)(nil)
+	_ Controller         = (*Manager)(nil)
+)
+
+// New returns a Manager. Call Recover once at start, Mount its routes, and
+// Close it at shutdown.
+func New(opts Options) (*Manager, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(opts.DataDir, "sessions"), 0o700); err != nil {
+		return nil, fmt.Errorf("sessions: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{
+		opts:   opts,
+		st:     opts.Store,
+		j:      NewJournal(opts.Store, opts.Journal),
+		log:    opts.Logger,
+		ctx:    ctx,
+		cancel: cancel,
+		live:   map[string]*session{},
+		known:  map[string]string{},
+	}, nil
+}
+
+// Spec is what a new session is made of.
+type Spec struct {
+	// Project is the project ID. Required.
+	Project string
+	// Agent is the profile (claude-code, codex, codex-zed, amp, custom).
+	Agent profile.Name
+	// Model is a catalog model ID (or alias); empty means the agent's
+	// catalog default. The custom profile takes none unless configured
+	// with a CatalogAgent.
+	Model string
+	// Credential is how the agent reaches its model. For platform-proxy
+	// the secret is minted here (leave it empty).
+	Credential profile.Credential
+	// Cwd is the agent's working directory; empty means the project's
+	// RepoPath.
+	Cwd string
+	// Policy decides permission requests. Empty: ask.
+	Policy acp.PermissionPolicy
+	// Prompt, if set, is the first prompt, sent once the session is ready.
+	Prompt string
+	// Title of the session; empty means the prompt's beginning.
+	Title string
+	// CreatedBy is who asked (the admin token's subject), the subject of
+	// the session's tokens.
+	CreatedBy string
+}
+
+// Created is a new session and its viewer token (a secret for the caller).
+type Created struct {
+	Session          Info
+	ViewerToken      string
+	ViewerExpiresAt  time.Time
+	ViewerTokenID    string
+	FirstPromptError string
+}
+
+// sessionConfig is what the store keeps about a session besides its record
+// (as the latest "config" event): never a secret, only token IDs.
+type sessionConfig struct {
+	Profile      profile.Name `json:"profile"`
+	CatalogAgent string       `json:"catalog_agent,omitempty"`
+	Model        string       `json:"model,omitempty"`
+	Cwd          string       `json:"cwd"`
+	Policy       string       `json:"permission_policy"`
+	Credential   struct {
+		Kind    profile.CredentialKind `json:"kind"`
+		BaseURL string                 `json:"base_url,omitempty"`
+	} `json:"credential"`
+	MCP struct {
+		Name      string    `json:"name"`
+		URL       string    `json:"url"`
+		TokenID   string    `json:"token_id"`
+		ExpiresAt time.Time `json:"token_expires_at"`
+	} `json:"mcp"`
+	InferenceTokenID string    `json:"inference_token_id,omitempty"`
+	InferenceExpires time.Time `json:"inference_token_expires_at,omitzero"`
+	ViewerTokenID    string    `json:"viewer_token_id,omitempty"`
+	CreatedBy        string    `json:"created_by"`
+}
+
+// Create starts a session: the model check, the tokens, the record and its
+// MCP configuration in the store, the agent's launch and handshake, and the
+// wait for its MCP readiness. It returns once the session is ready (the
+// first prompt, if any, then runs on its own) or has failed (an error
+// wrapping ErrStartFailed, with the session's Info in Created).
+func (m *Manager) Create(ctx context.Context, spec Spec) (Created, error) {
+	if m.isClosed() {
+		return Created{}, ErrClosed
+	}
+	cfg, catalogAgent, err := m.check(ctx, &spec)
+	if err != nil {
+		return Created{}, err
+	}
+	id := newID("ses_")
+	cfg.CatalogAgent = catalogAgent
+	s := m.newSession(id, spec, cfg)
+
+	// Validate the launch before anything is minted or written: a missing
+	// secret or a bad command is the caller's mistake, not a failed session.
+	if _, err := profile.Build(spec.Agent, s.launchSpec("placeholder-token")); err != nil {
+		return Created{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+
+	viewer, err := s.mintTokens(ctx)
+	if err != nil {
+		return Created{}, err
+	}
+	created := Created{ViewerToken: viewer.raw, ViewerExpiresAt: viewer.claims.ExpiresAt, ViewerTokenID: viewer.claims.ID}
+
+	// Record the session and its MCP configuration before the launch.
+	if err := m.st.PutSession(ctx, s.record()); err != nil {
+		m.revoke(s)
+		return Created{}, fmt.Errorf("record session: %w", err)
+	}
+	s.log, err = m.j.OpenLog(ctx, id)
+	if err != nil {
+		m.revoke(s)
+		return Created{}, err
+	}
+	if _, err := s.log.Append(ctx, EventConfig, s.configSnapshot()); err != nil {
+		m.revoke(s)
+		return Created{}, err
+	}
+	s.appendEvent(EventState, map[string]any{"state": StateStarting, "reason": "created"})
+	bg := context.WithoutCancel(ctx)
+	if !m.register(s) {
+		s.shutdown(bg, StateInterrupted, "broker shutting down", true, true)
+		return Created{}, ErrClosed
+	}
+	s.startObserverQueue()
+
+	if err := s.start("", 0); err != nil {
+		s.mu.Lock()
+		s.lastError = err.Error()
+		s.mu.Unlock()
+		s.shutdown(bg, StateFailed, "agent failed to start", true, true)
+		created.Session = s.info()
+		return created, fmt.Errorf("%w: %w", ErrStartFailed, err)
+	}
+	if spec.Prompt != "" {
+		if _, err := s.prompt(ctx, spec.Prompt, "creator"); err != nil {
+			created.FirstPromptError = err.Error()
+		}
+	}
+	created.Session = s.info()
+	return created, nil
+}
+
+// check validates a spec and resolves its model: nothing is minted,
+// written or started before it passes.
+func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string, error) {
+	var cfg sessionConfig
+	prof, err := profile.Lookup(spec.Agent)
+	if err != nil {
+		return cfg, "", fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	ac, ok := m.opts.Agents[prof.Name]
+	if !ok {
+		return cfg, "", fmt.Errorf("%w: agent %q is not configured on this broker", ErrInvalidRequest, prof.Name)
+	}
+	catalogAgent := prof.Agent
+	if prof.Name == profile.Custom {
+		catalogAgent = ac.CatalogAgent
+	}
+	switch {
+	case catalogAgent != "" && spec.Model == "":
+		p, err := m.opts.Models.Policy(catalogAgent)
+		if err != nil {
+			return cfg, "", fmt.Errorf("%w: %w", ErrModelRefused, err)
+		}
+		spec.Model = p.Default
+		fallthrough
+	case catalogAgent != "":
+		r, err := m.opts.Models.Resolve(catalogAgent, spec.Model)
+		if err != nil {
+			return cfg, "", fmt.Errorf("%w: %w", ErrModelRefused, err)
+		}
+		spec.Model = r.Model.ID
+	case spec.Model != "":
+		return cfg, "", fmt.Errorf("%w: the %s profile takes no model here (no catalog agent configured)", ErrModelRefused, prof.Name)
+	}
+	if spec.Policy == "" {
+		spec.Policy = acp.PolicyAsk
+	}
+	if _, err := acp.ParsePermissionPolicy(string(spec.Policy)); err != nil {
+		return cfg, "", fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	if spec.Credential.Kind == "" {
+		spec.Credential.Kind = profile.KindNone
+	}
+	if spec.Credential.Kind == profile.KindPlatformProxy {
+		if m.opts.ProxyBaseURL == "" {
+			return cfg, "", fmt.Errorf("%w: this broker has no inference proxy configured", ErrInvalidRequest)
+		}
+		if !spec.Credential.Secret.IsZero() {
+			return cfg, "", fmt.Errorf("%w: a platform-proxy credential takes no secret: the broker mints it", ErrInvalidRequest)
+		}
+		spec.Credential.Secret = profile.NewSecret("placeholder-inference-token")
+	}
+	if spec.Project == "" {
+		return cfg, "", fmt.Errorf("%w: project is required", ErrInvalidRequest)
+	}
+	proj, err := m.st.GetProject(ctx, spec.Project)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return cfg, "", fmt.Errorf("%w: project %q not found", ErrInvalidRequest, spec.Project)
+		}
+		return cfg, "", err
+	}
+	if spec.Cwd == "" {
+		spec.Cwd = proj.RepoPath
+	}
+	if spec.Cwd == "" || !filepath.IsAbs(spec.Cwd) {
+		return cfg, "", fmt.Errorf("%w: cwd must be an absolute path (the project has no repo_path)", ErrInvalidRequest)
+	}
+	spec.Cwd = filepath.Clean(spec.Cwd)
+	if fi, err := os.Stat(spec.Cwd); err != nil || !fi.IsDir() {
+		return cfg, "", fmt.Errorf("%w: cwd %q is not a directory", ErrInvalidRequest, spec.Cwd)
+	}
+	if spec.CreatedBy == "" {
+		spec.CreatedBy = "agentbroker"
+	}
+	if spec.Title == "" {
+		spec.Title = titleOf(spec.Prompt)
+	}
+	cfg.Profile = prof.Name
+	cfg.Model = spec.Model
+	cfg.Cwd = spec.Cwd
+	cfg.Policy = string(spec.Policy)
+	cfg.Credential.Kind = spec.Credential.Kind
+	cfg.Credential.BaseURL = spec.Credential.BaseURL
+	cfg.MCP.Name = m.opts.MCPServerName
+	cfg.MCP.URL = m.opts.MCPURL
+	cfg.CreatedBy = spec.CreatedBy
+	return cfg, catalogAgent, nil
+}
+
+func titleOf(prompt string) string {
+	t := strings.Join(strings.Fields(prompt), " ")
+	if len(t) > 80 {
+		cut := 80
+		for cut > 0 && !utf8Start(t[cut]) {
+			cut--
+		}
+		t = t[:cut] + "…"
+	}
+	return t
+}
+
+func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
+
+func (m *Manager) newSession(id string, spec Spec, cfg sessionConfig) *session {
+	return m.newSessionFrom(id, spec.Project, spec.Title, spec.Credential, cfg)
+}
+
+func (m *Manager) newSessionFrom(id, project, title string, cred profile.Credential, cfg sessionConfig) *session {
+	qctx, quit := context.WithCancelCause(m.ctx)
+	return &session{
+		m:       m,
+		id:      id,
+		project: project,
+		title:   title,
+		cfg:     cfg,
+		cred:    cred,
+		ended:   make(chan struct{}),
+		quitCtx: qctx,
+		quit:    quit,
+		state:   StateStarting,
+		pending: map[string]*permWait{},
+		asked:   map[string]askRecord{},
+		obsQ:    make(chan obsEvent, observerQueue),
+		obsDone: make(chan struct{}),
+		tr:      newTranscript(),
+	}
+}
+
+func (m *Manager) register(s *session) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.known[s.id] = s.project
+	if m.closed {
+		return false
+	}
+	m.live[s.id] = s
+	return true
+}
+
+func (m *Manager) unregister(s *session) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.live[s.id] == s {
+		delete(m.live, s.id)
+	}
+}
+
+func (m *Manager) isClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closed
+}
+
+func (m *Manager) liveSession(id string) *session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live[id]
+}
+
+// sessionDir is the session's private directory.
+func (m *Manager) sessionDir(id string) string {
+	return filepath.Join(m.opts.DataDir, "sessions", id)
+}
+
+// Prompt starts a turn. With wait it returns once the turn has ended;
+// otherwise at once, with the turn running (Result.Running).
+func (m *Manager) Prompt(ctx context.Context, id, text string, wait bool, by string) (TurnResult, error) {
+	s, err := m.session(ctx, id)
+	if err != nil {
+		return TurnResult{}, err
+	}
+	t, err := s.prompt(ctx, text, by)
+	if err != nil {
+		return TurnResult{}, err
+	}
+	if !wait {
+		return TurnResult{Turn: t.n, Running: true}, nil
+	}
+	select {
+	case <-t.done:
+		return t.result(), nil
+	case <-ctx.Done():
+		return TurnResult{Turn: t.n, Running: true}, nil
+	}
+}
+
+// Cancel cancels the running turn; the turn then ends with stop reason
+// "cancelled" (pending permission requests are answered "cancelled").
+func (m *Manager) Cancel(ctx context.Context, id, by string) error {
+	s, err := m.session(ctx, id)
+	if err != nil {
+		return err
+	}
+	return s.cancelTurn(ctx, by)
+}
+
+// AnswerPermission answers a pending permission request; the first valid
+// answer wins.
+func (m *Manager) AnswerPermission(ctx context.Context, id, requestID, optionID, by string) error {
+	s, err := m.session(ctx, id)
+	if err != nil {
+		return err
+	}
+	return s.answer(requestID, optionID, by)
+}
+
+// Stop stops a session: the turn is cancelled, the agent shut down (staged:
+// stdin, SIGTERM, SIGKILL), every token of the session revoked, and its log
+// closed. Stopping an ended session changes nothing.
+func (m *Manager) Stop(ctx context.Context, id string) (Info, error) {
+	s := m.liveSession(id)
+	if s == nil {
+		return m.Get(ctx, id)
+	}
+	s.shutdown(ctx, StateStopped, "stopped on request", true, true)
+	return s.info(), nil
+}
+
+// session returns a live session, ErrEnded for a recorded one that is not
+// live, ErrUnknownSession otherwise.
+func (m *Manager) session(ctx context.Context, id string) (*session, error) {
+	if s := m.liveSession(id); s != nil {
+		return s, nil
+	}
+	if _, err := m.record(ctx, id); err != nil {
+		return nil, err
+	}
+	return nil, ErrEnded
+}
+
+// record finds a session record by ID alone. The store looks sessions up
+// by project, so this scans the projects for an ID this Manager has not
+// seen (see doc.go: a store lookup by ID would avoid it).
+func (m *Manager) record(ctx context.Context, id string) (store.SessionRecord, error) {
+	if id == "" || len(id) > store.MaxIDLen {
+		return store.SessionRecord{}, ErrUnknownSession
+	}
+	m.mu.Lock()
+	project, ok := m.known[id]
+	m.mu.Unlock()
+	if ok {
+		return m.st.GetSession(ctx, project, id)
+	}
+	projects, err := m.st.ListProjects(ctx)
+	if err != nil {
+		return store.SessionRecord{}, err
+	}
+	for _, p := range projects {
+		r, err := m.st.GetSession(ctx, p.ID, id)
+		if err == nil {
+			m.mu.Lock()
+			m.known[id] = p.ID
+			m.mu.Unlock()
+			return r, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return store.SessionRecord{}, err
+		}
+	}
+	return store.SessionRecord{}, ErrUnknownSession
+}
+
+// Get describes a session, live or recorded.
+func (m *Manager) Get(ctx context.Context, id string) (Info, error) {
+	if s := m.liveSession(id); s != nil {
+		return s.info(), nil
+	}
+	r, err := m.record(ctx, id)
+	if err != nil {
+		return Info{}, err
+	}
+	info := recordInfo(r)
+	if sc, err := m.scan(ctx, id); err == nil {
+		sc.fill(&info)
+	}
+	return info, nil
+}
+
+// List describes the sessions of a project (all projects when project is
+// ""), newest first, live state overriding the record's.
+func (m *Manager) List(ctx context.Context, project string) ([]Info, error) {
+	var projects []string
+	if project != "" {
+		projects = []string{project}
+	} else {
+		ps, err := m.st.ListProjects(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			projects = append(projects, p.ID)
+		}
+	}
+	var out []Info
+	for _, p := range projects {
+		recs, err := m.st.ListSessions(ctx, p, store.MaxListLimit)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, fmt.Errorf("%w: project %q not found", ErrInvalidRequest, p)
+			}
+			return nil, err
+		}
+		for _, r := range recs {
+			if s := m.liveSession(r.ID); s != nil {
+				out = append(out, s.info())
+			} else {
+				out = append(out, recordInfo(r))
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Info) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	return out, nil
+}
+
+// ViewLog implements LogSource: the live session's log, or, for an ended
+// session, its stored log (closed: viewers get the history, then the end).
+func (m *Manager) ViewLog(ctx context.Context, id string) (*Log, error) {
+	if s := m.liveSession(id); s != nil && s.log != nil {
+		return s.log, nil
+	}
+	if _, err := m.record(ctx, id); err != nil {
+		return nil, err
+	}
+	l, err := m.j.OpenLog(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	l.Close()
+	return l, nil
+}
+
+// Control implements Controller: viewers' prompts, cancels and permission
+// answers (the viewer handler has checked session:control).
+func (m *Manager) Control(ctx context.Context, id string, who tokens.Claims, msg ClientMessage) error {
+	by := who.Subject + " (viewer " + who.ID + ")"
+	switch msg.Type {
+	case "prompt":
+		_, err := m.Prompt(ctx, id, msg.Text, false, by)
+		return err
+	case "cancel":
+		return m.Cancel(ctx, id, by)
+	case "permission":
+		return m.AnswerPermission(ctx, id, msg.RequestID, msg.OptionID, by)
+	}
+	return fmt.Errorf("%w: unknown message type %q (want prompt, cancel or permission)", ErrInvalidRequest, msg.Type)
+}
+
+// ToolsListed implements mcpserver.Observer: the session's MCP token
+// reached tools/list, the readiness signal. It never blocks.
+func (m *Manager) ToolsListed(_ context.Context, c tokens.Claims) {
+	if s := m.liveSession(c.Session); s != nil {
+		s.mcpListed(c)
+	}
+}
+
+// ToolCalled implements mcpserver.Observer: each tool call becomes a
+// "tool_call_mcp" event. It never blocks (a full queue drops the event and
+// counts it in Info.DroppedEvents).
+func (m *Manager) ToolCalled(_ context.Context, call mcpserver.ToolCall) {
+	s := m.liveSession(call.Session)
+	if s == nil {
+		return
+	}
+	s.enqueue(EventToolCallMCP, map[string]any{
+		"tool": call.Tool, "outcome": call.Outcome, "error": call.Error, "token_id": call.TokenID,
+		"start": call.Start, "duration_ms": call.Duration.Milliseconds(),
+	})
+}
+
+// RecordUsage implements proxy.Recorder: each inference request becomes a
+// "usage" event. It never blocks.
+func (m *Manager) RecordUsage(_ context.Context, r proxy.UsageRecord) {
+	s := m.liveSession(r.Session)
+	if s == nil {
+		return
+	}
+	ev := map[string]any{
+		"route": r.Route, "model": r.Model, "wire_model": r.WireModel, "provider": r.Provider,
+		"status": r.Status, "outcome": r.Outcome, "token_id": r.TokenID, "user_key": r.UserKey,
+		"duration_ms": r.Duration.Milliseconds(),
+	}
+	if r.UsageReported {
+		ev["usage"] = map[string]int64{
+			"input_tokens": r.Usage.InputTokens, "output_tokens": r.Usage.OutputTokens,
+			"cache_read_tokens": r.Usage.CacheReadTokens, "cache_write_5m_tokens": r.Usage.CacheWrite5mTokens,
+			"cache_write_1h_tokens": r.Usage.CacheWrite1hTokens,
+		}
+		ev["cost_micro_usd"] = r.Cost.MicroUSD()
+	}
+	if r.Reason != "" {
+		ev["reason"], ev["message"] = r.Reason, r.Message
+	}
+	s.enqueue(EventUsage, ev)
+}
+
+// Close shuts every live session down (staged, in parallel) and closes the
+// journal. The sessions become "interrupted" with resumable set, so that
+// Recover in the next broker relaunches them; their tokens are not revoked
+// (Recover revokes them one by one and mints new ones). ctx bounds the
+// staged stops: when it ends the agents are killed.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	live := make([]*session, 0, len(m.live))
+	for _, s := range m.live {
+		live = append(live, s)
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range live {
+		wg.Go(func() { s.shutdown(ctx, StateInterrupted, reasonShutdown, false, true) })
+	}
+	wg.Wait()
+	m.cancel()
+	m.j.Close()
+	return nil
+}
+
+// revoke revokes every token of a session (logged on failure: the tokens
+// then die at their expiry).
+func (m *Manager) revoke(s *session) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), 10*time.Second)
+	defer cancel()
+	if err := m.opts.Tokens.RevokeSession(ctx, s.id); err != nil {
+		m.log.Warn("sessions: revoke session tokens", "session", s.id, "err", err)
+	}
+}
+
+// newID returns prefix and 16 random base32 characters.
+func newID(prefix string) string {
+	var b [10]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return prefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+func newRequestID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return "perm_" + hex.EncodeToString(b[:])
+}

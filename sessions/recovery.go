@@ -1,0 +1,243 @@
+package sessions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agentbroker/agentbroker/acp/profile"
+	"github.com/agentbroker/agentbroker/store"
+)
+
+// Recovered is what Recover did with one session.
+type Recovered struct {
+	ID      string `json:"id"`
+	Project string `json:"project"`
+	// From is the state the store had; State the state now.
+	From  State  `json:"from"`
+	State State  `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+// Recover runs once at start, before the API is served: it finds the
+// sessions a previous broker left live (any state but stopped, failed and
+// interrupted) or interrupted at its shutdown (Close), and relaunches their
+// agents with session/load under new tokens (the old ones are revoked).
+// A session that cannot be resumed — its agent cannot load sessions, its
+// credential was a secret the broker does not keep (api-key, oauth-token),
+// it has no ACP session yet, or the relaunch fails — becomes interrupted
+// for good (resumable false) and its tokens are revoked. A session left
+// "stopping" is stopped. Events already in the store are kept: each log
+// continues after its last event.
+//
+// The store has no query for sessions by state across projects, so
+// Recover lists every project's newest store.MaxListLimit sessions.
+func (m *Manager) Recover(ctx context.Context) ([]Recovered, error) {
+	if m.isClosed() {
+		return nil, ErrClosed
+	}
+	projects, err := m.st.ListProjects(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("recover: %w", err)
+	}
+	var out []Recovered
+	for _, p := range projects {
+		recs, err := m.st.ListSessions(ctx, p.ID, store.MaxListLimit)
+		if err != nil {
+			return out, fmt.Errorf("recover: %w", err)
+		}
+		for _, r := range recs {
+			from := State(r.State)
+			if from.Final() && from != StateInterrupted {
+				continue
+			}
+			if m.liveSession(r.ID) != nil {
+				continue
+			}
+			sc, err := m.scan(ctx, r.ID)
+			if err != nil {
+				return out, fmt.Errorf("recover %s: %w", r.ID, err)
+			}
+			if from == StateInterrupted && !sc.resumable {
+				continue
+			}
+			res := Recovered{ID: r.ID, Project: r.ProjectID, From: from}
+			s, err := m.recoverOne(ctx, r, sc)
+			if err != nil {
+				res.Error = err.Error()
+			}
+			if s != nil {
+				res.State = s.info().State
+			}
+			m.log.Info("sessions: recovered", "session", r.ID, "from", from, "state", res.State, "err", res.Error)
+			out = append(out, res)
+		}
+	}
+	return out, nil
+}
+
+func (m *Manager) recoverOne(ctx context.Context, r store.SessionRecord, sc scanned) (*session, error) {
+	var cfg sessionConfig
+	if sc.cfg != nil {
+		cfg = *sc.cfg
+	}
+	// The agent reaches this broker's MCP endpoint, wherever the last one was.
+	cfg.MCP.Name, cfg.MCP.URL = m.opts.MCPServerName, m.opts.MCPURL
+	cred := profile.Credential{Kind: cfg.Credential.Kind, BaseURL: cfg.Credential.BaseURL}
+	s := m.newSessionFrom(r.ID, r.ProjectID, r.Title, cred, cfg)
+	s.state, s.createdAt = State(r.State), r.CreatedAt
+	s.acpID, s.turns = sc.acpID, sc.turns
+	var err error
+	if s.log, err = m.j.OpenLog(ctx, r.ID); err != nil {
+		return nil, err
+	}
+	bg := context.WithoutCancel(ctx)
+	if !m.register(s) {
+		s.log.Close()
+		return nil, ErrClosed
+	}
+	s.startObserverQueue()
+	giveUp := func(why string) (*session, error) {
+		s.shutdown(bg, StateInterrupted, "not resumed after a broker restart: "+why, true, true)
+		return s, errors.New(why)
+	}
+	_, configured := m.opts.Agents[cfg.Profile]
+	switch {
+	case s.state == StateStopping:
+		s.shutdown(bg, StateStopped, "stop completed after a broker restart", true, true)
+		return s, nil
+	case sc.cfg == nil:
+		return giveUp("no configuration recorded")
+	case !configured:
+		return giveUp(fmt.Sprintf("agent %q is not configured on this broker", cfg.Profile))
+	case cred.Kind == profile.KindAPIKey || cred.Kind == profile.KindOAuthToken:
+		return giveUp("its " + string(cred.Kind) + " credential is not kept across broker restarts")
+	case sc.acpID == "":
+		return giveUp("the agent never opened an ACP session")
+	case sc.loadable != nil && !*sc.loadable:
+		return giveUp("the agent cannot load sessions")
+	}
+	if s.state == StatePrompting {
+		s.appendEvent(EventTurnFailed, map[string]any{"turn": sc.turns, "error": "the broker restarted during the turn"})
+	}
+	// The old tokens die; the agent gets new ones.
+	m.revokeToken(bg, cfg.MCP.TokenID, cfg.MCP.ExpiresAt)
+	if cfg.InferenceTokenID != "" {
+		m.revokeToken(bg, cfg.InferenceTokenID, cfg.InferenceExpires)
+	}
+	if !s.transition(nil, StateStarting, "broker restarted; relaunching with session/load", nil) {
+		return s, ErrEnded
+	}
+	if err := s.mintAgentTokens(ctx); err != nil {
+		return giveUp(err.Error())
+	}
+	s.appendEvent(EventConfig, s.configSnapshot())
+	if err := s.start(sc.acpID, 1); err != nil {
+		s.mu.Lock()
+		s.lastError = err.Error()
+		s.mu.Unlock()
+		return giveUp(err.Error())
+	}
+	return s, nil
+}
+
+// revokeToken revokes one token by its ID (logged on failure: it then
+// dies at its expiry).
+func (m *Manager) revokeToken(ctx context.Context, jti string, exp time.Time) {
+	if jti == "" {
+		return
+	}
+	if err := m.opts.Tokens.Revoke(ctx, jti, exp); err != nil {
+		m.log.Warn("sessions: revoke token", "jti", jti, "err", err)
+	}
+}
+
+// scanned is what a session's stored events say about it.
+type scanned struct {
+	cfg       *sessionConfig
+	acpID     string
+	loadable  *bool
+	turns     int
+	resumable bool // the last state event was an interruption by Close
+	mcpStatus string
+	lastError string
+	lastSeq   int64
+}
+
+// scan reads a session's events (all of them: the store has no column for
+// the configuration, see doc.go).
+func (m *Manager) scan(ctx context.Context, id string) (scanned, error) {
+	var sc scanned
+	after := int64(0)
+	for {
+		evs, err := m.st.Events(ctx, id, after, store.MaxEventLimit)
+		if err != nil {
+			return sc, err
+		}
+		for _, e := range evs {
+			sc.apply(e)
+		}
+		if len(evs) < store.MaxEventLimit {
+			return sc, nil
+		}
+		after = evs[len(evs)-1].Seq
+	}
+}
+
+func (sc *scanned) apply(e store.Event) {
+	sc.lastSeq = e.Seq
+	switch e.Type {
+	case EventConfig:
+		var c sessionConfig
+		if json.Unmarshal(e.Data, &c) == nil {
+			sc.cfg = &c
+		}
+	case EventACPSession:
+		var v struct {
+			ID          string `json:"acp_session_id"`
+			LoadSession *bool  `json:"load_session"`
+		}
+		if json.Unmarshal(e.Data, &v) == nil {
+			sc.acpID, sc.loadable = v.ID, v.LoadSession
+		}
+	case EventPrompt:
+		var v struct {
+			Turn int `json:"turn"`
+		}
+		if json.Unmarshal(e.Data, &v) == nil && v.Turn > sc.turns {
+			sc.turns = v.Turn
+		}
+	case EventState:
+		var v struct {
+			State     State `json:"state"`
+			Resumable bool  `json:"resumable"`
+		}
+		if json.Unmarshal(e.Data, &v) == nil {
+			sc.resumable = v.State == StateInterrupted && v.Resumable
+		}
+	case EventMCPConnected:
+		sc.mcpStatus = MCPConnected
+	case EventMCPNotConnected:
+		sc.mcpStatus = MCPNotConnected
+	case EventAgentStarted:
+		sc.mcpStatus = MCPPending
+	case EventAgentExited, EventTurnFailed:
+		var v struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(e.Data, &v) == nil {
+			sc.lastError = v.Error
+		}
+	}
+}
+
+// fill completes the Info of a session that is not live.
+func (sc scanned) fill(in *Info) {
+	in.ACPSessionID, in.Turn, in.LastError, in.LastEventSeq = sc.acpID, sc.turns, sc.lastError, sc.lastSeq
+	if c := sc.cfg; c != nil {
+		in.CatalogAgent, in.Cwd, in.PermissionPolicy, in.Credential = c.CatalogAgent, c.Cwd, c.Policy, string(c.Credential.Kind)
+		in.MCP = &MCPInfo{Name: c.MCP.Name, URL: c.MCP.URL, TokenID: c.MCP.TokenID, Status: sc.mcpStatus}
+	}
+}

@@ -1,0 +1,985 @@
+package sessions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/agentbroker/agentbroker/acp"
+	"github.com/agentbroker/agentbroker/acp/profile"
+	"github.com/agentbroker/agentbroker/acp/supervisor"
+	"github.com/agentbroker/agentbroker/store"
+	"github.com/agentbroker/agentbroker/tokens"
+)
+
+// observerQueue bounds the MCP and proxy notifications waiting to become
+// events of one session; beyond it they are dropped and counted.
+const observerQueue = 256
+
+// session is one live session: the record, its log, the current agent
+// process and the turn in progress.
+//
+// Goroutines: watch (one per agent process: notices its end, restarts it),
+// runTurn (one per turn), drainObserver (one per session). shutdown waits
+// for all of them.
+type session struct {
+	m       *Manager
+	id      string
+	project string
+	title   string
+	cred    profile.Credential // in memory only: never persisted
+	log     *Log
+
+	quitCtx context.Context // ends when the session is shutting down
+	quit    context.CancelCauseFunc
+
+	// transMu orders state changes with their events; held briefly.
+	transMu sync.Mutex
+	ending  bool          // guarded by transMu: shutdown has begun
+	ended   chan struct{} // closed when shutdown is complete
+
+	mu         sync.Mutex
+	cfg        sessionConfig
+	mcpToken   string // the agent's MCP token (secret, in memory)
+	state      State
+	createdAt  time.Time
+	lastError  string
+	cur        *agentProc
+	acpID      string
+	loadable   bool
+	mcpStatus  string
+	mcpCh      chan struct{} // closed when this launch's token lists tools
+	mcpSeen    bool
+	turn       *turn
+	turns      int
+	restarts   int
+	pending    map[string]*permWait
+	asked      map[string]askRecord // by tool call ID
+	obsStarted bool
+
+	dropped atomic.Int64
+	obsQ    chan obsEvent
+	obsDone chan struct{}
+	wg      sync.WaitGroup
+	tr      *transcript
+}
+
+// agentProc is one run of the agent process and its ACP connection.
+type agentProc struct {
+	proc        *supervisor.Process
+	conn        *acp.Conn
+	cancel      context.CancelFunc
+	launch      *profile.Launch
+	replayUntil atomic.Uint64 // updates up to this Seq are session/load replay
+	stopping    atomic.Bool   // we are taking it down: its end is no crash
+}
+
+func (p *agentProc) teardown(ctx context.Context) {
+	p.stopping.Store(true)
+	_ = p.proc.Stop(ctx)
+	_ = p.conn.Close()
+	p.cancel()
+}
+
+func (p *agentProc) kill() {
+	p.stopping.Store(true)
+	p.proc.Kill()
+	_ = p.conn.Close()
+	p.cancel()
+}
+
+// turn is one prompt turn.
+type turn struct {
+	n    int
+	done chan struct{}
+	// Set before done is closed.
+	stop  acp.StopReason
+	err   string
+	reply string
+}
+
+// TurnResult is how a turn ended (or that it is still running).
+type TurnResult struct {
+	Turn       int            `json:"turn"`
+	Running    bool           `json:"running,omitempty"`
+	StopReason acp.StopReason `json:"stop_reason,omitempty"`
+	// Reply is the agent's text of the turn (its agent_message_chunks).
+	Reply string `json:"reply,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+func (t *turn) result() TurnResult {
+	return TurnResult{Turn: t.n, StopReason: t.stop, Reply: t.reply, Error: t.err}
+}
+
+type permWait struct {
+	id       string
+	options  []acp.PermissionOption
+	toolCall acp.ToolCall
+	askedAt  time.Time
+	ch       chan permAnswer // buffered 1
+}
+
+type permAnswer struct{ option, by string }
+
+type askRecord struct{ rid, by string }
+
+type obsEvent struct {
+	typ  string
+	data any
+}
+
+type mintedToken struct {
+	raw    string
+	claims tokens.Claims
+}
+
+// The MCP token's scopes: read the project, work on tasks and knowledge,
+// read earlier sessions.
+var mcpScopes = []tokens.Scope{
+	tokens.ScopeProjectRead, tokens.ScopeTasksRead, tokens.ScopeTasksWrite,
+	tokens.ScopeKnowledgeRead, tokens.ScopeKnowledgeWrite, tokens.ScopeSessionsRead,
+}
+
+func (s *session) mint(ctx context.Context, aud tokens.Audience, scopes ...tokens.Scope) (mintedToken, error) {
+	agent := s.cfg.CatalogAgent
+	if agent == "" {
+		agent = string(s.cfg.Profile)
+	}
+	raw, c, err := s.m.opts.Tokens.Mint(ctx, tokens.Grant{
+		Subject: s.cfg.CreatedBy, Project: s.project, Session: s.id, Agent: agent,
+		Audience: aud, Scopes: scopes, Lifetime: s.m.opts.TokenLifetime,
+	})
+	if err != nil {
+		return mintedToken{}, fmt.Errorf("mint %s token: %w", aud, err)
+	}
+	return mintedToken{raw, c}, nil
+}
+
+// mintAgentTokens mints the agent's MCP token and, for platform-proxy, its
+// inference token, recording their IDs in cfg.
+func (s *session) mintAgentTokens(ctx context.Context) error {
+	mcp, err := s.mint(ctx, tokens.AudienceMCP, mcpScopes...)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.mcpToken = mcp.raw
+	s.cfg.MCP.TokenID, s.cfg.MCP.ExpiresAt = mcp.claims.ID, mcp.claims.ExpiresAt
+	s.mu.Unlock()
+	if s.cred.Kind == profile.KindPlatformProxy {
+		inf, err := s.mint(ctx, tokens.AudienceProxy, tokens.ScopeInference)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.cred.Secret = profile.NewSecret(inf.raw)
+		s.cfg.InferenceTokenID, s.cfg.InferenceExpires = inf.claims.ID, inf.claims.ExpiresAt
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// mintTokens mints every token of a new session and returns the viewer's.
+func (s *session) mintTokens(ctx context.Context) (mintedToken, error) {
+	if err := s.mintAgentTokens(ctx); err != nil {
+		s.m.revoke(s)
+		return mintedToken{}, err
+	}
+	v, err := s.mint(ctx, tokens.AudienceViewer, tokens.ScopeSessionView, tokens.ScopeSessionControl)
+	if err != nil {
+		s.m.revoke(s)
+		return mintedToken{}, err
+	}
+	s.mu.Lock()
+	s.cfg.ViewerTokenID = v.claims.ID
+	s.mu.Unlock()
+	return v, nil
+}
+
+func (s *session) configSnapshot() sessionConfig {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+func (s *session) record() store.SessionRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.createdAt.IsZero() {
+		s.createdAt = time.Now().UTC()
+	}
+	return store.SessionRecord{ID: s.id, ProjectID: s.project, Agent: string(s.cfg.Profile), Model: s.cfg.Model,
+		State: string(s.state), Title: s.title, CreatedAt: s.createdAt}
+}
+
+// launchSpec is the profile's input for this session, with mcpToken.
+func (s *session) launchSpec(mcpToken string) profile.LaunchSpec {
+	s.mu.Lock()
+	cfg, cred := s.cfg, s.cred
+	s.mu.Unlock()
+	ac := s.m.opts.Agents[cfg.Profile]
+	dir := s.m.sessionDir(s.id)
+	env := make([]string, len(ac.ExtraEnv))
+	for i, kv := range ac.ExtraEnv {
+		env[i] = strings.ReplaceAll(kv, "{session_dir}", dir)
+	}
+	return profile.LaunchSpec{
+		SessionID: s.id, SessionDir: dir, Cwd: cfg.Cwd, Model: cfg.Model,
+		MCP:        profile.MCPServer{Name: cfg.MCP.Name, URL: cfg.MCP.URL, Token: profile.NewSecret(mcpToken)},
+		Credential: cred, ProxyBaseURL: s.m.opts.ProxyBaseURL,
+		InstallDir: ac.InstallDir, Command: ac.Command, Node: ac.Node, ExtraEnv: env,
+	}
+}
+
+// appendEvent records an event; a failure is logged (the log is closed
+// only when the session has ended).
+func (s *session) appendEvent(typ string, data any) {
+	if _, err := s.log.Append(context.Background(), typ, data); err != nil && !errors.Is(err, ErrLogClosed) {
+		s.m.log.Warn("sessions: event not recorded", "session", s.id, "type", typ, "err", err)
+	}
+}
+
+// emitState sets the state; the caller holds transMu or has the session
+// to itself.
+func (s *session) emitState(to State, reason string, extra map[string]any) {
+	s.mu.Lock()
+	from := s.state
+	s.state = to
+	s.mu.Unlock()
+	data := map[string]any{"state": to, "from": from}
+	if reason != "" {
+		data["reason"] = reason
+	}
+	for k, v := range extra {
+		data[k] = v
+	}
+	s.appendEvent(EventState, data)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.m.st.PutSession(ctx, s.record()); err != nil {
+		s.m.log.Warn("sessions: session record not updated", "session", s.id, "state", to, "err", err)
+	}
+}
+
+// transition changes the state when allowed(from) holds and shutdown has
+// not begun.
+func (s *session) transition(allowed func(State) bool, to State, reason string, extra map[string]any) bool {
+	s.transMu.Lock()
+	defer s.transMu.Unlock()
+	s.mu.Lock()
+	from := s.state
+	s.mu.Unlock()
+	if s.ending || (allowed != nil && !allowed(from)) {
+		return false
+	}
+	s.emitState(to, reason, extra)
+	return true
+}
+
+// start launches the agent (resuming acpID when set), installs it and waits
+// for its MCP readiness; the session is then ready.
+func (s *session) start(resume string, attempt int) error {
+	p, err := s.launch(resume, attempt)
+	if err != nil {
+		return err
+	}
+	s.transMu.Lock()
+	s.mu.Lock()
+	ok := !s.ending && s.state == StateStarting
+	if ok {
+		s.cur = p
+	}
+	s.mu.Unlock()
+	s.transMu.Unlock()
+	if !ok {
+		p.kill()
+		return errors.New("the session ended during its start")
+	}
+	s.wg.Add(1)
+	go s.watch(p)
+	s.awaitMCP(p)
+	extra := map[string]any{"attempt": attempt}
+	if resume != "" {
+		extra["resumed"] = resume
+	}
+	// Ready unless the agent died meanwhile (the watcher then restarts it).
+	s.transition(func(st State) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return st == StateStarting && s.cur == p
+	}, StateReady, "agent ready", extra)
+	return nil
+}
+
+// launch writes the agent's configuration, starts it and runs the ACP
+// handshake with our MCP server entry.
+func (s *session) launch(resume string, attempt int) (*agentProc, error) {
+	m := s.m
+	dir := m.sessionDir(s.id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("session directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("session directory: %w", err)
+	}
+	s.mu.Lock()
+	token := s.mcpToken
+	cfg := s.cfg
+	s.mu.Unlock()
+	l, err := profile.Build(cfg.Profile, s.launchSpec(token))
+	if err != nil {
+		return nil, err
+	}
+	if err := l.Prepare(); err != nil {
+		return nil, err
+	}
+	s.resetMCP(l.MCPConnect)
+	proc, err := supervisor.Start(s.quitCtx, supervisor.Spec{
+		Path: l.Path, Args: l.Args, Env: l.Env, Dir: l.Dir,
+		StartTimeout: m.opts.StartTimeout, StdinGrace: m.opts.StdinGrace, TermGrace: m.opts.TermGrace,
+		Logger:   m.log,
+		LogAttrs: []slog.Attr{slog.String("session", s.id), slog.String("profile", string(l.Profile))},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start agent: %w", err)
+	}
+	m.launches.Add(1)
+	s.appendEvent(EventAgentStarted, map[string]any{"pid": proc.Pid(), "attempt": attempt, "profile": l.Profile,
+		"resume": resume, "mcp_connect": l.MCPConnect})
+
+	ctx, cancel := context.WithCancel(m.ctx)
+	p := &agentProc{proc: proc, cancel: cancel, launch: l}
+	if resume != "" {
+		p.replayUntil.Store(math.MaxUint64)
+	}
+	p.conn = acp.NewConn(ctx, proc.Stdout(), proc.Stdin(), &acp.ConnOptions{
+		Logger:        m.log.With("session", s.id),
+		WorkDir:       cfg.Cwd,
+		OnUpdate:      func(u acp.Update) { s.onUpdate(p, u) },
+		Permissions:   acp.PermissionPolicy(cfg.Policy),
+		Asker:         s,
+		AskTimeout:    m.opts.AskTimeout,
+		MCPServerName: cfg.MCP.Name,
+		OnPermission:  s.onPermission,
+		Agent:         cfg.CatalogAgent,
+		Models:        m.opts.Models,
+		CancelGrace:   m.opts.CancelGrace,
+	})
+	var choose acp.AuthChooser
+	if l.AuthMethod != "" {
+		choose = func([]acp.AuthMethod) (string, error) { return l.AuthMethod, nil }
+	}
+	hctx, hcancel := context.WithTimeout(s.quitCtx, m.opts.StartTimeout)
+	defer hcancel()
+	sess, err := p.conn.Handshake(hctx, acp.HandshakeOptions{
+		Cwd:             cfg.Cwd,
+		MCP:             &acp.MCPConfig{Name: cfg.MCP.Name, URL: cfg.MCP.URL, Token: token, BridgeCommand: m.opts.BridgeCommand},
+		ResumeSessionID: resume,
+		ChooseAuth:      choose,
+	})
+	if err == nil && resume != "" && !sess.Loaded {
+		err = errors.New("the agent cannot load sessions (no loadSession capability)")
+	}
+	if err == nil {
+		err = proc.MarkReady()
+	}
+	if err != nil {
+		p.kill()
+		return nil, fmt.Errorf("handshake: %w%s", err, tailText(proc.StderrTail()))
+	}
+	p.replayUntil.Store(p.conn.Stats().Updates)
+	s.mu.Lock()
+	s.acpID = sess.ID
+	s.loadable = sess.Init.AgentCapabilities.LoadSession
+	s.mu.Unlock()
+	ev := map[string]any{"acp_session_id": sess.ID, "loaded": sess.Loaded, "load_session": s.loadable}
+	if sess.Init.AgentInfo != nil {
+		ev["agent_info"] = sess.Init.AgentInfo
+	}
+	if sess.MCPServer != nil {
+		ev["mcp_transport"] = sess.MCPServer.Type
+	}
+	s.appendEvent(EventACPSession, ev)
+	if l.InitialMode != "" {
+		if err := p.conn.SetMode(hctx, sess.ID, l.InitialMode); err != nil {
+			s.appendEvent(EventWarning, map[string]any{"warning": "initial mode not set", "mode": l.InitialMode, "error": err.Error()})
+		}
+	}
+	return p, nil
+}
+
+func tailText(tail []string) string {
+	if len(tail) == 0 {
+		return ""
+	}
+	return "; stderr: " + strings.Join(tail, " | ")
+}
+
+// resetMCP starts waiting for this launch's tools/list.
+func (s *session) resetMCP(when profile.MCPConnect) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mcpCh = make(chan struct{})
+	s.mcpSeen = false
+	s.mcpStatus = MCPPending
+	if when == profile.MCPAtFirstPrompt {
+		s.mcpStatus = MCPFirstPrompt
+	}
+}
+
+// mcpListed is the readiness signal (from the MCP server's request
+// goroutine): it never blocks.
+func (s *session) mcpListed(c tokens.Claims) {
+	s.mu.Lock()
+	if c.ID != s.cfg.MCP.TokenID || s.mcpCh == nil {
+		s.mu.Unlock()
+		return
+	}
+	late := s.mcpStatus == MCPNotConnected || s.mcpStatus == MCPFirstPrompt
+	if !s.mcpSeen {
+		s.mcpSeen = true
+		close(s.mcpCh)
+	}
+	if late {
+		s.mcpStatus = MCPConnected
+	}
+	s.mu.Unlock()
+	if late {
+		s.enqueue(EventMCPConnected, map[string]any{"token_id": c.ID, "late": true})
+	}
+}
+
+// awaitMCP waits for the readiness signal after a handshake, and reports
+// an agent that never connected.
+func (s *session) awaitMCP(p *agentProc) {
+	s.mu.Lock()
+	ch, status := s.mcpCh, s.mcpStatus
+	s.mu.Unlock()
+	if status == MCPFirstPrompt {
+		return // Amp: judged at the end of the first turn
+	}
+	t := time.NewTimer(s.m.opts.ReadyTimeout)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-s.quitCtx.Done():
+		return
+	case <-p.proc.Done():
+		return
+	case <-p.conn.Done():
+		return
+	}
+	s.mu.Lock()
+	seen := s.mcpSeen
+	if seen {
+		s.mcpStatus = MCPConnected
+	} else {
+		s.mcpStatus = MCPNotConnected
+	}
+	tokenID := s.cfg.MCP.TokenID
+	s.mu.Unlock()
+	if seen {
+		s.appendEvent(EventMCPConnected, map[string]any{"token_id": tokenID})
+		return
+	}
+	s.appendEvent(EventMCPNotConnected, map[string]any{"token_id": tokenID,
+		"reason": fmt.Sprintf("the agent did not list our MCP tools within %v of its handshake", s.m.opts.ReadyTimeout)})
+}
+
+// onUpdate runs on the connection's update goroutine, in the agent's order:
+// the update is committed to the log (viewers see it from there) and fed
+// to the transcript.
+func (s *session) onUpdate(p *agentProc, u acp.Update) {
+	raw := u.Update.Raw
+	if len(raw) == 0 {
+		b, err := json.Marshal(u.Update)
+		if err != nil {
+			s.m.log.Warn("sessions: update not encodable", "session", s.id, "err", err)
+			return
+		}
+		raw = b
+	}
+	var data any = json.RawMessage(raw)
+	if len(raw) > store.MaxEventData-256 {
+		data = map[string]any{"sessionUpdate": u.Update.Kind, "truncated": true, "bytes": len(raw)}
+	}
+	if u.Seq <= p.replayUntil.Load() {
+		s.appendEvent(EventReplay, data)
+		return
+	}
+	s.appendEvent(EventUpdate, data)
+	s.tr.update(u.Update)
+}
+
+// prompt starts a turn.
+func (s *session) prompt(_ context.Context, text, by string) (*turn, error) {
+	if strings.TrimSpace(text) == "" {
+		return nil, fmt.Errorf("%w: empty prompt", ErrInvalidRequest)
+	}
+	if len(text) > store.MaxTextLen {
+		return nil, fmt.Errorf("%w: prompt over %d bytes", ErrInvalidRequest, store.MaxTextLen)
+	}
+	s.transMu.Lock()
+	s.mu.Lock()
+	st, p, acpID := s.state, s.cur, s.acpID
+	if s.ending || st.Final() {
+		s.mu.Unlock()
+		s.transMu.Unlock()
+		return nil, ErrEnded
+	}
+	if (st != StateReady && st != StateIdle) || p == nil {
+		s.mu.Unlock()
+		s.transMu.Unlock()
+		return nil, fmt.Errorf("%w: the session is %s", ErrBusy, st)
+	}
+	s.turns++
+	t := &turn{n: s.turns, done: make(chan struct{})}
+	s.turn = t
+	s.mu.Unlock()
+	s.appendEvent(EventPrompt, map[string]any{"turn": t.n, "text": text, "by": by})
+	s.emitState(StatePrompting, "", map[string]any{"turn": t.n})
+	s.wg.Add(1)
+	s.transMu.Unlock()
+
+	s.tr.beginTurn()
+	s.saveMessages([]store.Message{{Role: store.RoleUser, Content: text}})
+	go s.runTurn(p, acpID, t, text)
+	return t, nil
+}
+
+func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
+	defer s.wg.Done()
+	stop, err := p.conn.Prompt(s.quitCtx, acpID, []acp.ContentBlock{acp.TextBlock(text)})
+	msgs, reply := s.tr.endTurn()
+	s.saveMessages(msgs)
+	t.reply, t.stop = reply, stop
+	crashed := err != nil && (p.conn.Err() != nil || errors.Is(err, acp.ErrPeerClosed)) && !p.stopping.Load()
+	if crashed {
+		// The agent went away mid-turn: say why, with its stderr; the
+		// watcher then restarts it or fails the session.
+		select {
+		case <-p.proc.Done():
+		case <-time.After(5 * time.Second):
+		}
+		why := err.Error()
+		if xe := p.proc.ExitErr(); xe != nil {
+			why = xe.Error()
+		}
+		t.err = "agent exited mid-turn: " + why
+		s.appendEvent(EventTurnFailed, map[string]any{"turn": t.n, "error": t.err, "stderr_tail": p.proc.StderrTail()})
+		s.mu.Lock()
+		s.turn, s.lastError = nil, t.err
+		s.mu.Unlock()
+		close(t.done)
+		return
+	}
+	if err != nil {
+		t.err = err.Error()
+		s.appendEvent(EventTurnFailed, map[string]any{"turn": t.n, "error": t.err, "stop_reason": stop})
+	} else {
+		s.appendEvent(EventTurnEnd, map[string]any{"turn": t.n, "stop_reason": stop})
+	}
+	s.mu.Lock()
+	firstPromptMiss := s.mcpStatus == MCPFirstPrompt && !s.mcpSeen
+	if firstPromptMiss {
+		s.mcpStatus = MCPNotConnected
+	}
+	if err == nil {
+		s.restarts = 0
+	} else {
+		s.lastError = t.err
+	}
+	tokenID := s.cfg.MCP.TokenID
+	s.mu.Unlock()
+	if firstPromptMiss {
+		s.appendEvent(EventMCPNotConnected, map[string]any{"token_id": tokenID,
+			"reason": "the agent did not list our MCP tools during its first prompt"})
+	}
+	s.transMu.Lock()
+	s.mu.Lock()
+	s.turn = nil
+	idle := s.state == StatePrompting && !s.ending
+	s.mu.Unlock()
+	if idle {
+		s.emitState(StateIdle, "turn ended", map[string]any{"turn": t.n, "stop_reason": stop})
+	}
+	s.transMu.Unlock()
+	close(t.done)
+}
+
+// saveMessages appends transcript messages (in batches the store takes).
+func (s *session) saveMessages(msgs []store.Message) {
+	for i := range msgs {
+		msgs[i].SessionID, msgs[i].ProjectID = s.id, s.project
+		msgs[i].Content = truncateUTF8(msgs[i].Content, store.MaxTextLen)
+	}
+	for len(msgs) > 0 {
+		n := min(len(msgs), store.MaxAppend)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if _, err := s.m.st.AppendMessages(ctx, msgs[:n]); err != nil {
+			s.m.log.Warn("sessions: transcript messages not saved", "session", s.id, "count", n, "err", err)
+		}
+		cancel()
+		msgs = msgs[n:]
+	}
+}
+
+func (s *session) cancelTurn(ctx context.Context, by string) error {
+	s.mu.Lock()
+	t, p, acpID, st := s.turn, s.cur, s.acpID, s.state
+	s.mu.Unlock()
+	if st.Final() {
+		return ErrEnded
+	}
+	if t == nil || p == nil {
+		return ErrNoTurn
+	}
+	s.appendEvent(EventCancel, map[string]any{"turn": t.n, "by": by})
+	if err := p.conn.Cancel(ctx, acpID); err != nil {
+		return fmt.Errorf("cancel: %w", err)
+	}
+	return nil
+}
+
+// AskPermission implements acp.Asker: the request goes to the viewers as
+// an event; the first valid answer (AnswerPermission) wins; the end of ctx
+// (the ask timeout, a cancel) rejects it.
+func (s *session) AskPermission(ctx context.Context, req acp.PermissionRequest) (string, error) {
+	w := &permWait{id: newRequestID(), options: req.Request.Options, toolCall: req.ToolCall,
+		askedAt: time.Now().UTC(), ch: make(chan permAnswer, 1)}
+	tcID := req.Request.ToolCall.ToolCallID
+	s.mu.Lock()
+	s.pending[w.id] = w
+	s.asked[tcID] = askRecord{rid: w.id}
+	s.mu.Unlock()
+	ev := map[string]any{"request_id": w.id, "tool_call": req.ToolCall, "options": req.Request.Options,
+		"project_tool": req.ProjectTool}
+	if dl, ok := ctx.Deadline(); ok {
+		ev["expires_at"] = dl.UTC()
+	}
+	s.appendEvent(EventPermissionRequest, ev)
+	select {
+	case a := <-w.ch:
+		s.mu.Lock()
+		s.asked[tcID] = askRecord{rid: w.id, by: a.by}
+		s.mu.Unlock()
+		return a.option, nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		delete(s.pending, w.id)
+		s.mu.Unlock()
+		return "", ctx.Err()
+	}
+}
+
+var _ acp.Asker = (*session)(nil)
+
+func (s *session) answer(rid, optionID, by string) error {
+	s.mu.Lock()
+	w, ok := s.pending[rid]
+	if !ok {
+		s.mu.Unlock()
+		return ErrNoSuchPermission
+	}
+	if !slices.ContainsFunc(w.options, func(o acp.PermissionOption) bool { return o.OptionID == optionID }) {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrInvalidOption, optionID)
+	}
+	delete(s.pending, rid)
+	s.mu.Unlock()
+	w.ch <- permAnswer{option: optionID, by: by}
+	return nil
+}
+
+// onPermission records every decision, asked or by policy.
+func (s *session) onPermission(d acp.PermissionDecision) {
+	s.mu.Lock()
+	rec, ok := s.asked[d.ToolCall.ToolCallID]
+	delete(s.asked, d.ToolCall.ToolCallID)
+	s.mu.Unlock()
+	ev := map[string]any{"tool_call_id": d.ToolCall.ToolCallID, "title": d.ToolCall.Title,
+		"outcome": d.Outcome.Outcome, "option_id": d.Outcome.OptionID, "kind": d.Kind, "reason": d.Reason}
+	if ok {
+		ev["request_id"] = rec.rid
+		if rec.by != "" {
+			ev["answered_by"] = rec.by
+		}
+	}
+	s.appendEvent(EventPermissionAnswer, ev)
+}
+
+func (s *session) enqueue(typ string, data any) {
+	select {
+	case s.obsQ <- obsEvent{typ, data}:
+	default:
+		s.dropped.Add(1)
+		s.m.log.Warn("sessions: observer queue full; event dropped", "session", s.id, "type", typ)
+	}
+}
+
+func (s *session) startObserverQueue() {
+	s.mu.Lock()
+	s.obsStarted = true
+	s.mu.Unlock()
+	go s.drainObserver()
+}
+
+// drainObserver turns MCP and proxy notifications into events until the
+// session shuts down, then records what is queued and returns.
+func (s *session) drainObserver() {
+	defer close(s.obsDone)
+	for {
+		select {
+		case e := <-s.obsQ:
+			s.appendEvent(e.typ, e.data)
+		case <-s.quitCtx.Done():
+			for {
+				select {
+				case e := <-s.obsQ:
+					s.appendEvent(e.typ, e.data)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// watch notices the end of an agent process we did not ask for: a crash,
+// or a connection failure (the process is then killed). It waits for the
+// turn to record its failure, then restarts the agent.
+func (s *session) watch(p *agentProc) {
+	defer s.wg.Done()
+	select {
+	case <-p.proc.Done():
+	case <-p.conn.Done():
+	}
+	if p.stopping.Load() {
+		return
+	}
+	// Not p.kill: that would mark the end as asked for.
+	p.proc.Kill()
+	_ = p.conn.Close()
+	p.cancel()
+	s.mu.Lock()
+	t := s.turn
+	s.mu.Unlock()
+	if t != nil {
+		<-t.done
+	}
+	why := "agent exited"
+	if xe := p.proc.ExitErr(); xe != nil {
+		why = xe.Error()
+	} else if err := p.conn.Err(); err != nil {
+		why = err.Error()
+	}
+	s.appendEvent(EventAgentExited, map[string]any{"error": why, "stderr_tail": p.proc.StderrTail(), "during_turn": t != nil})
+	s.mu.Lock()
+	if s.cur == p {
+		s.cur = nil
+	}
+	s.lastError = why
+	s.mu.Unlock()
+	s.restart(why)
+}
+
+// restart relaunches a crashed agent with session/load, a bounded number
+// of times with backoff; else the session fails.
+func (s *session) restart(why string) {
+	for {
+		s.mu.Lock()
+		s.restarts++
+		n, acpID, loadable := s.restarts, s.acpID, s.loadable
+		s.mu.Unlock()
+		var reason string
+		switch {
+		case !loadable || acpID == "":
+			reason = "agent exited (" + why + ") and cannot load its session"
+		case s.m.opts.RestartAttempts == 0:
+			reason = "agent exited (" + why + "); restarts are disabled"
+		case n > s.m.opts.RestartAttempts:
+			reason = fmt.Sprintf("agent exited (%s); %d restarts failed", why, n-1)
+		}
+		if reason != "" {
+			s.shutdown(context.Background(), StateFailed, reason, true, false)
+			return
+		}
+		if !s.transition(func(st State) bool { return !st.Final() && st != StateStopping }, StateStarting,
+			"agent exited; relaunching with session/load", map[string]any{"attempt": n, "error": why}) {
+			return
+		}
+		backoff := s.m.opts.RestartBackoff << (n - 1)
+		select {
+		case <-time.After(backoff):
+		case <-s.quitCtx.Done():
+			return
+		}
+		err := s.start(acpID, n)
+		if err == nil {
+			return
+		}
+		if s.quitCtx.Err() != nil {
+			return
+		}
+		why = err.Error()
+		s.appendEvent(EventWarning, map[string]any{"warning": "restart failed", "attempt": n, "error": why})
+	}
+}
+
+// shutdown ends the session: the running turn is cancelled (given
+// CancelGrace), the agent stopped in stages, the goroutines waited for,
+// the tokens revoked when asked, the final state recorded and the log
+// closed. The first caller does it; later ones wait for it. waitAll is
+// false when called from a goroutine shutdown would wait for (watch).
+func (s *session) shutdown(ctx context.Context, final State, reason string, revoke, waitAll bool) {
+	s.transMu.Lock()
+	if s.ending {
+		s.transMu.Unlock()
+		if waitAll {
+			// A goroutine of the session (waitAll false) must not wait:
+			// the shutdown under way waits for it.
+			<-s.ended
+		}
+		return
+	}
+	s.ending = true
+	if final == StateStopped {
+		s.emitState(StateStopping, reason, nil)
+	}
+	s.transMu.Unlock()
+	defer close(s.ended)
+
+	s.mu.Lock()
+	p, t, acpID := s.cur, s.turn, s.acpID
+	s.mu.Unlock()
+	if p != nil && t != nil {
+		s.appendEvent(EventCancel, map[string]any{"turn": t.n, "by": "shutdown"})
+		cctx, cancel := context.WithTimeout(ctx, s.m.opts.CancelGrace)
+		_ = p.conn.Cancel(cctx, acpID)
+		select {
+		case <-t.done:
+		case <-cctx.Done():
+		}
+		cancel()
+	}
+	s.quit(errors.New(reason))
+	if p != nil {
+		p.teardown(ctx)
+	}
+	if waitAll {
+		s.wg.Wait()
+	}
+	s.mu.Lock()
+	obs := s.obsStarted
+	s.mu.Unlock()
+	if obs {
+		<-s.obsDone
+	}
+	if revoke {
+		s.m.revoke(s)
+	}
+	extra := map[string]any{}
+	if final == StateInterrupted {
+		extra["resumable"] = !revoke && reason == reasonShutdown
+	}
+	s.emitState(final, reason, extra)
+	if s.log != nil {
+		s.log.Close()
+	}
+	s.m.unregister(s)
+}
+
+// reasonShutdown marks an interruption by Close, which Recover resumes.
+const reasonShutdown = "broker shutdown"
+
+// Info describes a session (GET /v1/sessions/{id}).
+type Info struct {
+	ID               string    `json:"id"`
+	Project          string    `json:"project"`
+	Agent            string    `json:"agent"`
+	CatalogAgent     string    `json:"catalog_agent,omitempty"`
+	Model            string    `json:"model,omitempty"`
+	State            State     `json:"state"`
+	Title            string    `json:"title,omitempty"`
+	Live             bool      `json:"live"`
+	Cwd              string    `json:"cwd,omitempty"`
+	PermissionPolicy string    `json:"permission_policy,omitempty"`
+	Credential       string    `json:"credential,omitempty"`
+	ACPSessionID     string    `json:"acp_session_id,omitempty"`
+	MCP              *MCPInfo  `json:"mcp,omitempty"`
+	Turn             int       `json:"turn,omitempty"`
+	Prompting        bool      `json:"prompting,omitempty"`
+	Pending          []Pending `json:"pending_permissions,omitempty"`
+	Restarts         int       `json:"restarts,omitempty"`
+	LastError        string    `json:"last_error,omitempty"`
+	DroppedEvents    int64     `json:"dropped_events,omitempty"`
+	LastEventSeq     int64     `json:"last_event_seq"`
+	CreatedAt        time.Time `json:"created_at,omitzero"`
+	UpdatedAt        time.Time `json:"updated_at,omitzero"`
+}
+
+// MCPInfo is a session's MCP server configuration and readiness. The token
+// itself is never shown, only its ID.
+type MCPInfo struct {
+	Name    string `json:"name"`
+	URL     string `json:"url"`
+	TokenID string `json:"token_id"`
+	// Status: pending, connected, not_connected, first_prompt.
+	Status string `json:"status"`
+}
+
+// Pending is a permission request waiting for a viewer's answer.
+type Pending struct {
+	RequestID string                 `json:"request_id"`
+	ToolCall  acp.ToolCall           `json:"tool_call"`
+	Options   []acp.PermissionOption `json:"options"`
+	AskedAt   time.Time              `json:"asked_at"`
+}
+
+func (s *session) info() Info {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := Info{
+		ID: s.id, Project: s.project, Agent: string(s.cfg.Profile), CatalogAgent: s.cfg.CatalogAgent,
+		Model: s.cfg.Model, State: s.state, Title: s.title, Live: !s.state.Final(), Cwd: s.cfg.Cwd,
+		PermissionPolicy: s.cfg.Policy, Credential: string(s.cfg.Credential.Kind), ACPSessionID: s.acpID,
+		MCP:  &MCPInfo{Name: s.cfg.MCP.Name, URL: s.cfg.MCP.URL, TokenID: s.cfg.MCP.TokenID, Status: s.mcpStatus},
+		Turn: s.turns, Prompting: s.turn != nil, Restarts: s.restarts, LastError: s.lastError,
+		DroppedEvents: s.dropped.Load(), CreatedAt: s.createdAt,
+	}
+	for _, w := range s.pending {
+		in.Pending = append(in.Pending, Pending{RequestID: w.id, ToolCall: w.toolCall, Options: w.options, AskedAt: w.askedAt})
+	}
+	slices.SortFunc(in.Pending, func(a, b Pending) int { return a.AskedAt.Compare(b.AskedAt) })
+	if s.log != nil {
+		in.LastEventSeq = s.log.Committed()
+	}
+	return in
+}
+
+func recordInfo(r store.SessionRecord) Info {
+	return Info{ID: r.ID, Project: r.ProjectID, Agent: r.Agent, Model: r.Model, State: State(r.State),
+		Title: r.Title, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+}
+
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8Start(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
