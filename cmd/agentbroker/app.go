@@ -51,6 +51,7 @@ type command struct {
 func commands() []*command {
 	return []*command{
 		serveCommand(),
+		sessionCommand(),
 		projectCommand(),
 		taskCommand(),
 		knowledgeCommand(),
@@ -165,6 +166,13 @@ type config struct {
 	PublicURL      string
 	AllowedOrigins stringsFlag
 
+	BrokerURL string
+	TokenFile string
+
+	AgentsDir   string
+	CustomAgent string
+	AmpCommand  string
+
 	AnthropicUpstream string
 	OpenAIUpstream    string
 	AnthropicKeyFile  string
@@ -181,6 +189,7 @@ func defaultConfig(getenv func(string) string) *config {
 		LogFormat:       "text",
 		LogLevel:        "info",
 		Listen:          "127.0.0.1:7420",
+		BrokerURL:       "http://127.0.0.1:7420",
 		ShutdownTimeout: 15 * time.Second,
 		Issuer:          "agentbroker",
 		TokenMaxTTL:     24 * time.Hour,

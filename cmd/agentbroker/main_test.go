@@ -23,8 +23,8 @@ import (
 )
 
 // binary is the agentbroker built once for the tests that need a real
-// process (signals, exit codes, argv).
-var binary string
+// process (signals, exit codes, argv); refagent is our reference agent.
+var binary, refagent string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "agentbroker-test-")
@@ -33,10 +33,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "agentbroker")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build agentbroker: %v\n%s", err, out)
-		os.Exit(1)
+	refagent = filepath.Join(dir, "refagent")
+	for path, pkg := range map[string]string{binary: ".", refagent: "../../internal/refagent/cmd/refagent"} {
+		out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -7,15 +7,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/agentbroker/agentbroker/acp/profile"
 	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/internal/adminapi"
 	"github.com/agentbroker/agentbroker/internal/metrics"
 	"github.com/agentbroker/agentbroker/internal/server"
 	"github.com/agentbroker/agentbroker/mcpserver"
 	"github.com/agentbroker/agentbroker/proxy"
+	"github.com/agentbroker/agentbroker/sessions"
 	"github.com/agentbroker/agentbroker/store/sqlite"
 	"github.com/agentbroker/agentbroker/tokens"
 )
@@ -36,6 +40,9 @@ func serveCommand() *command {
 			fs.StringVar(&c.OpenAIUpstream, "openai-upstream", c.OpenAIUpstream, "where the inference proxy sends OpenAI calls")
 			fs.StringVar(&c.AnthropicKeyFile, "anthropic-key-file", c.AnthropicKeyFile, "a 0600 file with the platform's Anthropic key (or set ANTHROPIC_API_KEY)")
 			fs.StringVar(&c.OpenAIKeyFile, "openai-key-file", c.OpenAIKeyFile, "a 0600 file with the platform's OpenAI key (or set OPENAI_API_KEY)")
+			fs.StringVar(&c.AgentsDir, "agents-dir", c.AgentsDir, "where the agents' npm packages are installed (default <data-dir>/agents)")
+			fs.StringVar(&c.CustomAgent, "custom-agent", c.CustomAgent, "the command of the custom profile: any ACP agent, e.g. the reference agent")
+			fs.StringVar(&c.AmpCommand, "amp-command", c.AmpCommand, "the amp-acp adapter's command (the Amp profile is off without it)")
 			fs.Var(&c.AllowedOrigins, "allowed-origin", "a browser origin (scheme://host:port) allowed besides the broker's own; repeat for more")
 		},
 		run: func(ctx context.Context, c *config, e *env, args []string) error {
@@ -98,11 +105,42 @@ func serve(ctx context.Context, c *config, e *env) error {
 	if publicURL == "" {
 		publicURL = "http://" + ln.Addr().String()
 	}
+	publicURL = strings.TrimSuffix(publicURL, "/")
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the broker's own executable (for mcp-bridge): %w", err)
+	}
+	mgr, err := sessions.New(sessions.Options{
+		Store:          st,
+		Tokens:         svc,
+		Models:         cat,
+		DataDir:        c.DataDir,
+		MCPURL:         publicURL + "/mcp",
+		BridgeCommand:  self,
+		ProxyBaseURL:   publicURL,
+		Agents:         c.agentConfigs(),
+		TokenLifetime:  c.TokenMaxTTL,
+		AllowedOrigins: c.AllowedOrigins,
+		Logger:         log,
+	})
+	if err != nil {
+		return fmt.Errorf("start session broker: %w", err)
+	}
+	defer func() {
+		// Agents stop after the HTTP server: requests in flight finish first.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ShutdownTimeout)
+		defer cancel()
+		if err := mgr.Close(cctx); err != nil {
+			log.Warn("stopping sessions", "err", err)
+		}
+	}()
+
 	reg := metrics.NewRegistry()
 	mcp, err := mcpserver.New(&mcpserver.Options{
 		Store:          st,
 		Tokens:         svc,
-		ResourceURL:    strings.TrimSuffix(publicURL, "/") + "/mcp",
+		Observer:       mgr,
+		ResourceURL:    publicURL + "/mcp",
 		AllowedOrigins: c.AllowedOrigins,
 		Metrics:        reg,
 		Logger:         log,
@@ -127,6 +165,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 		Tokens:    svc,
 		Catalog:   cat,
 		Upstreams: upstreams,
+		Recorder:  mgr,
 		Metrics:   reg,
 		Logger:    log,
 	})
@@ -139,6 +178,15 @@ func serve(ctx context.Context, c *config, e *env) error {
 	srv.Handle("GET /.well-known/jwks.json", svc.KeyRing().JWKSHandler())
 	adminapi.Mount(srv, svc, cat)
 	adminapi.MountProjects(srv, svc, st)
+	mgr.Mount(srv)
+
+	recovered, err := mgr.Recover(ctx)
+	if err != nil {
+		log.Warn("recovering sessions", "err", err)
+	}
+	for _, r := range recovered {
+		log.Info("session recovered", "session", r.ID, "state", string(r.State))
+	}
 
 	// Keys rotated by another process (agentbroker keys rotate) are picked
 	// up without a restart.
@@ -213,4 +261,25 @@ func (c *config) upstreams(getenv func(string) string, log *slog.Logger) (map[ca
 		out[u.provider] = proxy.Upstream{BaseURL: u.base, APIKey: key}
 	}
 	return out, nil
+}
+
+// agentConfigs says where each profile's agent is: the npm adapters under
+// the agents directory, amp and custom by explicit command.
+func (c *config) agentConfigs() map[profile.Name]sessions.AgentConfig {
+	dir := c.AgentsDir
+	if dir == "" {
+		dir = filepath.Join(c.DataDir, "agents")
+	}
+	agents := map[profile.Name]sessions.AgentConfig{
+		profile.ClaudeCode: {InstallDir: dir},
+		profile.Codex:      {InstallDir: dir},
+		profile.CodexZed:   {InstallDir: dir},
+	}
+	if c.AmpCommand != "" {
+		agents[profile.Amp] = sessions.AgentConfig{InstallDir: dir, Command: strings.Fields(c.AmpCommand)}
+	}
+	if c.CustomAgent != "" {
+		agents[profile.Custom] = sessions.AgentConfig{Command: strings.Fields(c.CustomAgent)}
+	}
+	return agents
 }

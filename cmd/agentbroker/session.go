@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/agentbroker/agentbroker/sessions"
+)
+
+// The session commands talk to a running broker over its HTTP API, with
+// the admin token from the data directory (or --token-file).
+
+// credentialSecretEnv holds an agent credential's secret for `session
+// start --credential api-key|oauth-token`: never a flag.
+const credentialSecretEnv = "AGENTBROKER_CREDENTIAL_SECRET"
+
+type apiClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+func brokerFlags(fs *flag.FlagSet, c *config) {
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "the broker's data directory (for its admin token)")
+	fs.StringVar(&c.BrokerURL, "url", c.BrokerURL, "the running broker's URL")
+	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "the admin token file (default <data-dir>/admin-token)")
+}
+
+func newAPIClient(c *config) (*apiClient, error) {
+	path := c.TokenFile
+	if path == "" {
+		path = filepath.Join(c.DataDir, AdminTokenFile)
+	}
+	tok, err := readSecretFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("admin token (is the broker running with this --data-dir?): %w", err)
+	}
+	return &apiClient{base: strings.TrimSuffix(c.BrokerURL, "/"), token: tok, http: &http.Client{}}, nil
+}
+
+// call sends a JSON request and decodes a JSON answer; an error status
+// becomes an error carrying the API's description.
+func (a *apiClient) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("broker at %s: %w", a.base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s %s: %d %s: %s", method, path, resp.StatusCode, e.Error, e.Description)
+		}
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(data)))
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+func sessionCommand() *command {
+	var req sessions.CreateRequest
+	var state, project string
+	var after int64
+	return &command{
+		name:    "session",
+		summary: "start, prompt, watch, list and stop agent sessions on a running broker",
+		children: []*command{
+			{
+				name:    "start",
+				summary: "start a session; prints its ID (a credential's secret comes from " + credentialSecretEnv + ")",
+				flags: func(fs *flag.FlagSet, c *config) {
+					brokerFlags(fs, c)
+					fs.StringVar(&req.Project, "project", "", "project ID (required)")
+					fs.StringVar(&req.Agent, "agent", "", "profile: claude-code, codex, codex-zed, amp or custom (required)")
+					fs.StringVar(&req.Model, "model", "", "model ID (see catalog list --agent A)")
+					fs.StringVar(&req.Credential.Kind, "credential", "platform-proxy", "none, api-key, oauth-token or platform-proxy")
+					fs.StringVar(&req.Cwd, "cwd", "", "the agent's working directory (default: the project's repository path)")
+					fs.StringVar(&req.PermissionPolicy, "policy", "allow-project-tools", "ask, allow-project-tools or allow-all")
+					fs.StringVar(&req.Prompt, "prompt", "", "a first prompt")
+					fs.StringVar(&req.Title, "title", "", "a title for the session")
+				},
+				run: func(ctx context.Context, c *config, e *env, args []string) error {
+					if len(args) > 0 {
+						return usageError(e, "session start takes flags only")
+					}
+					req.Credential.Secret = e.getenv(credentialSecretEnv)
+					a, err := newAPIClient(c)
+					if err != nil {
+						return err
+					}
+					var out sessions.CreateResponse
+					if err := a.call(ctx, "POST", "/v1/sessions", req, &out); err != nil {
+						return err
+					}
+					fmt.Fprintln(e.stdout, out.Session.ID)
+					fmt.Fprintf(e.stderr, "session %s is %s; watch it with: agentbroker session attach %s\n",
+						out.Session.ID, out.Session.State, out.Session.ID)
+					if out.Session.MCP != nil && out.Session.MCP.Status != "" && out.Session.MCP.Status != "connected" {
+						fmt.Fprintf(e.stderr, "warning: the agent's MCP connection is %s\n", out.Session.MCP.Status)
+					}
+					if out.FirstPromptError != "" {
+						return fmt.Errorf("first prompt: %s", out.FirstPromptError)
+					}
+					return nil
+				},
+			},
+			{
+				name:    "prompt",
+				args:    "ID TEXT",
+				summary: "send a prompt, wait for the turn to end, and print the reply",
+				flags:   brokerFlags,
+				run: func(ctx context.Context, c *config, e *env, args []string) error {
+					if len(args) < 2 {
+						return usageError(e, "usage: agentbroker session prompt ID TEXT")
+					}
+					a, err := newAPIClient(c)
+					if err != nil {
+						return err
+					}
+					var out sessions.TurnResult
+					err = a.call(ctx, "POST", "/v1/sessions/"+url.PathEscape(args[0])+"/prompt",
+						sessions.PromptRequest{Text: strings.Join(args[1:], " "), Wait: true}, &out)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(e.stdout, out.Reply)
+					if out.Error != "" {
+						return fmt.Errorf("turn %d failed: %s", out.Turn, out.Error)
+					}
+					fmt.Fprintf(e.stderr, "(turn %d: %s)\n", out.Turn, out.StopReason)
+					return nil
+				},
+			},
+			{
+				name:    "list",
+				summary: "list sessions",
+				flags: func(fs *flag.FlagSet, c *config) {
+					brokerFlags(fs, c)
+					fs.StringVar(&project, "project", "", "only this project's sessions")
+					fs.StringVar(&state, "state", "", "only sessions in this state")
+				},
+				run: func(ctx context.Context, c *config, e *env, args []string) error {
+					a, err := newAPIClient(c)
+					if err != nil {
+						return err
+					}
+					q := url.Values{}
+					if project != "" {
+						q.Set("project", project)
+					}
+					if state != "" {
+						q.Set("state", state)
+					}
+					var out struct {
+						Sessions []sessions.Info `json:"sessions"`
+					}
+					if err := a.call(ctx, "GET", "/v1/sessions?"+q.Encode(), nil, &out); err != nil {
+						return err
+					}
+					tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "ID\tPROJECT\tAGENT\tMODEL\tSTATE\tCREATED")
+					for _, s := range out.Sessions {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Project, s.Agent, s.Model, s.State,
+							s.CreatedAt.Local().Format(time.DateTime))
+					}
+					return tw.Flush()
+				},
+			},
+			{
+				name:    "stop",
+				args:    "ID",
+				summary: "stop a session: cancel, shut the agent down, revoke its tokens",
+				flags:   brokerFlags,
+				run: func(ctx context.Context, c *config, e *env, args []string) error {
+					if len(args) != 1 {
+						return usageError(e, "usage: agentbroker session stop ID")
+					}
+					a, err := newAPIClient(c)
+					if err != nil {
+						return err
+					}
+					var out sessions.Info
+					if err := a.call(ctx, "DELETE", "/v1/sessions/"+url.PathEscape(args[0]), nil, &out); err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stdout, "session %s %s\n", out.ID, out.State)
+					return nil
+				},
+			},
+			{
+				name:    "attach",
+				args:    "ID",
+				summary: "watch a session live: its text, tool calls and permission questions (answered here)",
+				flags: func(fs *flag.FlagSet, c *config) {
+					brokerFlags(fs, c)
+					fs.Int64Var(&after, "after", 0, "replay from after this event sequence number")
+				},
+				run: func(ctx context.Context, c *config, e *env, args []string) error {
+					if len(args) != 1 {
+						return usageError(e, "usage: agentbroker session attach ID")
+					}
+					a, err := newAPIClient(c)
+					if err != nil {
+						return err
+					}
+					return attach(ctx, a, args[0], after, e)
+				},
+			},
+		},
+	}
+}
+
+// attach follows a session's events over the WebSocket and renders them;
+// a permission question is answered by typing the number of an option.
+// It reconnects from the last sequence number it saw when the connection
+// drops, and returns when the session's log ends.
+func attach(ctx context.Context, a *apiClient, id string, after int64, e *env) error {
+	u, err := url.Parse(a.base)
+	if err != nil {
+		return err
+	}
+	u.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
+	r := newRenderer(e.stdout)
+	answers := make(chan string)
+	go func() { // lines typed at the terminal
+		sc := bufio.NewScanner(e.stdin)
+		for sc.Scan() {
+			select {
+			case answers <- strings.TrimSpace(sc.Text()):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for attempt := 0; ; attempt++ {
+		endpoint := fmt.Sprintf("%s/v1/sessions/%s/events?after=%d", u.String(), url.PathEscape(id), after)
+		conn, resp, err := websocket.DefaultDialer.DialContext(ctx, endpoint, http.Header{"Authorization": {"Bearer " + a.token}})
+		if err != nil {
+			if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
+				return fmt.Errorf("attach %s: %s", id, resp.Status)
+			}
+			if attempt >= 5 || ctx.Err() != nil {
+				return fmt.Errorf("attach %s: %w", id, err)
+			}
+			time.Sleep(time.Duration(attempt+1) * 300 * time.Millisecond)
+			continue
+		}
+		attempt = 0
+		last, err := follow(ctx, conn, r, answers)
+		if last > after {
+			after = last
+		}
+		conn.Close()
+		var ce *websocket.CloseError
+		switch {
+		case errors.As(err, &ce) && ce.Code == sessions.CloseSessionEnded:
+			r.line("— the session's log has ended")
+			return nil
+		case ctx.Err() != nil:
+			return nil
+		}
+		r.line(fmt.Sprintf("— connection lost (%v); resuming after event %d", err, after))
+	}
+}
+
+// follow renders frames until the connection ends, returning the last seq.
+func follow(ctx context.Context, conn *websocket.Conn, r *renderer, answers <-chan string) (int64, error) {
+	frames := make(chan sessions.Frame)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			var f sessions.Frame
+			if err := conn.ReadJSON(&f); err != nil {
+				errc <- err
+				return
+			}
+			frames <- f
+		}
+	}()
+	var last int64
+	var pending *permissionQuestion
+	for {
+		select {
+		case <-ctx.Done():
+			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			return last, ctx.Err()
+		case err := <-errc:
+			return last, err
+		case f := <-frames:
+			if f.Seq > 0 {
+				last = f.Seq
+			}
+			if q := r.frame(f); q != nil {
+				pending = q
+			}
+		case line := <-answers:
+			if pending == nil {
+				continue
+			}
+			opt, ok := pending.pick(line)
+			if !ok {
+				r.line("type the number of an option")
+				continue
+			}
+			conn.WriteJSON(sessions.ClientMessage{Type: "permission", RequestID: pending.id, OptionID: opt})
+			pending = nil
+		}
+	}
+}

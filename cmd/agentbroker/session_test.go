@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSessionCLI runs a session with the reference agent through a real
+// broker, driven by the session commands: start, prompt (the agent calls
+// our MCP tool and its reply carries the task), list, attach (the live
+// view), stop.
+func TestSessionCLI(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagent)
+	admin := adminToken(t, dataDir)
+
+	var p, task struct{ ID string }
+	_, body := b.do("POST", "/v1/projects", admin, strings.NewReader(`{"name":"cli","instructions":"Be brief."}`))
+	json.Unmarshal([]byte(body), &p)
+	_, body = b.do("POST", "/v1/projects/"+p.ID+"/tasks", admin, strings.NewReader(`{"title":"t","description":"the answer is marker-c41e"}`))
+	json.Unmarshal([]byte(body), &task)
+
+	env := map[string]string{"AGENTBROKER_DATA_DIR": dataDir, "AGENTBROKER_URL": b.url("")}
+	out, stderr, err := runCLI(t, env, "", "session", "start", "--project", p.ID, "--agent", "custom", "--credential", "none", "--policy", "allow-all", "--cwd", t.TempDir())
+	if err != nil {
+		t.Fatalf("session start: %v\n%s\n%s", err, stderr, b.log())
+	}
+	id := strings.TrimSpace(out)
+
+	// Watch it live while it works.
+	attached := make(chan string, 1)
+	go func() {
+		out, _, err := runCLI(t, env, "", "session", "attach", id)
+		if err != nil {
+			out += "\nattach error: " + err.Error()
+		}
+		attached <- out
+	}()
+
+	out, _, err = runCLI(t, env, "", "session", "prompt", id, fmt.Sprintf(`call get_task with {"id":%q}`, task.ID))
+	if err != nil || !strings.Contains(out, "marker-c41e") {
+		t.Fatalf("session prompt = %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, env, "", "session", "list")
+	if err != nil || !strings.Contains(out, id) || !strings.Contains(out, "idle") {
+		t.Fatalf("session list = %v\n%s", err, out)
+	}
+	if out, _, err := runCLI(t, env, "", "session", "stop", id); err != nil || !strings.Contains(out, "stopped") {
+		t.Fatalf("session stop = %v\n%s", err, out)
+	}
+	select {
+	case view := <-attached:
+		t.Logf("attach view:\n%s", view)
+		for _, want := range []string{"— state: ready", "get_task", "marker-c41e", "— state: stopped", "log has ended"} {
+			if !strings.Contains(view, want) {
+				t.Errorf("attach view lacks %q:\n%s", want, view)
+			}
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("attach did not end with the session")
+	}
+	if _, _, err := runCLI(t, env, "", "session", "prompt", id, "hello"); err == nil {
+		t.Fatalf("a prompt to a stopped session succeeded")
+	}
+	if err := b.stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	_ = context.Background
+}
