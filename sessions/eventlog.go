@@ -55,8 +55,20 @@ type Journal struct {
 }
 
 type appendReq struct {
-	evs  []store.Event
-	done chan error
+	evs []store.Event
+	// settled, when set, is called by the writer with the outcome before
+	// done is signalled: it publishes the events (or forgets them), so the
+	// order of publication is the order of commits, whether or not anyone
+	// waits on done.
+	settled func(error)
+	done    chan error
+}
+
+func (r *appendReq) finish(err error) {
+	if r.settled != nil {
+		r.settled(err)
+	}
+	r.done <- err
 }
 
 // NewJournal starts a journal writing to st. Close stops it.
@@ -130,19 +142,19 @@ func (j *Journal) commit(ctx context.Context, batch []*appendReq) {
 	err := j.st.AppendEvents(ctx, evs)
 	if err == nil || len(batch) == 1 {
 		for _, r := range batch {
-			r.done <- err
+			r.finish(err)
 		}
 		return
 	}
 	j.log.Warn("event batch refused; committing its appends one by one", "events", len(evs), "err", err)
 	for _, r := range batch {
-		r.done <- j.st.AppendEvents(ctx, r.evs)
+		r.finish(j.st.AppendEvents(ctx, r.evs))
 	}
 }
 
 // enqueue hands events to the writer; wait blocks until they are durable.
-func (j *Journal) enqueue(ctx context.Context, evs []store.Event) (wait func() error, err error) {
-	r := &appendReq{evs: evs, done: make(chan error, 1)}
+func (j *Journal) enqueue(ctx context.Context, evs []store.Event, settled func(error)) (wait func() error, err error) {
+	r := &appendReq{evs: evs, settled: settled, done: make(chan error, 1)}
 	select {
 	case j.reqs <- r:
 	case <-ctx.Done():
@@ -197,33 +209,67 @@ func (l *Log) SessionID() string { return l.id }
 // Append records one event: data is marshalled to JSON, numbered, and
 // committed. It returns once the event is durable and visible to readers.
 func (l *Log) Append(ctx context.Context, typ string, data any) (store.Event, error) {
-	raw, err := json.Marshal(data)
+	e, wait, err := l.enqueue(ctx, typ, data)
 	if err != nil {
+		return store.Event{}, err
+	}
+	if err := wait(); err != nil {
 		return store.Event{}, fmt.Errorf("append %s event: %w", typ, err)
 	}
+	return e, nil
+}
+
+// AppendAsync records one event like Append but returns as soon as it is
+// queued, numbered, for the journal: readers still see it only once it is
+// durable, and events keep their order. The agent's stream is not held up
+// by one commit per event, and the journal can batch them. A store failure
+// goes to onErr (nil: ignored), from the journal's goroutine.
+func (l *Log) AppendAsync(ctx context.Context, typ string, data any, onErr func(error)) error {
+	_, wait, err := l.enqueue(ctx, typ, data)
+	if err != nil {
+		return err
+	}
+	if onErr != nil {
+		go func() {
+			if err := wait(); err != nil {
+				onErr(fmt.Errorf("append %s event: %w", typ, err))
+			}
+		}()
+	}
+	return nil
+}
+
+// enqueue numbers an event and hands it to the journal, which publishes it
+// (commitUpTo) or forgets it (failed) when the commit is settled.
+func (l *Log) enqueue(ctx context.Context, typ string, data any) (store.Event, func() error, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return store.Event{}, nil, fmt.Errorf("append %s event: %w", typ, err)
+	}
 	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		l.appendMu.Unlock()
-		return store.Event{}, ErrLogClosed
+		return store.Event{}, nil, ErrLogClosed
 	}
 	e := store.Event{SessionID: l.id, Seq: l.next, Type: typ, Data: raw, CreatedAt: time.Now().UTC()}
 	gen := l.gen
 	l.next++
 	l.pending[e.Seq] = pendingEvent{e, gen}
 	l.mu.Unlock()
-	wait, err := l.j.enqueue(ctx, []store.Event{e})
-	l.appendMu.Unlock()
-	if err == nil {
-		err = wait()
-	}
+	wait, err := l.j.enqueue(ctx, []store.Event{e}, func(err error) {
+		if err != nil {
+			l.failed(e.Seq, gen)
+			return
+		}
+		l.commitUpTo(e.Seq)
+	})
 	if err != nil {
 		l.failed(e.Seq, gen)
-		return store.Event{}, fmt.Errorf("append %s event: %w", typ, err)
+		return store.Event{}, nil, fmt.Errorf("append %s event: %w", typ, err)
 	}
-	l.commitUpTo(e.Seq)
-	return e, nil
+	return e, wait, nil
 }
 
 // commitUpTo publishes every pending event up to seq. Commits arrive in

@@ -514,12 +514,21 @@ func (s *session) onUpdate(p *agentProc, u acp.Update) {
 	if len(raw) > store.MaxEventData-256 {
 		data = map[string]any{"sessionUpdate": u.Update.Kind, "truncated": true, "bytes": len(raw)}
 	}
+	typ := EventUpdate
 	if u.Seq <= p.replayUntil.Load() {
-		s.appendEvent(EventReplay, data)
-		return
+		typ = EventReplay
 	}
-	s.appendEvent(EventUpdate, data)
-	s.tr.update(u.Update)
+	// Updates are the bulk of a session's events: queue them without
+	// waiting for each commit (the journal batches them; viewers still
+	// see each only once it is durable, and in order).
+	if err := s.log.AppendAsync(context.Background(), typ, data, func(err error) {
+		s.m.log.Warn("sessions: event not recorded", "session", s.id, "type", typ, "err", err)
+	}); err != nil && !errors.Is(err, ErrLogClosed) {
+		s.m.log.Warn("sessions: event not recorded", "session", s.id, "type", typ, "err", err)
+	}
+	if typ == EventUpdate {
+		s.tr.update(u.Update)
+	}
 }
 
 // prompt starts a turn.
