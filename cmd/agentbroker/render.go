@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 
@@ -17,11 +18,48 @@ type renderer struct {
 	w        io.Writer
 	midText  bool // the last thing printed was streamed text without a newline
 	thinking bool
+	working  bool // a turn is running
+	tty      bool // w is a terminal: a spinner may be drawn
+	spinning bool // a spinner frame is on the screen
+	spin     int
 }
 
-func newRenderer(w io.Writer) *renderer { return &renderer{w: w} }
+func newRenderer(w io.Writer) *renderer {
+	r := &renderer{w: w}
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			r.tty = true
+		}
+	}
+	return r
+}
+
+var spinnerFrames = []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"}
+
+// tick draws the next spinner frame while a turn runs and nothing else
+// is being printed; only on a terminal.
+func (r *renderer) tick() {
+	if !r.tty || !r.working {
+		return
+	}
+	if r.midText {
+		return // the agent is mid-sentence; do not break its line
+	}
+	r.spin = (r.spin + 1) % len(spinnerFrames)
+	fmt.Fprintf(r.w, "\r%s working…", spinnerFrames[r.spin])
+	r.spinning = true
+}
+
+// clearSpinner removes a spinner frame before real output.
+func (r *renderer) clearSpinner() {
+	if r.spinning {
+		fmt.Fprint(r.w, "\r\033[K")
+		r.spinning = false
+	}
+}
 
 func (r *renderer) line(s string) {
+	r.clearSpinner()
 	if r.midText {
 		fmt.Fprintln(r.w)
 		r.midText = false
@@ -48,6 +86,7 @@ func (q *permissionQuestion) pick(line string) (string, bool) {
 
 // frame renders one frame; a permission question is returned to be asked.
 func (r *renderer) frame(f sessions.Frame) *permissionQuestion {
+	r.clearSpinner()
 	if f.Type == "error" {
 		r.line("! " + f.Error)
 		return nil
@@ -57,6 +96,7 @@ func (r *renderer) frame(f sessions.Frame) *permissionQuestion {
 	str := func(m map[string]any, k string) string { s, _ := m[k].(string); return s }
 	switch f.Type {
 	case "state":
+		r.working = str(d, "state") == "prompting"
 		r.line(fmt.Sprintf("— state: %s", str(d, "state")))
 	case "prompt":
 		r.line("> " + str(d, "text"))

@@ -318,8 +318,12 @@ func follow(ctx context.Context, conn *websocket.Conn, r *renderer, answers <-ch
 	}()
 	var last int64
 	var pending *permissionQuestion
+	spinner := time.NewTicker(120 * time.Millisecond)
+	defer spinner.Stop()
 	for {
 		select {
+		case <-spinner.C:
+			r.tick()
 		case <-ctx.Done():
 			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 			return last, ctx.Err()

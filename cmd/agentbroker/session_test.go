@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentbroker/agentbroker/sessions"
 )
 
 // TestSessionCLI runs a session with the reference agent through a real
@@ -73,4 +75,26 @@ func TestSessionCLI(t *testing.T) {
 		t.Fatalf("SIGTERM: %v", err)
 	}
 	_ = context.Background
+}
+
+// TestRendererSpinner: on a terminal a spinner turns while a turn runs,
+// and is wiped before the next output; elsewhere nothing is drawn.
+func TestRendererSpinner(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	r := newRenderer(&b)
+	r.frame(sessions.Frame{Seq: 1, Type: "state", Data: []byte(`{"state":"prompting"}`)})
+	r.tick()
+	if strings.Contains(b.String(), "working") {
+		t.Fatalf("spinner drawn on a non-terminal: %q", b.String())
+	}
+	r.tty = true
+	r.tick()
+	r.tick()
+	r.frame(sessions.Frame{Seq: 2, Type: "state", Data: []byte(`{"state":"idle"}`)})
+	r.tick()
+	out := b.String()
+	if strings.Count(out, "working…") != 2 || !strings.Contains(out, "\r\033[K— state: idle") {
+		t.Fatalf("spinner output %q", out)
+	}
 }
