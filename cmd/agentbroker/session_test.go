@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -74,7 +73,6 @@ func TestSessionCLI(t *testing.T) {
 	if err := b.stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}
-	_ = context.Background
 }
 
 // TestRendererSpinner: on a terminal a spinner turns while a turn runs,
