@@ -61,7 +61,7 @@ func runCLI(t *testing.T, environ map[string]string, stdin string, args ...strin
 
 // broker is a running `agentbroker serve` process.
 type broker struct {
-	t       *testing.T
+	t       testing.TB
 	cmd     *exec.Cmd
 	addr    string
 	dataDir string
@@ -70,7 +70,7 @@ type broker struct {
 	exited  chan error
 }
 
-func startBroker(t *testing.T, dataDir string, extraEnv ...string) *broker {
+func startBroker(t testing.TB, dataDir string, extraEnv ...string) *broker {
 	t.Helper()
 	b := &broker{t: t, dataDir: dataDir, exited: make(chan error, 1)}
 	b.cmd = exec.Command(binary, "serve")
@@ -160,7 +160,7 @@ func (b *broker) stop(sig syscall.Signal) error {
 	}
 }
 
-func adminToken(t *testing.T, dataDir string) string {
+func adminToken(t testing.TB, dataDir string) string {
 	t.Helper()
 	path := filepath.Join(dataDir, AdminTokenFile)
 	fi, err := os.Stat(path)
