@@ -371,3 +371,49 @@ func TestFrameJSON(t *testing.T) {
 		t.Fatalf("error frame JSON = %s", b)
 	}
 }
+
+// TestViewerHeartbeat: a viewer that answers pings (it reads, so its
+// client answers them) stays connected across many intervals; one that
+// has gone silent is disconnected after three.
+func TestViewerHeartbeat(t *testing.T) {
+	t.Parallel()
+	f := newViewerFixture(t, ViewerOptions{PingInterval: 50 * time.Millisecond})
+	alive, _, err := f.dial(f.watch, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alive.Close()
+	pings := 0
+	alive.SetPingHandler(func(data string) error {
+		pings++
+		return alive.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	silent, _, err := f.dial(f.watch, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+
+	// The live viewer reads for a while (pings are answered in ReadMessage),
+	// then gets an event.
+	go func() {
+		time.Sleep(600 * time.Millisecond)
+		f.appendN(1)
+	}()
+	if fr := readFrame(t, alive); fr.Seq != 1 {
+		t.Fatalf("live viewer got %+v", fr)
+	}
+	if pings < 3 {
+		t.Fatalf("live viewer saw %d pings in 600ms at a 50ms interval", pings)
+	}
+	// The silent one read nothing for 600ms: the server has hung up.
+	silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, _, err := silent.ReadMessage(); err != nil {
+			if ne, ok := err.(interface{ Timeout() bool }); ok && ne.Timeout() {
+				t.Fatalf("the silent viewer is still connected")
+			}
+			break
+		}
+	}
+}
