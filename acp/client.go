@@ -279,6 +279,9 @@ func (c *Conn) Turn(ctx context.Context, req PromptRequest) (*PromptResponse, er
 		return &resp, fmt.Errorf("acp: %s: %w", method, cause)
 	}
 	if err != nil {
+		// The updates the agent sent before it failed or went away are
+		// still delivered before the caller hears why the turn ended.
+		c.waitDelivered(ctx)
 		return nil, c.callErr(method, err)
 	}
 	c.waitDelivered(ctx)
