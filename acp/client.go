@@ -280,8 +280,11 @@ func (c *Conn) Turn(ctx context.Context, req PromptRequest) (*PromptResponse, er
 	}
 	if err != nil {
 		// The updates the agent sent before it failed or went away are
-		// still delivered before the caller hears why the turn ended.
-		c.waitDelivered(ctx)
+		// still delivered before the caller hears why the turn ended —
+		// unless the subscriber itself is what is stuck.
+		if !errors.Is(c.Err(), ErrSubscriberTooSlow) {
+			c.waitDelivered(ctx)
+		}
 		return nil, c.callErr(method, err)
 	}
 	c.waitDelivered(ctx)
