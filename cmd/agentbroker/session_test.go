@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -95,4 +98,94 @@ func TestRendererSpinner(t *testing.T) {
 	if strings.Count(out, "working…") != 2 || !strings.Contains(out, "\r\033[K— state: idle") {
 		t.Fatalf("spinner output %q", out)
 	}
+}
+
+// TestSessionAttachAnswersPermission: under the "ask" policy the agent's
+// permission question appears in `session attach`, and typing an option's
+// number there answers it.
+func TestSessionAttachAnswersPermission(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagent)
+	admin := adminToken(t, dataDir)
+	var p, task struct{ ID string }
+	_, body := b.do("POST", "/v1/projects", admin, strings.NewReader(`{"name":"ask"}`))
+	json.Unmarshal([]byte(body), &p)
+	_, body = b.do("POST", "/v1/projects/"+p.ID+"/tasks", admin, strings.NewReader(`{"title":"t","description":"marker-a5k"}`))
+	json.Unmarshal([]byte(body), &task)
+	vars := map[string]string{"AGENTBROKER_DATA_DIR": dataDir, "AGENTBROKER_URL": b.url("")}
+	out, _, err := runCLI(t, vars, "", "session", "start", "--project", p.ID, "--agent", "custom", "--credential", "none",
+		"--policy", "ask", "--cwd", t.TempDir())
+	if err != nil {
+		t.Fatalf("session start: %v", err)
+	}
+	id := strings.TrimSpace(out)
+
+	stdinR, stdinW := io.Pipe()
+	screen := &syncBuffer{}
+	attached := make(chan error, 1)
+	go func() {
+		attached <- run(context.Background(), []string{"session", "attach", id}, &env{
+			stdin: stdinR, stdout: screen, stderr: io.Discard, getenv: func(k string) string { return vars[k] }})
+	}()
+	replied := make(chan string, 1)
+	go func() {
+		out, _, err := runCLI(t, vars, "", "session", "prompt", id, fmt.Sprintf(`call get_task with {"id":%q}`, task.ID))
+		if err != nil {
+			out += err.Error()
+		}
+		replied <- out
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(screen.String(), "? permission for") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no permission question on the screen:\n%s", screen.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Pick the option whose kind is allow_once, by its number on screen.
+	choice := ""
+	for _, l := range strings.Split(screen.String(), "\n") {
+		if strings.Contains(l, "(allow_once)") {
+			choice = strings.TrimSpace(strings.SplitN(l, ")", 2)[0])
+		}
+	}
+	if choice == "" {
+		t.Fatalf("no allow_once option shown:\n%s", screen.String())
+	}
+	io.WriteString(stdinW, choice+"\n")
+	select {
+	case reply := <-replied:
+		if !strings.Contains(reply, "marker-a5k") {
+			t.Fatalf("reply after allowing = %q\n%s", reply, screen.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the turn did not end after the answer:\n%s", screen.String())
+	}
+	runCLI(t, vars, "", "session", "stop", id)
+	stdinW.Close()
+	if err := <-attached; err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	if !strings.Contains(screen.String(), "permission selected: allow_once") {
+		t.Fatalf("the answer is not on the screen:\n%s", screen.String())
+	}
+}
+
+// syncBuffer is a strings.Builder safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
