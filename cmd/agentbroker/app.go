@@ -59,6 +59,8 @@ func commands() []*command {
 		keysCommand(),
 		tokenCommand(),
 		bridgeCommand(),
+		demoCommand(),
+		refagentCommand(),
 		versionCommand(),
 	}
 }
@@ -168,6 +170,9 @@ type config struct {
 
 	BrokerURL string
 	TokenFile string
+
+	// onReady, when set (the demo), is told the broker's URL once it serves.
+	onReady func(url string)
 
 	AgentsDir   string
 	CustomAgent string

@@ -20,7 +20,7 @@ func BenchmarkIdleSessionRSS(b *testing.B) {
 	const n = 50
 	for range b.N {
 		dataDir := filepath.Join(b.TempDir(), "data")
-		br := startBroker(b, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagent)
+		br := startBroker(b, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagentBin)
 		admin := adminToken(b, dataDir)
 		var p struct{ ID string }
 		_, body := br.do("POST", "/v1/projects", admin, strings.NewReader(`{"name":"bench"}`))

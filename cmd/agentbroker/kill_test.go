@@ -21,7 +21,7 @@ import (
 func TestKill9DuringTurn(t *testing.T) {
 	t.Parallel()
 	dataDir := filepath.Join(t.TempDir(), "data")
-	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagent)
+	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagentBin)
 	admin := adminToken(t, dataDir)
 
 	var p struct{ ID string }
@@ -69,7 +69,7 @@ func TestKill9DuringTurn(t *testing.T) {
 	c.Close()
 	t.Logf("killed the broker after a viewer had %d events", seen)
 
-	b2 := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagent)
+	b2 := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagentBin)
 	c2 := dial(b2, 0)
 	defer c2.Close()
 	var got int64

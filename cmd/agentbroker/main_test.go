@@ -23,8 +23,8 @@ import (
 )
 
 // binary is the agentbroker built once for the tests that need a real
-// process (signals, exit codes, argv); refagent is our reference agent.
-var binary, refagent string
+// process (signals, exit codes, argv); refagentBin is our reference agent.
+var binary, refagentBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "agentbroker-test-")
@@ -33,8 +33,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "agentbroker")
-	refagent = filepath.Join(dir, "refagent")
-	for path, pkg := range map[string]string{binary: ".", refagent: "../../internal/refagent/cmd/refagent"} {
+	refagentBin = filepath.Join(dir, "refagent")
+	for path, pkg := range map[string]string{binary: ".", refagentBin: "../../internal/refagent/cmd/refagent"} {
 		out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)

@@ -199,6 +199,9 @@ func serve(ctx context.Context, c *config, e *env) error {
 	}()
 	defer func() { stopBG(); <-refreshed }()
 
+	if c.onReady != nil {
+		c.onReady(publicURL)
+	}
 	err = srv.Run(ctx, ln)
 	if errors.Is(err, context.Canceled) {
 		return nil

@@ -350,3 +350,28 @@ func follow(ctx context.Context, conn *websocket.Conn, r *renderer, answers <-ch
 		}
 	}
 }
+
+// readAllEvents reads an ended session's whole event log over the events
+// WebSocket, until the broker says the log has ended.
+func readAllEvents(ctx context.Context, a *apiClient, wsBase, id string) ([]sessions.Frame, error) {
+	endpoint := fmt.Sprintf("%s/v1/sessions/%s/events?after=0", wsBase, url.PathEscape(id))
+	conn, _, err := websocket.DefaultDialer.DialContext(ctx, endpoint, http.Header{"Authorization": {"Bearer " + a.token}})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	var frames []sessions.Frame
+	for {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var f sessions.Frame
+		err := conn.ReadJSON(&f)
+		var ce *websocket.CloseError
+		switch {
+		case errors.As(err, &ce) && ce.Code == sessions.CloseSessionEnded:
+			return frames, nil
+		case err != nil:
+			return frames, err
+		}
+		frames = append(frames, f)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,7 +23,7 @@ import (
 func TestSessionCLI(t *testing.T) {
 	t.Parallel()
 	dataDir := filepath.Join(t.TempDir(), "data")
-	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagent)
+	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagentBin)
 	admin := adminToken(t, dataDir)
 
 	var p, task struct{ ID string }
@@ -106,7 +107,7 @@ func TestRendererSpinner(t *testing.T) {
 func TestSessionAttachAnswersPermission(t *testing.T) {
 	t.Parallel()
 	dataDir := filepath.Join(t.TempDir(), "data")
-	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagent)
+	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagentBin)
 	admin := adminToken(t, dataDir)
 	var p, task struct{ ID string }
 	_, body := b.do("POST", "/v1/projects", admin, strings.NewReader(`{"name":"ask"}`))
@@ -188,4 +189,24 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestDemo runs `agentbroker demo` as a person would: it needs no network
+// and no key, and says OK only when the agent called our MCP tool and its
+// reply carried the task.
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "demo", "--data-dir", filepath.Join(t.TempDir(), "demo"))
+	cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=/usr/bin:/bin"}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{"— state: ready", "⚙ mcp__agentbroker__get_task", "↳ MCP get_task: ok", demoMarker, "— state: stopped", "OK: the agent called get_task"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
 }
