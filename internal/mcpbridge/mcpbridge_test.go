@@ -33,14 +33,6 @@ func newUpstream(t *testing.T) *upstream {
 	s.AddTool(mcp.NewTool("get_task", mcp.WithString("task_id", mcp.Required())),
 		func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			id, _ := req.GetArguments()["task_id"].(string)
-			if tok := req.Params.Meta; tok != nil && tok.ProgressToken != nil {
-				srv := server.ServerFromContext(ctx)
-				for i := range 3 {
-					srv.SendNotificationToClient(ctx, "notifications/progress", map[string]any{
-						"progressToken": tok.ProgressToken, "progress": i + 1, "total": 3,
-					})
-				}
-			}
 			return mcp.NewToolResultText("task " + id + " says: paint it blue"), nil
 		})
 	h := server.NewStreamableHTTPServer(s)
@@ -54,6 +46,27 @@ func newUpstream(t *testing.T) *upstream {
 		if r.Method == http.MethodDelete {
 			u.deletes.Add(1)
 		}
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), `"progressToken"`) {
+			// A tool call with a progress token is answered by hand, as a
+			// server that streams progress does: SSE events, then the
+			// result. (mcp-go v1.2.1 itself sometimes drops the last
+			// notification of a response; that is its bug, not the
+			// bridge's, and the broker's mcpserver works around it.)
+			var req struct {
+				ID json.RawMessage `json:"id"`
+			}
+			json.Unmarshal(body, &req)
+			w.Header().Set("Content-Type", "text/event-stream")
+			for i := range 3 {
+				fmt.Fprintf(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"p\",\"progress\":%d,\"total\":3}}\n\n", i+1)
+				w.(http.Flusher).Flush()
+			}
+			fmt.Fprintf(w, "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":%s,\n", req.ID)
+			fmt.Fprintf(w, "data: \"result\":{\"content\":[{\"type\":\"text\",\"text\":\"task t1 says: paint it blue\"}]}}\n\n")
+			return
+		}
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(u.Close)
