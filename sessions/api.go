@@ -68,6 +68,9 @@ type CreateRequest struct {
 		Kind    string `json:"kind"`
 		Secret  string `json:"secret,omitempty"`
 		BaseURL string `json:"base_url,omitempty"`
+		// ViaProxy routes an api-key credential through the broker's
+		// inference proxy (Spec.ViaProxy).
+		ViaProxy bool `json:"via_proxy,omitempty"`
 	} `json:"credential"`
 	Cwd              string `json:"cwd,omitempty"`
 	PermissionPolicy string `json:"permission_policy,omitempty"`
@@ -108,6 +111,7 @@ func (m *Manager) handleCreate(w http.ResponseWriter, r *http.Request) {
 		CreatedBy: c.Subject,
 		Credential: profile.Credential{Kind: profile.CredentialKind(req.Credential.Kind),
 			Secret: profile.NewSecret(req.Credential.Secret), BaseURL: req.Credential.BaseURL},
+		ViaProxy: req.Credential.ViaProxy,
 	}
 	req.Credential.Secret = ""
 	created, err := m.Create(r.Context(), spec)

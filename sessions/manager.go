@@ -311,6 +311,12 @@ type Spec struct {
 	// Credential is how the agent reaches its model. For platform-proxy
 	// the secret is minted here (leave it empty).
 	Credential profile.Credential
+	// ViaProxy sends an api-key credential's model calls through the
+	// broker's inference proxy (passthrough): the agent gets an inference
+	// token, and the proxy calls the provider with the user's key, so the
+	// catalog still decides and usage is still counted. The key stays in
+	// the broker's memory, never in the agent's environment or the store.
+	ViaProxy bool
 	// Cwd is the agent's working directory; empty means the project's
 	// RepoPath.
 	Cwd string
@@ -343,8 +349,9 @@ type sessionConfig struct {
 	Cwd          string       `json:"cwd"`
 	Policy       string       `json:"permission_policy"`
 	Credential   struct {
-		Kind    profile.CredentialKind `json:"kind"`
-		BaseURL string                 `json:"base_url,omitempty"`
+		Kind     profile.CredentialKind `json:"kind"`
+		BaseURL  string                 `json:"base_url,omitempty"`
+		ViaProxy bool                   `json:"via_proxy,omitempty"`
 	} `json:"credential"`
 	MCP struct {
 		Name      string    `json:"name"`
@@ -468,6 +475,18 @@ func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string,
 	if spec.Credential.Kind == "" {
 		spec.Credential.Kind = profile.KindNone
 	}
+	if spec.ViaProxy {
+		switch {
+		case spec.Credential.Kind != profile.KindAPIKey:
+			return cfg, "", fmt.Errorf("%w: via_proxy applies to an api-key credential", ErrInvalidRequest)
+		case spec.Credential.Secret.IsZero():
+			return cfg, "", fmt.Errorf("%w: an api-key credential needs its key", ErrInvalidRequest)
+		case m.opts.ProxyBaseURL == "":
+			return cfg, "", fmt.Errorf("%w: this broker has no inference proxy configured", ErrInvalidRequest)
+		case catalogAgent == "":
+			return cfg, "", fmt.Errorf("%w: via_proxy needs an agent whose models the catalog knows", ErrInvalidRequest)
+		}
+	}
 	if spec.Credential.Kind == profile.KindPlatformProxy {
 		if m.opts.ProxyBaseURL == "" {
 			return cfg, "", fmt.Errorf("%w: this broker has no inference proxy configured", ErrInvalidRequest)
@@ -509,6 +528,7 @@ func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string,
 	cfg.Policy = string(spec.Policy)
 	cfg.Credential.Kind = spec.Credential.Kind
 	cfg.Credential.BaseURL = spec.Credential.BaseURL
+	cfg.Credential.ViaProxy = spec.ViaProxy
 	cfg.MCP.Name = m.opts.MCPServerName
 	cfg.MCP.URL = m.opts.MCPURL
 	cfg.CreatedBy = spec.CreatedBy
@@ -530,7 +550,19 @@ func titleOf(prompt string) string {
 func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
 
 func (m *Manager) newSession(id string, spec Spec, cfg sessionConfig) *session {
-	return m.newSessionFrom(id, spec.Project, spec.Title, spec.Credential, cfg)
+	cred := spec.Credential
+	var userKey profile.Secret
+	if spec.ViaProxy {
+		// The agent is launched as for platform-proxy (an inference token is
+		// minted for it); the user's key stays here for the proxy. The
+		// recorded config keeps saying api-key, so a broker restart, which
+		// has lost the key, does not resume it on the platform's key.
+		userKey = cred.Secret
+		cred = profile.Credential{Kind: profile.KindPlatformProxy, Secret: profile.NewSecret("placeholder-inference-token")}
+	}
+	s := m.newSessionFrom(id, spec.Project, spec.Title, cred, cfg)
+	s.userKey = userKey
+	return s
 }
 
 func (m *Manager) newSessionFrom(id, project, title string, cred profile.Credential, cfg sessionConfig) *session {
@@ -793,6 +825,35 @@ func (m *Manager) ToolCalled(_ context.Context, call mcpserver.ToolCall) {
 		"tool": call.Tool, "outcome": call.Outcome, "error": call.Error, "token_id": call.TokenID,
 		"start": call.Start, "duration_ms": call.Duration.Milliseconds(),
 	})
+}
+
+// UserKey is the proxy's passthrough hook (proxy.Options.UserKey): the
+// user's own key of a live session created with ViaProxy, for the provider
+// its agent speaks to. Every other session uses the platform's key.
+func (m *Manager) UserKey(_ context.Context, c tokens.Claims, p catalog.Provider) (string, bool) {
+	s := m.liveSession(c.Session)
+	if s == nil || s.project != c.Project {
+		return "", false
+	}
+	s.mu.Lock()
+	key, agent := s.userKey, s.cfg.CatalogAgent
+	s.mu.Unlock()
+	if key.IsZero() {
+		return "", false
+	}
+	pol, err := m.opts.Models.Policy(agent)
+	if err != nil || providerOf(pol.API) != p {
+		return "", false
+	}
+	return key.Reveal(), true
+}
+
+// providerOf is the provider whose API an agent's API style is.
+func providerOf(api catalog.Endpoint) catalog.Provider {
+	if api == catalog.EndpointMessages {
+		return catalog.ProviderAnthropic
+	}
+	return catalog.ProviderOpenAI
 }
 
 // RecordUsage implements proxy.Recorder: each inference request becomes a

@@ -822,3 +822,74 @@ func TestObserverQueueOverflowDrops(t *testing.T) {
 		t.Fatalf("queued %d, dropped %d", len(s.obsQ), s.dropped.Load())
 	}
 }
+
+// TestViaProxyKeepsUserKeyOut: an api-key credential with via_proxy
+// launches the agent as for platform-proxy (an inference token, the
+// proxy's base URL) while the user's key stays in the broker, where the
+// proxy's UserKey hook finds it for this session and this provider only.
+// The key is in neither the agent's environment nor the stored config.
+// (The reference agent stands in for Claude Code: it is run as the
+// profile's "node" on a fake install.)
+func TestViaProxyKeepsUserKeyOut(t *testing.T) {
+	t.Parallel()
+	fake := t.TempDir()
+	entry := filepath.Join(fake, "node_modules/@agentclientprotocol/claude-agent-acp/dist/index.js")
+	if err := os.MkdirAll(filepath.Dir(entry), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(entry, []byte("// stands in for the adapter\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := newBroker(t, brokerOpts{tweak: func(o *Options) {
+		o.Agents[profile.ClaudeCode] = AgentConfig{InstallDir: fake, Node: refagentBin}
+	}})
+	const userKey = "sk-ant-user-7f3a9c"
+	var created struct {
+		CreateResponse
+		Error string `json:"error_description"`
+	}
+	code := b.do("POST", "/v1/sessions", b.admin, map[string]any{"project": b.project.ID, "agent": "claude-code",
+		"model": "claude-sonnet-4-6", "permission_policy": "allow-all",
+		"credential": map[string]any{"kind": "api-key", "secret": userKey, "via_proxy": true}}, &created)
+	if code != http.StatusCreated {
+		t.Fatalf("create = %d %s", code, created.Error)
+	}
+	id := created.Session.ID
+	ctx := context.Background()
+	claims := tokens.Claims{Session: id, Project: b.project.ID}
+	if key, ok := b.mgr.UserKey(ctx, claims, catalog.ProviderAnthropic); !ok || key != userKey {
+		t.Fatalf("UserKey(anthropic) = %q, %v", key, ok)
+	}
+	if _, ok := b.mgr.UserKey(ctx, claims, catalog.ProviderOpenAI); ok {
+		t.Fatal("the user's Anthropic key was offered for OpenAI")
+	}
+	if _, ok := b.mgr.UserKey(ctx, tokens.Claims{Session: id, Project: "prj_other"}, catalog.ProviderAnthropic); ok {
+		t.Fatal("the key was offered to a token of another project")
+	}
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", agentPid(b, id)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(environ), userKey) {
+		t.Fatal("the user's key is in the agent's environment")
+	}
+	if !strings.Contains(string(environ), "ANTHROPIC_BASE_URL="+b.srv.URL+"/proxy/anthropic") {
+		t.Fatalf("the agent is not pointed at the proxy: %q", environ)
+	}
+	for _, e := range b.events(id) {
+		if strings.Contains(string(e.Data), userKey) {
+			t.Fatalf("the user's key is in the %s event", e.Type)
+		}
+	}
+	// A session without via_proxy gets no key from the hook.
+	b.do("DELETE", "/v1/sessions/"+id, b.admin, nil, nil)
+	if _, ok := b.mgr.UserKey(ctx, claims, catalog.ProviderAnthropic); ok {
+		t.Fatal("the key outlived its session")
+	}
+	// via_proxy is for api-key credentials only.
+	code = b.do("POST", "/v1/sessions", b.admin, map[string]any{"project": b.project.ID, "agent": "claude-code",
+		"credential": map[string]any{"kind": "oauth-token", "secret": "x", "via_proxy": true}}, nil)
+	if code != http.StatusBadRequest {
+		t.Fatalf("via_proxy with oauth-token: %d", code)
+	}
+}

@@ -37,6 +37,7 @@ type session struct {
 	project string
 	title   string
 	cred    profile.Credential // in memory only: never persisted
+	userKey profile.Secret     // ViaProxy: the user's key, for the proxy; in memory only
 	log     *Log
 
 	quitCtx context.Context // ends when the session is shutting down

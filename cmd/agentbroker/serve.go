@@ -166,6 +166,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 		Catalog:   cat,
 		Upstreams: upstreams,
 		Recorder:  mgr,
+		UserKey:   mgr.UserKey,
 		Metrics:   reg,
 		Logger:    log,
 	})

@@ -113,6 +113,7 @@ func sessionCommand() *command {
 					fs.StringVar(&req.Agent, "agent", "", "profile: claude-code, codex, codex-zed, amp or custom (required)")
 					fs.StringVar(&req.Model, "model", "", "model ID (see catalog list --agent A)")
 					fs.StringVar(&req.Credential.Kind, "credential", "platform-proxy", "none, api-key, oauth-token or platform-proxy")
+					fs.BoolVar(&req.Credential.ViaProxy, "via-proxy", false, "with --credential api-key: route the model calls through the broker's proxy with that key (catalog enforced, usage counted)")
 					fs.StringVar(&req.Cwd, "cwd", "", "the agent's working directory (default: the project's repository path)")
 					fs.StringVar(&req.PermissionPolicy, "policy", "allow-project-tools", "ask, allow-project-tools or allow-all")
 					fs.StringVar(&req.Prompt, "prompt", "", "a first prompt")
