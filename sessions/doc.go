@@ -109,8 +109,11 @@
 // Errors are {"error": kind, "error_description": text}.
 //
 //	POST   /v1/sessions                          admin
-//	    {"project","agent","model","credential":{"kind","secret","base_url"},
+//	    {"project","agent","model","credential":{"kind","secret","base_url","via_proxy"},
 //	     "cwd","permission_policy","prompt","title"}
+//	    (via_proxy, with an api-key credential: the agent's model calls go
+//	    through the broker's inference proxy, which uses the user's key;
+//	    the key stays in the broker's memory — Manager.UserKey)
 //	    201 {"session": Info, "viewer_token", "viewer_token_expires_at",
 //	         "events_path", "first_prompt_error"?} once the session is ready
 //	         (its first prompt, if any, then runs: state "prompting")
