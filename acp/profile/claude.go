@@ -13,7 +13,14 @@ func (b *builder) claude() error {
 	b.set("DISABLE_TELEMETRY", "1")
 	b.set("DISABLE_AUTOUPDATER", "1")
 	if b.spec.Model != "" {
-		b.set("ANTHROPIC_MODEL", b.spec.Model)
+		// Claude Code picks models of its own for side calls (titles, the
+		// haiku/sonnet/opus aliases, subagents), and its own default may be
+		// one the catalog does not have: pin every one of them to the model
+		// the session was given, the one model known to pass the proxy.
+		for _, k := range []string{"ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL",
+			"ANTHROPIC_DEFAULT_HAIKU_MODEL", "ANTHROPIC_SMALL_FAST_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL"} {
+			b.set(k, b.spec.Model)
+		}
 	}
 	c := b.spec.Credential
 	switch c.kind() {

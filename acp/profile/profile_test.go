@@ -211,7 +211,8 @@ func checkNoSecret(t *testing.T, where, s string) {
 var allowedEnv = []string{
 	"PATH", "LANG", "TMPDIR", "HOME",
 	"IS_SANDBOX", "ENABLE_TOOL_SEARCH", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "DISABLE_TELEMETRY",
-	"DISABLE_AUTOUPDATER", "ANTHROPIC_MODEL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "CLAUDE_CODE_OAUTH_TOKEN",
+	"DISABLE_AUTOUPDATER", "ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL",
+	"ANTHROPIC_DEFAULT_HAIKU_MODEL", "ANTHROPIC_SMALL_FAST_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "CLAUDE_CODE_OAUTH_TOKEN",
 	"CODEX_HOME", "INITIAL_AGENT_MODE", "OPENAI_API_KEY", EnvMCPToken, EnvInferenceToken, "AMP_API_KEY",
 }
 
@@ -656,5 +657,26 @@ func TestSecretRedaction(t *testing.T) {
 	}
 	if NewSecret("x").Reveal() != "x" || !NewSecret("").IsZero() {
 		t.Error("Reveal/IsZero")
+	}
+}
+
+// TestClaudeModelsPinned: every model Claude Code would choose for itself
+// (its default, the opus/sonnet/haiku aliases, side calls, subagents) is
+// pinned to the session's model, the one the proxy is known to accept.
+func TestClaudeModelsPinned(t *testing.T) {
+	t.Parallel()
+	spec := LaunchSpec{SessionID: "s1", SessionDir: t.TempDir(), Cwd: t.TempDir(), Model: "claude-sonnet-4-6",
+		MCP:        MCPServer{Name: "agentbroker", URL: "http://127.0.0.1:7420/mcp", Token: NewSecret("mcp-token")},
+		Credential: Credential{Kind: KindPlatformProxy, Secret: NewSecret("inference-token")}, ProxyBaseURL: "http://127.0.0.1:7420",
+		InstallDir: t.TempDir()}
+	l, err := Build(ClaudeCode, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL",
+		"ANTHROPIC_DEFAULT_HAIKU_MODEL", "ANTHROPIC_SMALL_FAST_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL"} {
+		if got, _ := l.Getenv(k); got != "claude-sonnet-4-6" {
+			t.Errorf("%s = %q; want the session's model", k, got)
+		}
 	}
 }
