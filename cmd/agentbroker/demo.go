@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -187,12 +188,7 @@ func demo(ctx context.Context, c *config, e *env) error {
 // mcpCalls counts the session's successful MCP tool calls, from its event
 // log as the broker recorded it.
 func mcpCalls(ctx context.Context, a *apiClient, id string) (int, error) {
-	u, err := url.Parse(a.base)
-	if err != nil {
-		return 0, err
-	}
-	u.Scheme = "ws"
-	frames, err := readAllEvents(ctx, a, u.String(), id)
+	frames, err := readEvents(ctx, a, id, math.MaxInt64) // the session has ended
 	if err != nil {
 		return 0, err
 	}

@@ -228,6 +228,26 @@ func sessionCommand() *command {
 				},
 			},
 			{
+				name:    "events",
+				args:    "ID",
+				summary: "print a session's event log so far, one JSON object a line (the broker's own record)",
+				flags:   brokerFlags,
+				run: func(ctx context.Context, c *config, e *env, args []string) error {
+					if len(args) != 1 {
+						return usageError(e, "usage: agentbroker session events ID")
+					}
+					a, err := newAPIClient(c)
+					if err != nil {
+						return err
+					}
+					var info sessions.Info
+					if err := a.call(ctx, "GET", "/v1/sessions/"+url.PathEscape(args[0]), nil, &info); err != nil {
+						return err
+					}
+					return dumpEvents(ctx, a, args[0], info.LastEventSeq, e.stdout)
+				},
+			},
+			{
 				name:    "attach",
 				args:    "ID",
 				summary: "watch a session live: its text, tool calls and permission questions (answered here)",
@@ -352,27 +372,47 @@ func follow(ctx context.Context, conn *websocket.Conn, r *renderer, answers <-ch
 	}
 }
 
-// readAllEvents reads an ended session's whole event log over the events
-// WebSocket, until the broker says the log has ended.
-func readAllEvents(ctx context.Context, a *apiClient, wsBase, id string) ([]sessions.Frame, error) {
-	endpoint := fmt.Sprintf("%s/v1/sessions/%s/events?after=0", wsBase, url.PathEscape(id))
+// readEvents reads a session's events 1..upTo over the events WebSocket,
+// or until the broker says the log has ended, whichever comes first.
+func readEvents(ctx context.Context, a *apiClient, id string, upTo int64) ([]sessions.Frame, error) {
+	u, err := url.Parse(a.base)
+	if err != nil {
+		return nil, err
+	}
+	u.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
+	endpoint := fmt.Sprintf("%s/v1/sessions/%s/events?after=0", u.String(), url.PathEscape(id))
 	conn, _, err := websocket.DefaultDialer.DialContext(ctx, endpoint, http.Header{"Authorization": {"Bearer " + a.token}})
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
 	var frames []sessions.Frame
-	for {
+	for seq := int64(0); seq < upTo; {
 		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		var f sessions.Frame
-		err := conn.ReadJSON(&f)
-		var ce *websocket.CloseError
-		switch {
-		case errors.As(err, &ce) && ce.Code == sessions.CloseSessionEnded:
-			return frames, nil
-		case err != nil:
+		if err := conn.ReadJSON(&f); err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) && ce.Code == sessions.CloseSessionEnded {
+				return frames, nil
+			}
 			return frames, err
+		}
+		if f.Seq > 0 {
+			seq = f.Seq
 		}
 		frames = append(frames, f)
 	}
+	return frames, nil
+}
+
+// dumpEvents writes a session's events 1..upTo as JSON lines.
+func dumpEvents(ctx context.Context, a *apiClient, id string, upTo int64, w io.Writer) error {
+	frames, err := readEvents(ctx, a, id, upTo)
+	enc := json.NewEncoder(w)
+	for _, f := range frames {
+		if err := enc.Encode(f); err != nil {
+			return err
+		}
+	}
+	return err
 }

@@ -74,6 +74,10 @@ func TestSessionCLI(t *testing.T) {
 	if _, _, err := runCLI(t, env, "", "session", "prompt", id, "hello"); err == nil {
 		t.Fatalf("a prompt to a stopped session succeeded")
 	}
+	out, _, err = runCLI(t, env, "", "session", "events", id)
+	if err != nil || !strings.Contains(out, `"type":"tool_call_mcp"`) || !strings.Contains(out, `"type":"config"`) {
+		t.Fatalf("session events = %v\n%s", err, out)
+	}
 	if err := b.stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}

@@ -718,3 +718,14 @@ func TestResponsesToolSearch(t *testing.T) {
 		t.Errorf("recorded %+v", reqs)
 	}
 }
+
+func TestRuleArgumentsFromPrompt(t *testing.T) {
+	t.Parallel()
+	r := fakemodel.Rule{Tool: "get_task", Prompt: regexp.MustCompile(`task (tsk_[a-z0-9]+)`), Arguments: json.RawMessage(`{"id":"$1"}`)}
+	if got := string(fakemodel.RuleArguments(r, "please look up task tsk_abc123 now")); got != `{"id":"tsk_abc123"}` {
+		t.Fatalf("arguments = %s", got)
+	}
+	if got := string(fakemodel.RuleArguments(r, "no task here")); got != `{"id":"$1"}` {
+		t.Fatalf("arguments without a match = %s", got)
+	}
+}

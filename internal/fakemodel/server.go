@@ -65,7 +65,10 @@ type Rule struct {
 	Tool string
 	// Prompt must match the text of the latest user message. Nil matches any.
 	Prompt *regexp.Regexp
-	// Arguments are the tool input, a JSON object. Nil means {}.
+	// Arguments are the tool input, a JSON object. Nil means {}. "$1",
+	// "${name}" … are replaced by Prompt's capture groups (regexp.Expand),
+	// so a prompt can name the ID to look up; a capture is inserted as it
+	// is, so capture only JSON-safe text (an ID, a word).
 	Arguments json.RawMessage
 	// Reply prefixes the tool's result in the answer that follows it.
 	// Empty means DefaultReply.
@@ -521,7 +524,7 @@ func (s *Server) decide(t turn) answer {
 		}
 		for _, tool := range t.tools {
 			if strings.HasSuffix(tool.name, rule.Tool) {
-				return answer{action: ActionToolCall, tool: tool, args: rule.Arguments}
+				return answer{action: ActionToolCall, tool: tool, args: rule.arguments(t.userText)}
 			}
 		}
 		if t.searchable && !t.searched {
@@ -530,6 +533,23 @@ func (s *Server) decide(t turn) answer {
 		}
 	}
 	return answer{action: ActionText, text: s.opts.Text}
+}
+
+// arguments expands the prompt's captures into the rule's arguments; a
+// result that is not a JSON object falls back to the arguments as given.
+func (r Rule) arguments(prompt string) json.RawMessage {
+	if r.Prompt == nil || r.Prompt.NumSubexp() == 0 {
+		return r.Arguments
+	}
+	m := r.Prompt.FindStringSubmatchIndex(prompt)
+	if m == nil {
+		return r.Arguments
+	}
+	out := r.Prompt.ExpandString(nil, string(r.Arguments), prompt, m)
+	if !json.Valid(out) {
+		return r.Arguments
+	}
+	return out
 }
 
 func (s *Server) ruleFor(tool string) (Rule, bool) {
