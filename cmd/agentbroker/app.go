@@ -174,9 +174,10 @@ type config struct {
 	// onReady, when set (the demo), is told the broker's URL once it serves.
 	onReady func(url string)
 
-	AgentsDir   string
-	CustomAgent string
-	AmpCommand  string
+	AgentsDir      string
+	CustomAgent    string
+	CustomAgentEnv stringsFlag
+	AmpCommand     string
 
 	AnthropicUpstream string
 	OpenAIUpstream    string

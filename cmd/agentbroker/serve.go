@@ -42,6 +42,7 @@ func serveCommand() *command {
 			fs.StringVar(&c.OpenAIKeyFile, "openai-key-file", c.OpenAIKeyFile, "a 0600 file with the platform's OpenAI key (or set OPENAI_API_KEY)")
 			fs.StringVar(&c.AgentsDir, "agents-dir", c.AgentsDir, "where the agents' npm packages are installed (default <data-dir>/agents)")
 			fs.StringVar(&c.CustomAgent, "custom-agent", c.CustomAgent, "the command of the custom profile: any ACP agent, e.g. the reference agent")
+			fs.Var(&c.CustomAgentEnv, "custom-agent-env", "KEY=VALUE added to the custom agent's environment ({session_dir} is replaced); repeat for more")
 			fs.StringVar(&c.AmpCommand, "amp-command", c.AmpCommand, "the amp-acp adapter's command (the Amp profile is off without it)")
 			fs.Var(&c.AllowedOrigins, "allowed-origin", "a browser origin (scheme://host:port) allowed besides the broker's own; repeat for more")
 		},
@@ -283,7 +284,7 @@ func (c *config) agentConfigs() map[profile.Name]sessions.AgentConfig {
 		agents[profile.Amp] = sessions.AgentConfig{InstallDir: dir, Command: strings.Fields(c.AmpCommand)}
 	}
 	if c.CustomAgent != "" {
-		agents[profile.Custom] = sessions.AgentConfig{Command: strings.Fields(c.CustomAgent)}
+		agents[profile.Custom] = sessions.AgentConfig{Command: strings.Fields(c.CustomAgent), ExtraEnv: c.CustomAgentEnv}
 	}
 	return agents
 }
