@@ -26,6 +26,15 @@ type Observer interface {
 	ToolCalled(ctx context.Context, call ToolCall)
 }
 
+// RevocationObserver is what an Observer may add to hear of requests
+// refused because their token was revoked. Only revocations are reported:
+// their claims are authentic (the signature is checked first), so the
+// refusal can be laid at the right session's door; a forged or garbled
+// token names no one.
+type RevocationObserver interface {
+	RevokedTokenUsed(ctx context.Context, c tokens.Claims)
+}
+
 // ToolCall is one tools/call, as the observer sees it.
 type ToolCall struct {
 	// Project, Session, Agent and TokenID (the jti) come from the token.

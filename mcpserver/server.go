@@ -243,10 +243,19 @@ func New(opts *Options) (*Server, error) {
 		server.WithStreamableHTTPLogger(o.Logger),
 	)
 	if o.Tokens != nil {
-		s.authenticated = o.Tokens.MiddlewareWith(tokens.MiddlewareOptions{
+		mo := tokens.MiddlewareOptions{
 			Audience:         tokens.AudienceMCP,
 			ResourceMetadata: s.metadataURL,
-		})(http.HandlerFunc(s.passAuthenticated))
+		}
+		if ro, ok := o.Observer.(RevocationObserver); ok {
+			mo.OnRefused = func(r *http.Request, err error) {
+				var rev *tokens.RevokedError
+				if errors.As(err, &rev) {
+					ro.RevokedTokenUsed(r.Context(), rev.Claims)
+				}
+			}
+		}
+		s.authenticated = o.Tokens.MiddlewareWith(mo)(http.HandlerFunc(s.passAuthenticated))
 	}
 	s.handler = http.HandlerFunc(s.serveMCP)
 	if s.fixed != nil {

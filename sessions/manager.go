@@ -71,6 +71,7 @@ const (
 	MCPConnected    = "connected"     // the session's MCP token reached tools/list
 	MCPNotConnected = "not_connected" // it did not within ReadyTimeout (or the first turn)
 	MCPFirstPrompt  = "first_prompt"  // the agent connects only when a prompt starts (Amp)
+	MCPFailed       = "failed"        // the agent used the session's MCP token after it was revoked
 )
 
 // Event types the Manager writes (besides the viewers' "update").
@@ -90,6 +91,7 @@ const (
 	EventPermissionAnswer  = "permission_answer"
 	EventMCPConnected      = "mcp_connected"
 	EventMCPNotConnected   = "mcp_not_connected"
+	EventMCPAuthFailed     = "mcp_auth_failed"
 	EventToolCallMCP       = "tool_call_mcp"
 	EventUsage             = "usage"
 	EventWarning           = "warning"
@@ -812,6 +814,30 @@ func (m *Manager) ToolsListed(_ context.Context, c tokens.Claims) {
 		s.mcpListed(c)
 	}
 }
+
+// RevokedTokenUsed implements mcpserver.RevocationObserver: an agent that
+// calls the MCP server with its session's revoked MCP token gets nothing,
+// and the session says so: an "mcp_auth_failed" event and MCP status
+// "failed". (A token of an ended session is not reported: the session is
+// gone.)
+func (m *Manager) RevokedTokenUsed(_ context.Context, c tokens.Claims) {
+	s := m.liveSession(c.Session)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	ours := c.ID == s.cfg.MCP.TokenID
+	first := ours && s.mcpStatus != MCPFailed
+	if ours {
+		s.mcpStatus = MCPFailed
+	}
+	s.mu.Unlock()
+	if first {
+		s.enqueue(EventMCPAuthFailed, map[string]any{"token_id": c.ID, "reason": "token revoked"})
+	}
+}
+
+var _ mcpserver.RevocationObserver = (*Manager)(nil)
 
 // ToolCalled implements mcpserver.Observer: each tool call becomes a
 // "tool_call_mcp" event. It never blocks (a full queue drops the event and

@@ -893,3 +893,35 @@ func TestViaProxyKeepsUserKeyOut(t *testing.T) {
 		t.Fatalf("via_proxy with oauth-token: %d", code)
 	}
 }
+
+// TestRevokedMCPTokenReported: with the session's MCP token revoked before
+// the prompt, the agent's tool call is refused (nothing of the project
+// reaches it), and the broker reports the session's MCP connection as
+// failed: an mcp_auth_failed event and MCP status "failed".
+func TestRevokedMCPTokenReported(t *testing.T) {
+	t.Parallel()
+	b := newBroker(t, brokerOpts{})
+	cr := b.create("allow-all", "")
+	id := cr.Session.ID
+	if cr.Session.MCP == nil || cr.Session.MCP.TokenID == "" {
+		t.Fatalf("no MCP token recorded: %+v", cr.Session)
+	}
+	if err := b.svc.Revoke(context.Background(), cr.Session.MCP.TokenID, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	res := b.prompt(id, b.admin, b.getTaskPrompt())
+	if strings.Contains(res.Reply, b.task.Description) {
+		t.Fatalf("the task reached the agent through a revoked token: %q", res.Reply)
+	}
+	b.waitEvent(id, 0, EventMCPAuthFailed, nil)
+	for _, e := range b.events(id) {
+		if e.Type == EventToolCallMCP && strings.Contains(string(e.Data), `"outcome":"ok"`) {
+			t.Fatalf("a tool call succeeded after the revocation: %s", e.Data)
+		}
+	}
+	var info Info
+	b.do("GET", "/v1/sessions/"+id, b.admin, nil, &info)
+	if info.MCP == nil || info.MCP.Status != MCPFailed {
+		t.Fatalf("MCP status = %+v; want failed", info.MCP)
+	}
+}

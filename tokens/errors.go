@@ -88,3 +88,17 @@ func refusal(err error) (string, bool) {
 	}
 	return "", false
 }
+
+// RevokedError is what Verify returns for a revoked token: it says
+// ErrRevoked (errors.Is) and, since the token's signature and claims were
+// checked before its revocation, carries its claims, so that the refusal
+// can be reported against the session it belonged to. Its message is
+// ErrRevoked's: it never echoes the token.
+type RevokedError struct {
+	Claims Claims
+}
+
+func (e *RevokedError) Error() string { return ErrRevoked.Error() }
+
+// Unwrap makes errors.Is(err, ErrRevoked) hold.
+func (e *RevokedError) Unwrap() error { return ErrRevoked }

@@ -27,6 +27,9 @@ type MiddlewareOptions struct {
 	ResourceMetadata string
 	// Realm in the challenge. Default "agentbroker".
 	Realm string
+	// OnRefused, when set, is told of each token Verify refuses, before the
+	// 401 is written (the error may be a *RevokedError carrying the claims).
+	OnRefused func(r *http.Request, err error)
 }
 
 // Middleware protects a handler: it takes the bearer token from the
@@ -82,6 +85,9 @@ func (s *Service) MiddlewareWith(o MiddlewareOptions) func(http.Handler) http.Ha
 			}
 			c, err := s.Verify(r.Context(), raw, o.Audience)
 			if err != nil {
+				if o.OnRefused != nil {
+					o.OnRefused(r, err)
+				}
 				desc, ok := refusal(err)
 				if !ok {
 					s.log.LogAttrs(r.Context(), slog.LevelWarn, "token check failed", slog.String("error", err.Error()))

@@ -458,7 +458,7 @@ func (s *Service) checkRevoked(ctx context.Context, c Claims) error {
 		return fmt.Errorf("tokens: check revocation: %w", err)
 	}
 	if revoked {
-		return ErrRevoked
+		return &RevokedError{Claims: c}
 	}
 	return nil
 }
