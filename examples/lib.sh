@@ -103,6 +103,22 @@ check "the proxy refused none of them" test "$(lines '"type":"usage"' '"outcome"
 check "the final reply contains the task's marker" grep -q -- "$marker" <<<"$reply"
 check "the scripted upstream never saw the inference token (it accepts only the platform key)" \
   test "$(grep -c 'status=401' "$work/fake.log" || true)" -eq 0
+
+step "negative check: the session's MCP token revoked before the prompt"
+session2=$(ab session start --project "$project" --agent "$profile" --model "$model" \
+  --credential platform-proxy --policy allow-project-tools --cwd "$work/cwd")
+info=$(ab session events "$session2" | grep '"type":"config"' | head -1)
+mcp2=$(grep -o '"token_id":"[^"]*"' <<<"$info" | head -1 | sed 's/.*:"//; s/"$//')
+ab token revoke --jti "$mcp2" >/dev/null
+reply2=$(ab session prompt "$session2" "Look up task $task with the get_task tool and tell me what it says.") || true
+echo "reply: $reply2"
+ab session stop "$session2" >/dev/null || true
+ab session events "$session2" >"$work/events2.jsonl"
+lines2() { local out; out=$(cat "$work/events2.jsonl"); for p in "$@"; do out=$(grep -F -- "$p" <<<"$out" || true); done; [ -n "$out" ] && wc -l <<<"$out" || echo 0; }
+check "no tool call succeeded with the revoked token" test "$(lines2 '"type":"tool_call_mcp"' '"outcome":"ok"')" -eq 0
+check "the reply does not carry the task's marker" bash -c "! grep -q -- '$marker' <<<\"\$1\"" _ "$reply2"
+check "the broker reports the session's MCP connection as failed" test "$(lines2 '"type":"mcp_auth_failed"')" -ge 1
+
 if [ "$fail" -ne 0 ]; then
   echo; echo "broker log:"; tail -40 "$work/broker.log"; exit 1
 fi
