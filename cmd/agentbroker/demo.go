@@ -168,18 +168,9 @@ func demo(ctx context.Context, c *config, e *env) error {
 	stopWatch()
 
 	// What the broker itself recorded: the MCP call, and the reply.
-	calls, err := mcpCalls(ctx, a, id)
-	switch {
-	case promptErr != nil:
-		return fmt.Errorf("demo: the prompt failed: %w", promptErr)
-	case err != nil:
-		return fmt.Errorf("demo: reading the session's events: %w", err)
-	case calls == 0:
-		return errors.New("demo: FAILED: the agent never called the MCP tool")
-	case !strings.Contains(turn.Reply, demoMarker):
-		return fmt.Errorf("demo: FAILED: the reply does not carry the task's content: %q", turn.Reply)
-	case stopErr != nil:
-		return fmt.Errorf("demo: stopping the session: %w", stopErr)
+	calls, eventsErr := mcpCalls(ctx, a, id)
+	if err := demoVerdict(promptErr, eventsErr, calls, turn.Reply, stopErr); err != nil {
+		return err
 	}
 	fmt.Fprintf(out, "\nOK: the agent called get_task through MCP (%d call), its reply quotes the task, and the session is %s.\n", calls, info.State)
 	return nil
@@ -200,4 +191,23 @@ func mcpCalls(ctx context.Context, a *apiClient, id string) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// demoVerdict decides the demo's outcome from what the broker recorded: it
+// fails unless the prompt ran, the event log shows a successful get_task
+// call, the reply carries the task's value, and the session stopped.
+func demoVerdict(promptErr, eventsErr error, calls int, reply string, stopErr error) error {
+	switch {
+	case promptErr != nil:
+		return fmt.Errorf("demo: the prompt failed: %w", promptErr)
+	case eventsErr != nil:
+		return fmt.Errorf("demo: reading the session's events: %w", eventsErr)
+	case calls == 0:
+		return errors.New("demo: FAILED: the agent never called the MCP tool")
+	case !strings.Contains(reply, demoMarker):
+		return fmt.Errorf("demo: FAILED: the reply does not carry the task's content: %q", reply)
+	case stopErr != nil:
+		return fmt.Errorf("demo: stopping the session: %w", stopErr)
+	}
+	return nil
 }

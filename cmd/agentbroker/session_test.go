@@ -214,3 +214,31 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoVerdict: the demo fails whenever the tool call or its result is
+// missing, whatever else went right.
+func TestDemoVerdict(t *testing.T) {
+	t.Parallel()
+	good := "get_task returned: ... " + demoMarker + " ..."
+	boom := fmt.Errorf("boom")
+	for _, tt := range []struct {
+		name             string
+		promptErr, evErr error
+		calls            int
+		reply            string
+		stopErr          error
+		want             string
+	}{
+		{"all good", nil, nil, 1, good, nil, ""},
+		{"no tool call", nil, nil, 0, good, nil, "never called the MCP tool"},
+		{"reply without the task", nil, nil, 1, "I could not look it up", nil, "does not carry"},
+		{"prompt failed", boom, nil, 1, good, nil, "the prompt failed"},
+		{"events unreadable", nil, boom, 1, good, nil, "reading the session's events"},
+		{"stop failed", nil, nil, 1, good, boom, "stopping the session"},
+	} {
+		err := demoVerdict(tt.promptErr, tt.evErr, tt.calls, tt.reply, tt.stopErr)
+		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: demoVerdict = %v; want %q", tt.name, err, tt.want)
+		}
+	}
+}
