@@ -1,0 +1,72 @@
+# examples/common.sh: what every example script shares. Set `name` (the
+# example's name, for the headings) before sourcing it.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${AGENTBROKER_EXAMPLES_CACHE:-$root/examples/.cache}
+agents=$cache/agents
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail=0
+
+# check NAME COMMAND...: run one check, print it, remember a failure.
+check() {
+  local what=$1; shift
+  if "$@"; then echo "  ok    $what"; else echo "  FAIL  $what"; fail=1; fi
+}
+step() { printf '\n== %s example: %s\n' "$name" "$*"; }
+
+# install_adapter PACKAGE@VERSION ENTRY: npm-install an agent's adapter into
+# the cache the examples own, once.
+install_adapter() {
+  step "install $1 (into $agents)"
+  if [ ! -e "$agents/node_modules/$2" ]; then
+    mkdir -p "$agents"
+    timeout "${EXAMPLES_INSTALL_TIMEOUT:-900}" npm install --prefix "$agents" --no-audit --no-fund --loglevel=error "$1"
+  fi
+}
+
+ab() { "$work/agentbroker" "$@"; }
+
+# start_broker [KEY=VALUE...] [-- SERVE-FLAGS...]: build and start a broker
+# on a free loopback port with a fresh data directory, and point the CLI at it.
+start_broker() {
+  local envs=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  [ "${1:-}" = "--" ] && shift
+  (cd "$root" && go build -o "$work/agentbroker" ./cmd/agentbroker)
+  env "${envs[@]}" "$work/agentbroker" serve --data-dir "$work/data" --listen 127.0.0.1:0 "$@" 2>"$work/broker.log" &
+  pids+=($!)
+  local addr=""
+  for _ in $(seq 100); do
+    addr=$(grep -o 'msg=listening addr=127.0.0.1:[0-9]*' "$work/broker.log" | head -1 | sed 's/.*addr=//') || true
+    [ -n "$addr" ] && break
+    sleep 0.1
+  done
+  [ -n "$addr" ] || { echo "the broker did not start"; cat "$work/broker.log"; exit 1; }
+  export AGENTBROKER_URL=http://$addr AGENTBROKER_DATA_DIR=$work/data
+  echo "broker $AGENTBROKER_URL"
+}
+
+# count FILE PATTERN...: how many lines of FILE contain every PATTERN.
+count() {
+  local out; out=$(cat "$1"); shift
+  for p in "$@"; do out=$(grep -F -- "$p" <<<"$out" || true); done
+  if [ -n "$out" ]; then wc -l <<<"$out"; else echo 0; fi
+}
+
+# mcp_token_id SESSION: the session's MCP token ID, from its config event.
+mcp_token_id() {
+  ab session events "$1" | grep -F '"type":"config"' | grep -o '"token_id":"[^"]*"' | head -1 | sed 's/.*:"//; s/"$//'
+}
+
+# finish: exit 1 (with the broker's log) if a check failed.
+finish() {
+  if [ "$fail" -ne 0 ]; then echo; echo "broker log:"; tail -40 "$work/broker.log" 2>/dev/null; exit 1; fi
+  echo; echo "$name example: all checks passed"
+}
