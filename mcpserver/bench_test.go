@@ -3,8 +3,6 @@ package mcpserver
 import (
 	"bytes"
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,7 +17,6 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/agentbroker/agentbroker/store"
-	"github.com/agentbroker/agentbroker/store/sqlite"
 	"github.com/agentbroker/agentbroker/tokens"
 )
 
@@ -34,13 +31,10 @@ import (
 // machine is doing, and reports each one's throughput over the bare
 // server's (ratio-full is the figure the 70% target is about).
 //
-// "full" is the real stack. Two diagnostics tell the cost of this package
+// "full" is the real stack. A diagnostic tells the cost of this package
 // from the cost of the two SQLite queries each call makes (the token's
 // revocation check and the task): "full-nosql" is the same stack with the
-// task and the revocation list in memory, and "full-prepared" the same
-// stack on the same SQLite file with those two queries as prepared
-// statements (which store/sqlite does not use: it re-parses the SQL of
-// every query).
+// task and the revocation list in memory.
 func BenchmarkGetTask(b *testing.B) {
 	w := newWorldWith(b, false, func(o *Options) {
 		o.RateLimit = RateLimit{PerSecond: 1e9, Burst: 1e9} // measured, never refusing
@@ -49,7 +43,6 @@ func BenchmarkGetTask(b *testing.B) {
 	body := []byte(toolsCallBody(1, "get_task", map[string]any{"id": w.taskA.ID}))
 	full := benchTarget{url: w.url, token: tok, body: body, want: []byte(w.taskA.ID)}
 	noSQL := newNoSQLTarget(b, w.taskA)
-	prepared := newPreparedTarget(b, w)
 
 	bareMCP := server.NewMCPServer("bare", "1", server.WithToolCapabilities(false))
 	bareMCP.AddTool(mcp.NewTool("get_task", mcp.WithString("id", mcp.Required())),
@@ -63,7 +56,7 @@ func BenchmarkGetTask(b *testing.B) {
 	targets := []struct {
 		name string
 		t    benchTarget
-	}{{"bare", bare}, {"full", full}, {"full-prepared", prepared}, {"full-nosql", noSQL}}
+	}{{"bare", bare}, {"full", full}, {"full-nosql", noSQL}}
 	for _, c := range []int{1, 8, 64} {
 		for _, v := range targets {
 			b.Run(fmt.Sprintf("clients=%d/%s", c, v.name), func(b *testing.B) { v.t.run(b, c) })
@@ -150,74 +143,6 @@ func newNoSQLTarget(b *testing.B, task store.Task) benchTarget {
 	}
 	return benchTarget{url: hs.URL + "/mcp", token: raw,
 		body: []byte(toolsCallBody(1, "get_task", map[string]any{"id": task.ID})), want: []byte(task.ID)}
-}
-
-// newPreparedTarget is the full stack on w's SQLite file, with the task
-// read and the revocation check as prepared statements.
-func newPreparedTarget(b *testing.B, w *world) benchTarget {
-	ctx := context.Background()
-	db, err := sql.Open("sqlite", "file:"+w.db.Path()+"?mode=ro&_pragma=busy_timeout(5000)&_pragma=query_only(1)")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	db.SetMaxOpenConns(4)
-	db.SetMaxIdleConns(4)
-	ps := &preparedStore{DB: w.db}
-	if ps.task, err = db.PrepareContext(ctx, `SELECT id, project_id, title, description, status, notes, output_summary, session_id, created_at, updated_at
-		FROM tasks WHERE project_id = ? AND id = ?`); err != nil {
-		b.Fatal(err)
-	}
-	if ps.revoked, err = db.PrepareContext(ctx, `SELECT
-		EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1) OR
-		(?2 <> '' AND EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = ?2))`); err != nil {
-		b.Fatal(err)
-	}
-	svc, err := tokens.New(ctx, w.db, ps, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	hs := httptest.NewServer(mux)
-	b.Cleanup(hs.Close)
-	srv, err := New(&Options{Store: ps, Tokens: svc, ResourceURL: hs.URL + "/mcp", Observer: &MemoryObserver{},
-		RateLimit: RateLimit{PerSecond: 1e9, Burst: 1e9}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv.Mount(mux)
-	raw, _, err := svc.Mint(ctx, tokens.Grant{Subject: "bench", Project: w.projA.ID, Session: w.sessA,
-		Audience: tokens.AudienceMCP, Scopes: []tokens.Scope{tokens.ScopeTasksRead}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return benchTarget{url: hs.URL + "/mcp", token: raw,
-		body: []byte(toolsCallBody(1, "get_task", map[string]any{"id": w.taskA.ID})), want: []byte(w.taskA.ID)}
-}
-
-// preparedStore is store/sqlite with GetTask and IsRevoked on prepared
-// statements.
-type preparedStore struct {
-	*sqlite.DB
-	task, revoked *sql.Stmt
-}
-
-func (p *preparedStore) GetTask(ctx context.Context, projectID, id string) (store.Task, error) {
-	var t store.Task
-	var created, updated int64
-	err := p.task.QueryRowContext(ctx, projectID, id).Scan(&t.ID, &t.ProjectID, &t.Title, &t.Description, &t.Status,
-		&t.Notes, &t.OutputSummary, &t.SessionID, &created, &updated)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.Task{}, store.ErrNotFound
-	}
-	t.CreatedAt, t.UpdatedAt = time.UnixMicro(created).UTC(), time.UnixMicro(updated).UTC()
-	return t, err
-}
-
-func (p *preparedStore) IsRevoked(ctx context.Context, jti, session string) (bool, error) {
-	var r bool
-	err := p.revoked.QueryRowContext(ctx, jti, session).Scan(&r)
-	return r, err
 }
 
 // memStore holds tasks, signing keys and revocations in memory (enough for

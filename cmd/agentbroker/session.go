@@ -34,6 +34,23 @@ type apiClient struct {
 	http  *http.Client
 }
 
+// wsBase is the broker's URL with the WebSocket scheme.
+func (a *apiClient) wsBase() (string, error) {
+	u, err := url.Parse(a.base)
+	if err != nil {
+		return "", err
+	}
+	switch u.Scheme {
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("broker URL %q: want http or https", a.base)
+	}
+	return u.String(), nil
+}
+
 func brokerFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "the broker's data directory (for its admin token)")
 	fs.StringVar(&c.BrokerURL, "url", c.BrokerURL, "the running broker's URL")
@@ -275,11 +292,10 @@ func sessionCommand() *command {
 // It reconnects from the last sequence number it saw when the connection
 // drops, and returns when the session's log ends.
 func attach(ctx context.Context, a *apiClient, id string, after int64, e *env) error {
-	u, err := url.Parse(a.base)
+	wsBase, err := a.wsBase()
 	if err != nil {
 		return err
 	}
-	u.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
 	r := newRenderer(e.stdout)
 	answers := make(chan string)
 	go func() { // lines typed at the terminal
@@ -293,7 +309,7 @@ func attach(ctx context.Context, a *apiClient, id string, after int64, e *env) e
 		}
 	}()
 	for attempt := 0; ; attempt++ {
-		endpoint := fmt.Sprintf("%s/v1/sessions/%s/events?after=%d", u.String(), url.PathEscape(id), after)
+		endpoint := fmt.Sprintf("%s/v1/sessions/%s/events?after=%d", wsBase, url.PathEscape(id), after)
 		conn, resp, err := websocket.DefaultDialer.DialContext(ctx, endpoint, http.Header{"Authorization": {"Bearer " + a.token}})
 		if err != nil {
 			if resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
@@ -375,12 +391,11 @@ func follow(ctx context.Context, conn *websocket.Conn, r *renderer, answers <-ch
 // readEvents reads a session's events 1..upTo over the events WebSocket,
 // or until the broker says the log has ended, whichever comes first.
 func readEvents(ctx context.Context, a *apiClient, id string, upTo int64) ([]sessions.Frame, error) {
-	u, err := url.Parse(a.base)
+	wsBase, err := a.wsBase()
 	if err != nil {
 		return nil, err
 	}
-	u.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
-	endpoint := fmt.Sprintf("%s/v1/sessions/%s/events?after=0", u.String(), url.PathEscape(id))
+	endpoint := fmt.Sprintf("%s/v1/sessions/%s/events?after=0", wsBase, url.PathEscape(id))
 	conn, _, err := websocket.DefaultDialer.DialContext(ctx, endpoint, http.Header{"Authorization": {"Bearer " + a.token}})
 	if err != nil {
 		return nil, err
