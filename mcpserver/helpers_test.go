@@ -65,8 +65,16 @@ func newWorld(t testing.TB, mod func(*Options)) *world {
 // methods posted (benchmarks leave it out).
 func newWorldWith(t testing.TB, record bool, mod func(*Options)) *world {
 	t.Helper()
+	return newWorldOn(t, record, sqlite.Options{}, mod)
+}
+
+// newWorldOn is newWorldWith on a store opened with dbOpts (Dir is set
+// here).
+func newWorldOn(t testing.TB, record bool, dbOpts sqlite.Options, mod func(*Options)) *world {
+	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, sqlite.Options{Dir: t.TempDir()})
+	dbOpts.Dir = t.TempDir()
+	db, err := sqlite.Open(ctx, dbOpts)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}

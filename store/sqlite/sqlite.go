@@ -54,6 +54,9 @@ type Options struct {
 	BusyTimeout time.Duration
 	// Logger receives migration and lifecycle messages. Nil: silent.
 	Logger *slog.Logger
+	// NoReadCache sends every revocation check and task read to the
+	// database (see changes.go), to measure what the cache saves.
+	NoReadCache bool
 }
 
 // DB is the SQLite store. It is safe for concurrent use.
@@ -70,6 +73,13 @@ type DB struct {
 	// cache, and parsing the SQL cost as much as running it.
 	isRevokedStmt *sql.Stmt
 	getTaskStmt   *sql.Stmt
+
+	// changes and the caches answer those two reads from memory while
+	// nothing changed (see changes.go).
+	changes   *counters
+	noCache   bool // Options.NoReadCache: changes is still bumped
+	revoked   readCache[[2]string, bool]
+	taskCache readCache[[2]string, store.Task]
 }
 
 var _ store.Store = (*DB)(nil)
@@ -146,6 +156,12 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db := &DB{path: path, known: len(ms), log: log}
+	if db.changes, err = openCounters(path + ChangesSuffix); err != nil {
+		// Correct without it, only slower.
+		log.Warn("store: reads will not be cached", "error", err)
+		db.changes = nil
+	}
+	db.noCache = opts.NoReadCache
 
 	busy := strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10)
 	db.w, err = sql.Open("sqlite", dsn(path, url.Values{
