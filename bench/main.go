@@ -45,6 +45,7 @@ var scenarios = []scenario{
 	{"mcp", runMCP},
 	{"viewers", runViewers},
 	{"proxy", runProxy},
+	{"gobench", runGoBench},
 }
 
 func main() {
@@ -76,7 +77,7 @@ func main() {
 		want[a] = true
 	}
 	for a := range want {
-		if !strings.Contains(" sessions mcp viewers proxy ", " "+a+" ") {
+		if !strings.Contains(" sessions mcp viewers proxy gobench ", " "+a+" ") {
 			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q\n", a)
 			flag.Usage()
 			os.Exit(2)
