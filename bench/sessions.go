@@ -35,7 +35,8 @@ type sessionsResult struct {
 // them idle, then prompts each once with a get_task call through the
 // broker's MCP server and checks the reply carries the task's value. The
 // baseline is the same agent spawned and driven by our bare ACP client over
-// a raw pipe, with the same MCP server entry (min(n, 100) of them).
+// a raw pipe, with the same MCP server entry (n of them, closed before the
+// broker's sessions start).
 func benchSessions(ctx context.Context, bin binaries, root string, n int) (sessionsResult, error) {
 	res := sessionsResult{n: n}
 	dataDir := filepath.Join(root, fmt.Sprintf("sessions-%d", n))
@@ -60,7 +61,7 @@ func benchSessions(ctx context.Context, bin binaries, root string, n int) (sessi
 	os.MkdirAll(cwd, 0o700)
 
 	// Baseline: spawn + handshake + one turn, no broker in between.
-	m := min(n, 100)
+	m := n
 	directTurns := &latencies{}
 	start := time.Now()
 	conns, err := parallel(ctx, m, 8, func(i int) (*directAgent, error) {
