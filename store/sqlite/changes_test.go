@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -135,5 +136,39 @@ func TestChangesFileMode(t *testing.T) {
 	}
 	if fi.Mode().Perm() != 0o600 || fi.Size() != changesFileSize {
 		t.Fatalf("changes file: mode %v size %d; want 0600, %d", fi.Mode().Perm(), fi.Size(), changesFileSize)
+	}
+}
+
+// The read pool prepares each query text once, and past maxPrepared texts
+// runs queries unprepared rather than growing.
+func TestReadPoolPreparesOnceAndStaysBounded(t *testing.T) {
+	t.Parallel()
+	db := openTemp(t)
+	defer db.Close()
+	r, err := db.reader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range maxPrepared + 10 {
+		for range 2 {
+			var got int
+			if err := r.QueryRowContext(ctx, fmt.Sprintf("SELECT %d + ?", i), 1).Scan(&got); err != nil || got != i+1 {
+				t.Fatalf("query %d = %d, %v", i, got, err)
+			}
+		}
+	}
+	r.mu.Lock()
+	n := len(r.stmts)
+	r.mu.Unlock()
+	if n != maxPrepared {
+		t.Fatalf("%d statements prepared; want the bound, %d", n, maxPrepared)
+	}
+	// A bad query fails the same way, prepared or not.
+	if err := r.QueryRowContext(ctx, "SELECT nope FROM nowhere").Scan(new(int)); err == nil {
+		t.Fatal("a bad query succeeded")
+	}
+	if _, err := r.QueryContext(ctx, "SELECT nope FROM nowhere"); err == nil {
+		t.Fatal("a bad query succeeded")
 	}
 }

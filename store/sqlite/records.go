@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/base32"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -93,11 +95,76 @@ func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 }
 
 // reader returns the read pool, or ErrClosed.
-func (db *DB) reader() (*sql.DB, error) {
+func (db *DB) reader() (*readPool, error) {
 	if db.closed.Load() {
 		return nil, store.ErrClosed
 	}
-	return db.r, nil
+	return &db.rp, nil
+}
+
+// readPool is the read-only pool with each statement prepared once, on
+// first use: modernc/sqlite keeps no statement cache, and parsing a
+// query cost as much as running it (a third of a knowledge search).
+type readPool struct {
+	db    *sql.DB
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt // by SQL text: the texts are the code's own
+}
+
+// maxPrepared bounds the cache, should some query text ever be built from
+// values: past it, queries are prepared each time.
+const maxPrepared = 256
+
+func (p *readPool) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s, ok := p.stmts[query]; ok {
+		return s, nil
+	}
+	if len(p.stmts) >= maxPrepared {
+		return nil, nil
+	}
+	s, err := p.db.PrepareContext(context.WithoutCancel(ctx), query)
+	if err != nil {
+		return nil, err
+	}
+	if p.stmts == nil {
+		p.stmts = make(map[string]*sql.Stmt)
+	}
+	p.stmts[query] = s
+	return s, nil
+}
+
+func (p *readPool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	s, err := p.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return p.db.QueryContext(ctx, query, args...)
+	}
+	return s.QueryContext(ctx, args...)
+}
+
+func (p *readPool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	s, err := p.stmt(ctx, query)
+	if err != nil || s == nil {
+		// The same error again, as a Row carries it.
+		return p.db.QueryRowContext(ctx, query, args...)
+	}
+	return s.QueryRowContext(ctx, args...)
+}
+
+// close closes the prepared statements.
+func (p *readPool) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, s := range p.stmts {
+		errs = append(errs, s.Close())
+	}
+	p.stmts = nil
+	return errors.Join(errs...)
 }
 
 type rowQuerier interface {

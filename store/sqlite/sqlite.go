@@ -64,6 +64,7 @@ type DB struct {
 	path   string
 	w      *sql.DB // one connection: every write
 	r      *sql.DB // read-only pool
+	rp     readPool
 	known  int
 	log    *slog.Logger
 	closed atomic.Bool
@@ -198,6 +199,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		db.w.Close()
 		return nil, fmt.Errorf("open store %s for reading: %w", path, err)
 	}
+	db.rp.db = db.r
 	db.r.SetMaxOpenConns(opts.Readers)
 	db.r.SetMaxIdleConns(opts.Readers)
 	if err := db.r.PingContext(ctx); err != nil {
@@ -405,6 +407,7 @@ func (db *DB) Close() error {
 			errs = append(errs, st.Close())
 		}
 	}
+	errs = append(errs, db.rp.close())
 	if db.r != nil {
 		errs = append(errs, db.r.Close())
 	}
