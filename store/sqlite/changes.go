@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"hash/fnv"
 	"sync"
 	"time"
 )
@@ -12,10 +13,13 @@ import (
 //
 // What "changed" means is kept in a small file beside the database,
 // FileName+ChangesSuffix, mapped shared into every process that opens the
-// store: one counter per watched table, bumped by whichever process wrote
-// the table, after its commit. A read loads the counter before it queries
-// and files its answer under that value; an answer filed under an older
-// value is never used. So a write that has returned is seen by every
+// store: for each watched table a row of counters (stripes), one of which
+// a row's key hashes to, bumped by whichever process wrote that row, after
+// its commit. A read loads the counters of the rows it depends on before it
+// queries and files its answer under their sum (they only grow, so the sum
+// changes when any does); an answer filed under an older value is never
+// used. Striping keeps a write from emptying the whole cache: an update of
+// one task leaves the other tasks' answers valid. So a write that has returned is seen by every
 // read that starts after it, in any process, at the cost of one atomic
 // load: the same arrangement SQLite's own WAL index uses.
 //
@@ -26,12 +30,18 @@ import (
 // ChangesSuffix names the change counters' file: FileName+ChangesSuffix.
 const ChangesSuffix = "-changes"
 
-// The watched tables, each one counter (8 bytes) in the changes file.
+// The watched tables, each a row of stripes counters (8 bytes each) in the
+// changes file.
 const (
-	changedRevocations = iota
-	changedTasks
-	numCounters
+	changedRevocations = iota // keyed by jti, and by session ID
+	changedTasks              // keyed by project ID and task ID
+	numTables
 )
+
+const stripes = 128
+
+// Every table's stripes fit in the file (a negative length does not compile).
+var _ [changesFileSize - numTables*stripes*8]struct{}
 
 const (
 	// changesFileSize is the size the file is given: one page, room for
@@ -50,27 +60,33 @@ type counters struct {
 	mem []byte
 }
 
-// version loads counter i before a read; ok is false when the read must go
-// to the database.
-func (c *counters) version(i int) (v uint64, ok bool) {
-	if c == nil {
-		return 0, false
+// slot is the counter of the row of table whose key is parts.
+func slot(table int, parts ...string) int {
+	h := fnv.New32a()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
 	}
-	return c.counter(i).Load(), true
+	return table*stripes + int(h.Sum32()%stripes)
 }
 
-// version is counters.version, unless the cache is off.
-func (db *DB) version(i int) (uint64, bool) {
-	if db.noCache {
+// version loads the counters of slots before a read; ok is false when the
+// read must go to the database.
+func (db *DB) version(slots ...int) (v uint64, ok bool) {
+	if db.changes == nil || db.noCache {
 		return 0, false
 	}
-	return db.changes.version(i)
+	for _, s := range slots {
+		v += db.changes.counter(s).Load()
+	}
+	return v, true
 }
 
-// changed bumps counter i after a write to its table, committed or not.
-func (c *counters) changed(i int) {
+// changed bumps the counter of slot after a write to its row, committed or
+// not.
+func (c *counters) changed(slot int) {
 	if c != nil {
-		c.counter(i).Add(1)
+		c.counter(slot).Add(1)
 	}
 }
 
@@ -87,10 +103,10 @@ type cached[V any] struct {
 	v       V
 }
 
-// readThrough answers key from c while counter i is unchanged, and from
-// query otherwise (errors are not kept).
-func readThrough[K comparable, V any](db *DB, i int, c *readCache[K, V], key K, query func() (V, error)) (V, error) {
-	version, cache := db.version(i)
+// readThrough answers key from c while the counters of slots are
+// unchanged, and from query otherwise (errors are not kept).
+func readThrough[K comparable, V any](db *DB, c *readCache[K, V], key K, query func() (V, error), slots ...int) (V, error) {
+	version, cache := db.version(slots...)
 	if cache {
 		if v, ok := c.get(key, version); ok {
 			return v, nil

@@ -60,7 +60,7 @@ func (db *DB) CreateTask(ctx context.Context, t store.Task) (store.Task, error) 
 			micros(t.CreatedAt), micros(t.UpdatedAt))
 		return err
 	})
-	db.changes.changed(changedTasks)
+	db.changes.changed(slot(changedTasks, t.ProjectID, t.ID))
 	if err != nil {
 		return store.Task{}, fmt.Errorf("create task: %w", err)
 	}
@@ -87,13 +87,13 @@ func (db *DB) GetTask(ctx context.Context, projectID, id string) (store.Task, er
 		return store.Task{}, fmt.Errorf("get task: %w", store.ErrClosed)
 	}
 	// A point read: not worth modernc's interrupt watcher (see IsRevoked).
-	return readThrough(db, changedTasks, &db.taskCache, [2]string{projectID, id}, func() (store.Task, error) {
+	return readThrough(db, &db.taskCache, [2]string{projectID, id}, func() (store.Task, error) {
 		t, err := taskRow(db.getTaskStmt.QueryRowContext(context.WithoutCancel(ctx), projectID, id), projectID, id)
 		if err != nil {
 			return store.Task{}, fmt.Errorf("get task: %w", err)
 		}
 		return t, nil
-	})
+	}, slot(changedTasks, projectID, id))
 }
 
 // UpdateTask changes the fields u sets, and UpdatedAt.
@@ -123,7 +123,7 @@ func (db *DB) UpdateTask(ctx context.Context, projectID, id string, u store.Task
 			t.Title, t.Description, t.Status, t.Notes, t.OutputSummary, t.SessionID, micros(t.UpdatedAt), projectID, id)
 		return err
 	})
-	db.changes.changed(changedTasks)
+	db.changes.changed(slot(changedTasks, projectID, id))
 	if err != nil {
 		return store.Task{}, fmt.Errorf("update task: %w", err)
 	}

@@ -73,7 +73,7 @@ func (db *DB) RevokeToken(ctx context.Context, jti string, expiresAt time.Time) 
 	}
 	_, err := db.w.ExecContext(ctx, `INSERT INTO revoked_tokens (jti, expires_at, revoked_at) VALUES (?, ?, ?)
 		ON CONFLICT (jti) DO NOTHING`, jti, micros(expiresAt), micros(time.Now()))
-	db.changes.changed(changedRevocations)
+	db.changes.changed(slot(changedRevocations, jti))
 	if err != nil {
 		return fmt.Errorf("revoke token: %w", err)
 	}
@@ -87,7 +87,7 @@ func (db *DB) RevokeSession(ctx context.Context, sessionID string, at time.Time)
 	}
 	_, err := db.w.ExecContext(ctx, `INSERT INTO revoked_sessions (session_id, revoked_at) VALUES (?, ?)
 		ON CONFLICT (session_id) DO NOTHING`, sessionID, micros(at))
-	db.changes.changed(changedRevocations)
+	db.changes.changed(slot(changedRevocations, sessionID))
 	if err != nil {
 		return fmt.Errorf("revoke session: %w", err)
 	}
@@ -103,7 +103,7 @@ func (db *DB) IsRevoked(ctx context.Context, jti, sessionID string) (bool, error
 	if db.closed.Load() {
 		return false, store.ErrClosed
 	}
-	return readThrough(db, changedRevocations, &db.revoked, [2]string{jti, sessionID}, func() (bool, error) {
+	return readThrough(db, &db.revoked, [2]string{jti, sessionID}, func() (bool, error) {
 		var revoked bool
 		// A point read: not worth modernc's interrupt watcher (a
 		// goroutine per query on a cancellable context).
@@ -111,5 +111,5 @@ func (db *DB) IsRevoked(ctx context.Context, jti, sessionID string) (bool, error
 			return false, fmt.Errorf("check revocation: %w", err)
 		}
 		return revoked, nil
-	})
+	}, slot(changedRevocations, jti), slot(changedRevocations, sessionID))
 }
