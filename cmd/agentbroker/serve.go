@@ -15,6 +15,7 @@ import (
 	"github.com/agentbroker/agentbroker/acp/profile"
 	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/internal/adminapi"
+	"github.com/agentbroker/agentbroker/internal/console"
 	"github.com/agentbroker/agentbroker/internal/metrics"
 	"github.com/agentbroker/agentbroker/internal/server"
 	"github.com/agentbroker/agentbroker/mcpserver"
@@ -181,6 +182,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 	adminapi.Mount(srv, svc, cat)
 	adminapi.MountProjects(srv, svc, st)
 	mgr.Mount(srv)
+	console.Mount(srv)
 
 	recovered, err := mgr.Recover(ctx)
 	if err != nil {
