@@ -440,6 +440,9 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatalf("the console wrote %d items to localStorage", n)
 	}
 
+	// The renderer, with events the reference agent does not produce.
+	checkRenderer(p)
+
 	// Projects: list, then instructions, tasks and knowledge.
 	p.do("projects", chromedp.Click(chromedp.CSS(`nav a[href="#/projects"]`)))
 	p.wait("the project list", `!!document.querySelector('#projects a[href="#/projects/`+proj.ID+`"]')`)
@@ -502,6 +505,16 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	if deprecated == 0 {
 		t.Fatalf("no deprecated model in any picker: testdata/console-catalog.json no longer exercises the marking")
+	}
+	// Picking a deprecated model says what replaces it.
+	p.set("agent", "claude-code")
+	p.wait("the models of claude-code", `document.getElementById("model").dataset.loaded === "claude-code"`)
+	if note := evalJS[string](p, `document.getElementById("model-note").textContent`); note != "" {
+		t.Fatalf("a note for the default model: %q", note)
+	}
+	p.set("model", "claude-sonnet-4-6")
+	if note := evalJS[string](p, `document.getElementById("model-note").textContent`); !strings.Contains(note, "deprecated") || !strings.Contains(note, "claude-sonnet-5") {
+		t.Fatalf("the note for a deprecated model: %q", note)
 	}
 	p.screenshot("03-model-picker")
 
@@ -700,5 +713,65 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	if strings.Contains(b.log(), admin) || strings.Contains(b.log(), viewerToken) {
 		t.Errorf("a token in the broker's log")
+	}
+}
+
+// checkRenderer feeds the session view's renderer, in the page, the events
+// that the reference agent does not produce: model usage and its cost, a
+// tool that is not ours and fails, replayed history, a failed turn, an
+// event type the console does not know, and markup in the agent's text.
+func checkRenderer(p *page) {
+	p.t.Helper()
+	type result struct {
+		Usage, Failed, Warn, Unknown string
+		Seqs                         []int64
+		Ours                         []bool
+		Images                       int
+		Messages                     []string
+	}
+	r, err := chromedp.Run(p.ctx, chromedp.Evaluate[result](`(async () => {
+		const { Renderer } = await import("/console/session.js");
+		const list = document.createElement("ol"), usage = document.createElement("p");
+		const r = new Renderer(list, document.createElement("span"), usage);
+		[
+			{ type: "config", data: { profile: "codex", model: "gpt-5.5", mcp: { name: "ab" } } },
+			{ type: "usage", data: { model: "gpt-5.5", outcome: "ok", usage: { input_tokens: 1000, output_tokens: 200 }, cost_micro_usd: 12345 } },
+			{ type: "usage", data: { model: "gpt-5.5", outcome: "ok", usage: { input_tokens: 500, output_tokens: 100 }, cost_micro_usd: 5000 } },
+			{ type: "update", data: { sessionUpdate: "tool_call", toolCallId: "c1", title: "mcp__ab__list_tasks", status: "pending" } },
+			{ type: "update", data: { sessionUpdate: "tool_call", toolCallId: "c2", title: "Read file", status: "pending" } },
+			{ type: "update", data: { sessionUpdate: "tool_call_update", toolCallId: "c2", status: "failed", rawOutput: { error: "denied" } } },
+			{ type: "replay", data: { sessionUpdate: "agent_message_chunk" } },
+			{ type: "turn_failed", data: { error: "agent crashed" } },
+			{ type: "something_new", data: {} },
+			{ type: "update", data: { sessionUpdate: "agent_message_chunk", content: { type: "text", text: "<img src=x>" } } },
+			{ type: "update", data: { sessionUpdate: "agent_message_chunk", content: { type: "text", text: " and more" } } },
+		].forEach((f, i) => r.frame({ seq: i + 1, ...f }));
+		return {
+			Usage: usage.textContent,
+			Seqs: [...list.querySelectorAll("[data-seq]")].map((e) => Number(e.dataset.seq)),
+			Ours: [...list.querySelectorAll("li.tool")].map((li) => li.dataset.ours === "true"),
+			Failed: list.querySelector('li.tool[data-tool-call-id="c2"]').dataset.status,
+			Warn: list.querySelector("li.warn")?.textContent || "",
+			Unknown: list.querySelector('[data-type="something_new"]')?.textContent || "",
+			Images: list.querySelectorAll("img").length,
+			Messages: [...list.querySelectorAll("li.agent")].map((li) => li.textContent),
+		};
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.fail("run the renderer: %v", err)
+	}
+	t := p.t
+	if want := "Usage so far: 2 model calls, 1500 input and 300 output tokens, $0.0173"; r.Usage != want {
+		t.Errorf("usage = %q; want %q", r.Usage, want)
+	}
+	contiguous(t, r.Seqs, 11)
+	if !slices.Equal(r.Ours, []bool{true, false}) || r.Failed != "failed" {
+		t.Errorf("tool cards: ours %v, the other's status %q", r.Ours, r.Failed)
+	}
+	if !strings.Contains(r.Warn, "turn failed") || !strings.Contains(r.Warn, "agent crashed") || r.Unknown != "something_new" {
+		t.Errorf("warning %q, unknown event %q", r.Warn, r.Unknown)
+	}
+	if r.Images != 0 || !slices.Equal(r.Messages, []string{"Agent<img src=x> and more"}) {
+		t.Errorf("agent text: %d images, messages %q", r.Images, r.Messages)
 	}
 }

@@ -194,7 +194,8 @@ async function newSession(projectID) {
     h("label", { for: id }, label), control, hint ? h("p", { class: "hint", id: `${id}-hint` }, hint) : "");
   const projectSel = h("select", { id: "project", required: true });
   const agentSel = h("select", { id: "agent" }, AGENTS.map((a) => h("option", { value: a.id }, a.name)));
-  const modelSel = h("select", { id: "model", "aria-describedby": "model-hint" });
+  const modelSel = h("select", { id: "model", "aria-describedby": "model-hint model-note" });
+  const modelNote = h("p", { class: "notice", id: "model-note", "aria-live": "polite" });
   const credSel = h("select", { id: "credential" },
     [["platform-proxy", "The broker's key, through its proxy"], ["api-key", "My API key"],
       ["oauth-token", "My OAuth token"], ["none", "None (the agent needs none)"]].map(([v, t]) => h("option", { value: v }, t)));
@@ -214,7 +215,7 @@ async function newSession(projectID) {
   const form = h("form", { id: "new-session", class: "card" },
     field("project", "Project", projectSel),
     field("agent", "Agent", agentSel),
-    field("model", "Model", modelSel, "Only the models the broker's proxy accepts for this agent."),
+    field("model", "Model", modelSel, "Only the models the broker's proxy accepts for this agent."), modelNote,
     field("credential", "Credential", credSel), secretField,
     field("policy", "Permissions", policySel),
     field("cwd", "Working directory", cwd, "On the broker's machine; empty: the broker's default."),
@@ -229,6 +230,7 @@ async function newSession(projectID) {
     const mine = ++picked;
     modelSel.dataset.loaded = "";
     clear(modelSel);
+    modelNote.textContent = "";
     credSel.value = agent.catalog ? "platform-proxy" : "none";
     secretField.hidden = true;
     if (!agent.catalog) {
@@ -241,13 +243,22 @@ async function newSession(projectID) {
       const models = await api("GET", `/v1/models?agent=${encodeURIComponent(agent.catalog)}`);
       if (mine !== picked) return;
       modelSel.append(...models.map(modelOption));
+      noteModel();
       modelSel.dataset.agent = agent.catalog;
       modelSel.dataset.loaded = agent.id;
     } catch (e) {
       if (mine === picked) err.textContent = `Models: ${e.message}`;
     }
   };
+  // A deprecated model can still be picked (the proxy accepts it until
+  // its shutdown); say so, and name what replaces it.
+  const noteModel = () => {
+    const o = modelSel.selectedOptions[0];
+    modelNote.textContent = o?.dataset.status === "deprecated"
+      ? `${o.value} is deprecated: the broker will stop accepting it. Its replacement is ${o.dataset.replacement}.` : "";
+  };
   agentSel.addEventListener("change", loadModels);
+  modelSel.addEventListener("change", noteModel);
   credSel.addEventListener("change", () => {
     secretField.hidden = !["api-key", "oauth-token"].includes(credSel.value);
   });

@@ -6,6 +6,10 @@
 // Every event the broker sends becomes exactly one element carrying its
 // sequence number (data-seq) inside the event list, so that what was
 // rendered can be checked against the log: no gap, no duplicate.
+//
+// Prompts, cancels, permission answers and stops go over the HTTP API, not
+// the WebSocket: each answer (or refusal) then belongs to its action, and
+// they work while the socket is reconnecting.
 
 import { api, credential, ApiError } from "./api.js";
 import { h, clear, when } from "./dom.js";
@@ -33,7 +37,7 @@ export function sessionView(main, id, setStatus) {
 
   clear(main).append(
     h("h1", { tabindex: -1 }, "Session ", h("code", {}, id)),
-    h("p", { class: "status-line" }, "State: ", stateEl, " · Connection: ", connEl),
+    h("p", { class: "status-line", "aria-live": "polite" }, "State: ", stateEl, " · Connection: ", connEl),
     meta, usageEl, shareBox || "", notice, list, form);
   main.querySelector("h1").focus();
 
@@ -134,7 +138,7 @@ function viewerLink(id) {
 
 const str = (v) => (typeof v === "string" ? v : "");
 
-class Renderer {
+export class Renderer {
   constructor(list, stateEl, usageEl) {
     this.list = list;
     this.stateEl = stateEl;
