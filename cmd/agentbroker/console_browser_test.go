@@ -621,6 +621,22 @@ func TestConsoleBrowser(t *testing.T) {
 	t.Logf("reconnected after seq %d with %d attempt(s); %d events, contiguous", before, len(resumed), info.LastEventSeq)
 	p.screenshot("07-after-reconnect")
 
+	// Cancel: a turn waiting on a permission question ends cancelled, and
+	// the question with it.
+	p.do("prompt again", chromedp.SendKeys(chromedp.CSS("#prompt-text"), prompt), chromedp.Click(chromedp.CSS("#send")))
+	p.wait("the second permission request", `document.querySelectorAll("#events li.permission").length === 2 &&
+		document.querySelectorAll("#events li.permission")[1].dataset.answered === "false"`)
+	p.wait("the cancel button", `!document.getElementById("cancel").disabled`)
+	p.do("cancel", chromedp.Click(chromedp.CSS("#cancel")))
+	p.wait("the cancelled question", `document.querySelectorAll("#events li.permission")[1].dataset.answered === "true" &&
+		[...document.querySelectorAll("#events li.permission")[1].querySelectorAll("button")].every((b) => b.disabled)`)
+	p.wait("the cancelled turn", `[...document.querySelectorAll("#events li")].some((li) => li.textContent.includes("ended: cancelled")) &&
+		document.getElementById("state").dataset.state === "idle"`)
+	if !evalJS[bool](p, `document.querySelectorAll("#events li.permission")[1].querySelector(".outcome").textContent.includes("cancelled")`) {
+		p.fail("the second question does not say it was cancelled")
+	}
+	p.screenshot("08-cancelled")
+
 	// The viewer link, in a tab of its own: the token comes from the
 	// fragment and leaves the address bar.
 	link := evalJS[string](p, `document.getElementById("viewer-link").value`)
@@ -645,7 +661,7 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatalf("a viewer token sees the admin's controls")
 	}
 	v.accessible("viewer")
-	v.screenshot("08-viewer-link")
+	v.screenshot("09-viewer-link")
 	cancelViewer()
 
 	// Stop: the state ends, the log ends, nothing is missing.
@@ -657,7 +673,7 @@ func TestConsoleBrowser(t *testing.T) {
 	if evalJS[bool](p, `!document.getElementById("prompt-text").disabled`) {
 		t.Fatalf("the prompt box is still enabled after the stop")
 	}
-	p.screenshot("09-stopped")
+	p.screenshot("10-stopped")
 
 	// The sessions list shows it, with its state.
 	p.do("sessions", chromedp.Click(chromedp.CSS(`nav a[href="#/sessions"]`)))
@@ -667,10 +683,10 @@ func TestConsoleBrowser(t *testing.T) {
 	// A narrow screen: nothing wider than 375 px.
 	p.do("narrow", chromedp.EmulateViewport(375, 812))
 	for _, c := range []struct{ hash, ready, name string }{
-		{"#/sessions", `!!document.getElementById("sessions")`, "10-narrow-sessions"},
-		{"#/sessions/" + sessionID, `document.getElementById("conn")?.dataset.conn === "ended"`, "11-narrow-session"},
-		{"#/new", `document.getElementById("model")?.dataset.loaded === "claude-code"`, "12-narrow-start"},
-		{"#/projects/" + proj.ID, `!!document.getElementById("instructions")`, "13-narrow-project"},
+		{"#/sessions", `!!document.getElementById("sessions")`, "11-narrow-sessions"},
+		{"#/sessions/" + sessionID, `document.getElementById("conn")?.dataset.conn === "ended"`, "12-narrow-session"},
+		{"#/new", `document.getElementById("model")?.dataset.loaded === "claude-code"`, "13-narrow-start"},
+		{"#/projects/" + proj.ID, `!!document.getElementById("instructions")`, "14-narrow-project"},
 	} {
 		evalJS[bool](p, `(location.hash = `+strconv.Quote(c.hash)+`, true)`)
 		p.wait(c.hash, c.ready)
