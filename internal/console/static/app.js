@@ -169,10 +169,11 @@ async function sessions() {
       h("caption", {}, "Sessions, newest first"),
       h("thead", {}, h("tr", {}, ["Session", "State", "Agent", "Model", "Project", "Started"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, sessions.map((s) => h("tr", { "data-session": s.id },
-        h("td", {}, h("a", { href: `#/sessions/${encodeURIComponent(s.id)}` }, s.title || s.id)),
-        h("td", {}, h("span", { class: "badge", "data-state": s.state }, s.state)),
-        h("td", {}, s.agent), h("td", {}, s.model || "—"), h("td", {}, h("code", {}, s.project)),
-        h("td", {}, when(s.created_at))))))));
+        h("td", { "data-label": "Session" }, h("a", { href: `#/sessions/${encodeURIComponent(s.id)}` }, s.title || s.id)),
+        h("td", { "data-label": "State" }, h("span", { class: "badge", "data-state": s.state }, s.state)),
+        h("td", { "data-label": "Agent" }, s.agent), h("td", { "data-label": "Model" }, s.model || "—"),
+        h("td", { "data-label": "Project" }, h("code", {}, s.project)),
+        h("td", { "data-label": "Started" }, when(s.created_at))))))));
   } catch (e) {
     failure("Sessions", e);
   }
