@@ -440,8 +440,10 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatalf("the console wrote %d items to localStorage", n)
 	}
 
-	// The renderer, with events the reference agent does not produce.
+	// The renderer, with events the reference agent does not produce; the
+	// stream, with closes the test cannot cause from outside.
 	checkRenderer(p)
+	checkStream(p)
 
 	// Projects: list, then instructions, tasks and knowledge.
 	p.do("projects", chromedp.Click(chromedp.CSS(`nav a[href="#/projects"]`)))
@@ -789,5 +791,64 @@ func checkRenderer(p *page) {
 	}
 	if r.Images != 0 || !slices.Equal(r.Messages, []string{"Agent<img src=x> and more"}) {
 		t.Errorf("agent text: %d images, messages %q", r.Images, r.Messages)
+	}
+}
+
+// checkStream runs the console's EventStream, in the page, over a stand-in
+// WebSocket: it passes each event on once and in order (a duplicate is
+// dropped and counted, a gap counted), offers the token as a subprotocol,
+// and after the log ends (close 4000) stops, unless the session's last
+// state was an interruption the broker will resume (a broker restart), in
+// which case it reconnects.
+func checkStream(p *page) {
+	p.t.Helper()
+	type run struct {
+		Statuses  []string
+		Frames    []int64
+		Dup, Gaps int
+		URL       string
+		Protocols []string
+	}
+	got, err := chromedp.Run(p.ctx, chromedp.Evaluate[map[string]run](`(async () => {
+		const { EventStream } = await import("/console/stream.js");
+		const sockets = [];
+		const real = window.WebSocket;
+		window.WebSocket = class { constructor(url, protocols) { this.url = url; this.protocols = protocols; sockets.push(this); } close() {} };
+		try {
+			const run = async (resumable) => {
+				const statuses = [], frames = [];
+				const s = new EventStream({ session: "ses_x", token: "tok", onFrame: (f) => frames.push(f.seq), onNotice: () => {},
+					onStatus: (st) => statuses.push(st), resumable: () => resumable });
+				s.start();
+				const ws = sockets[sockets.length - 1];
+				ws.onopen();
+				for (const seq of [1, 2, 2, 3, 5]) ws.onmessage({ data: JSON.stringify({ seq, type: "state", data: {} }) });
+				await ws.onclose({ code: 4000, reason: "session ended after 5" });
+				s.close();
+				return { Statuses: statuses, Frames: frames, Dup: s.duplicates, Gaps: s.gaps, URL: ws.url, Protocols: ws.protocols };
+			};
+			return { resumable: await run(true), final: await run(false) };
+		} finally {
+			window.WebSocket = real;
+		}
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.fail("run the stream: %v", err)
+	}
+	t := p.t
+	for name, want := range map[string][]string{
+		"resumable": {"connecting", "live", "reconnecting"},
+		"final":     {"connecting", "live", "ended"},
+	} {
+		r := got[name]
+		if !slices.Equal(r.Statuses, want) {
+			t.Errorf("%s: statuses %q; want %q", name, r.Statuses, want)
+		}
+		if !slices.Equal(r.Frames, []int64{1, 2, 3, 5}) || r.Dup != 1 || r.Gaps != 1 {
+			t.Errorf("%s: frames %v, %d duplicate(s), %d gap(s); want [1 2 3 5], 1, 1", name, r.Frames, r.Dup, r.Gaps)
+		}
+		if !strings.HasSuffix(r.URL, "/v1/sessions/ses_x/events?after=0") || !slices.Equal(r.Protocols, []string{"agentbroker.events.v1", "bearer.tok"}) {
+			t.Errorf("%s: dialed %s with %q", name, r.URL, r.Protocols)
+		}
 	}
 }

@@ -108,6 +108,7 @@ export function sessionView(main, id, setStatus) {
       list.dataset.gaps = String(stream.gaps);
       if (status === "ended") setStatus("The session has ended; its log is complete.");
     },
+    resumable: () => r.resumable,
     probe: async () => {
       try {
         await api("GET", `/v1/sessions/${encodeURIComponent(id)}`);
@@ -149,6 +150,7 @@ export class Renderer {
     this.mcpName = "agentbroker";
     this.usage = { calls: 0, input: 0, output: 0, micro: 0 };
     this.state = "";
+    this.resumable = false;
     this.onState = () => {};
     this.answer = () => {};
   }
@@ -176,6 +178,7 @@ export class Renderer {
       case "replay":
         return this.add(f, "muted", `Replayed history: ${str(d.sessionUpdate) || "update"}`);
       case "state":
+        this.resumable = d.state === "interrupted" && d.resumable === true;
         this.setState(str(d.state));
         return this.add(f, "state", `State: ${str(d.state)}`, d.reason ? ` — ${d.reason}` : "");
       case "prompt":

@@ -9,10 +9,12 @@ export const SUBPROTOCOL = "agentbroker.events.v1";
 const CLOSE_SESSION_ENDED = 4000;
 
 export class EventStream {
-  // opts: {session, token, onFrame(frame), onNotice(text), onStatus(status, detail), probe()}
+  // opts: {session, token, onFrame(frame), onNotice(text), onStatus(status, detail), probe(), resumable()}
   // status is "connecting", "live", "reconnecting", "ended" or "failed".
   // probe() is called after a failed handshake; it resolves to a reason
   // to stop trying (the token or the session is gone), or null.
+  // resumable() says whether the session's last state change was an
+  // interruption the broker will resume.
   constructor(opts) {
     this.opts = opts;
     this.lastSeq = 0;
@@ -80,9 +82,16 @@ export class EventStream {
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.closed) return;
+      // The log ended. A broker that shuts down ends its sessions' logs
+      // too, marking them resumable: it relaunches them when it starts
+      // again, and their logs go on from where they were.
+      let detail = "";
       if (ev.code === CLOSE_SESSION_ENDED) {
-        this.opts.onStatus("ended", ev.reason);
-        return;
+        if (!this.opts.resumable?.()) {
+          this.opts.onStatus("ended", ev.reason);
+          return;
+        }
+        detail = "the broker is restarting; ";
       }
       if (!opened && this.opts.probe) {
         const why = await this.opts.probe();
@@ -93,7 +102,7 @@ export class EventStream {
       }
       this.attempt++;
       const delay = Math.min(5000, 250 * 2 ** Math.min(this.attempt - 1, 5));
-      this.opts.onStatus("reconnecting", `retrying in ${(delay / 1000).toFixed(1)} s`);
+      this.opts.onStatus("reconnecting", `${detail}retrying in ${(delay / 1000).toFixed(1)} s`);
       this.timer = setTimeout(() => this.connect(), delay);
     };
   }
