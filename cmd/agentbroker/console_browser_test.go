@@ -672,6 +672,9 @@ func TestConsoleBrowser(t *testing.T) {
 	_, body = b.do("GET", "/v1/sessions/"+sessionID, admin, nil)
 	json.Unmarshal([]byte(body), &info)
 	contiguous(t, p.seqs(), info.LastEventSeq)
+	if d := evalJS[string](p, `document.getElementById("events").dataset.duplicates + "/" + document.getElementById("events").dataset.gaps`); d != "0/0" {
+		t.Fatalf("the stream saw duplicates/gaps %s", d)
+	}
 	if evalJS[bool](p, `!document.getElementById("prompt-text").disabled`) {
 		t.Fatalf("the prompt box is still enabled after the stop")
 	}

@@ -88,24 +88,32 @@ export function sessionView(main, id, setStatus) {
   api("GET", `/v1/sessions/${encodeURIComponent(id)}`).then((info) => {
     const row = (k, v) => v ? [h("dt", {}, k), h("dd", {}, v)] : [];
     meta.append(...row("Agent", info.agent), ...row("Model", info.model || "the agent's default"),
-      ...row("Project", info.project), ...row("Title", info.title),
+      ...row("Project", admin ? h("a", { href: `#/projects/${encodeURIComponent(info.project)}` }, info.project) : info.project),
+      ...row("Title", info.title),
       ...row("Permissions", info.permission_policy), ...row("Started", when(info.created_at)));
     if (!r.state) r.setState(info.state);
   }, (e) => showNotice(`Session: ${e.message}`));
 
+  // What the stream saw, on the list: the last event shown, and frames it
+  // dropped as duplicates or that skipped a number (both zero normally).
+  const counts = () => {
+    list.dataset.lastSeq = String(stream.lastSeq);
+    list.dataset.duplicates = String(stream.duplicates);
+    list.dataset.gaps = String(stream.gaps);
+  };
   const stream = new EventStream({
     session: id,
     token: cred.token,
     onFrame: (f) => {
       r.frame(f);
-      list.dataset.lastSeq = String(stream.lastSeq);
+      counts();
     },
+    onDuplicate: counts,
     onNotice: showNotice,
     onStatus: (status, detail) => {
       connEl.textContent = detail ? `${status} (${detail})` : status;
       connEl.dataset.conn = status;
-      list.dataset.duplicates = String(stream.duplicates);
-      list.dataset.gaps = String(stream.gaps);
+      counts();
       if (status === "ended") setStatus("The session has ended; its log is complete.");
     },
     resumable: () => r.resumable,

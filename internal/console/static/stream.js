@@ -9,7 +9,8 @@ export const SUBPROTOCOL = "agentbroker.events.v1";
 const CLOSE_SESSION_ENDED = 4000;
 
 export class EventStream {
-  // opts: {session, token, onFrame(frame), onNotice(text), onStatus(status, detail), probe(), resumable()}
+  // opts: {session, token, onFrame(frame), onDuplicate(frame), onNotice(text),
+  //        onStatus(status, detail), probe(), resumable()}
   // status is "connecting", "live", "reconnecting", "ended" or "failed".
   // probe() is called after a failed handshake; it resolves to a reason
   // to stop trying (the token or the session is gone), or null.
@@ -72,6 +73,7 @@ export class EventStream {
       }
       if (f.seq <= this.lastSeq) {
         this.duplicates++;
+        this.opts.onDuplicate?.(f);
         return;
       }
       if (f.seq !== this.lastSeq + 1) this.gaps++;
