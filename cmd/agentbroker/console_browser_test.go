@@ -745,6 +745,7 @@ func checkRenderer(p *page) {
 	p.t.Helper()
 	type result struct {
 		Usage, Failed, Warn, Unknown string
+		Orphan                       []string
 		Seqs                         []int64
 		Ours                         []bool
 		Images                       int
@@ -761,6 +762,8 @@ func checkRenderer(p *page) {
 			{ type: "update", data: { sessionUpdate: "tool_call", toolCallId: "c1", title: "mcp__ab__list_tasks", status: "pending" } },
 			{ type: "update", data: { sessionUpdate: "tool_call", toolCallId: "c2", title: "Read file", status: "pending" } },
 			{ type: "update", data: { sessionUpdate: "tool_call_update", toolCallId: "c2", status: "failed", rawOutput: { error: "denied" } } },
+			{ type: "update", data: { sessionUpdate: "tool_call_update", toolCallId: "c3", status: "in_progress" } },
+			{ type: "update", data: { sessionUpdate: "tool_call_update", toolCallId: "c3", status: "completed", content: [{ type: "content", content: { type: "text", text: "done" } }] } },
 			{ type: "replay", data: { sessionUpdate: "agent_message_chunk" } },
 			{ type: "turn_failed", data: { error: "agent crashed" } },
 			{ type: "something_new", data: {} },
@@ -771,7 +774,9 @@ func checkRenderer(p *page) {
 			Usage: usage.textContent,
 			Seqs: [...list.querySelectorAll("[data-seq]")].map((e) => Number(e.dataset.seq)),
 			Ours: [...list.querySelectorAll("li.tool")].map((li) => li.dataset.ours === "true"),
-			Failed: list.querySelector('li.tool[data-tool-call-id="c2"]').dataset.status,
+			Failed: list.querySelector('li.tool[data-tool-call-id="c2"]').dataset.status + " " +
+				list.querySelector('li.tool[data-tool-call-id="c2"] pre.result').textContent.includes("denied"),
+			Orphan: [...list.querySelectorAll('li.tool[data-tool-call-id="c3"]')].map((li) => li.dataset.status + " " + li.querySelector("pre.result")?.textContent),
 			Warn: list.querySelector("li.warn")?.textContent || "",
 			Unknown: list.querySelector('[data-type="something_new"]')?.textContent || "",
 			Images: list.querySelectorAll("img").length,
@@ -785,9 +790,13 @@ func checkRenderer(p *page) {
 	if want := "Usage so far: 2 model calls, 1500 input and 300 output tokens, $0.0173"; r.Usage != want {
 		t.Errorf("usage = %q; want %q", r.Usage, want)
 	}
-	contiguous(t, r.Seqs, 11)
-	if !slices.Equal(r.Ours, []bool{true, false}) || r.Failed != "failed" {
-		t.Errorf("tool cards: ours %v, the other's status %q", r.Ours, r.Failed)
+	contiguous(t, r.Seqs, 13)
+	if !slices.Equal(r.Ours, []bool{true, false, false}) || r.Failed != "failed true" {
+		t.Errorf("tool cards: ours %v, the other's status and result %q", r.Ours, r.Failed)
+	}
+	// Updates of a call whose start was never seen share one card.
+	if !slices.Equal(r.Orphan, []string{"completed done"}) {
+		t.Errorf("cards of a call seen only by its updates: %q", r.Orphan)
 	}
 	if !strings.Contains(r.Warn, "turn failed") || !strings.Contains(r.Warn, "agent crashed") || r.Unknown != "something_new" {
 		t.Errorf("warning %q, unknown event %q", r.Warn, r.Unknown)

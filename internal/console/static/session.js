@@ -147,6 +147,15 @@ function viewerLink(id) {
 
 const str = (v) => (typeof v === "string" ? v : "");
 
+// toolResult shows what a tool call or its update carries: its text
+// content, or else its raw output.
+function toolResult(d) {
+  const texts = (d.content || []).map((c) => str(c.content?.text)).filter(Boolean);
+  if (texts.length) return h("pre", { class: "result" }, texts.join("\n"));
+  if (d.rawOutput !== undefined) return h("pre", { class: "result" }, JSON.stringify(d.rawOutput, null, 2));
+  return null;
+}
+
 export class Renderer {
   constructor(list, stateEl, usageEl) {
     this.list = list;
@@ -280,7 +289,8 @@ export class Renderer {
         h("span", { class: "who" }, "Tool"), h("code", {}, name),
         ours ? h("span", { class: "badge ours", title: `served by this broker (${this.mcpName})` }, "our MCP tool") : "",
         status),
-      d.rawInput !== undefined ? h("details", {}, h("summary", {}, "Input"), h("pre", {}, JSON.stringify(d.rawInput, null, 2))) : "");
+      d.rawInput !== undefined ? h("details", {}, h("summary", {}, "Input"), h("pre", {}, JSON.stringify(d.rawInput, null, 2))) : "",
+      toolResult(d) || "");
     card.dataset.toolCallId = id;
     card.dataset.status = str(d.status) || "pending";
     if (ours) card.dataset.ours = "true";
@@ -294,14 +304,15 @@ export class Renderer {
     const st = str(d.status);
     const parts = [];
     if (st) parts.push(h("span", { class: "badge" }, st));
-    const texts = (d.content || []).map((c) => str(c.content?.text)).filter(Boolean);
-    if (texts.length) parts.push(h("pre", { class: "result" }, texts.join("\n")));
-    else if (d.rawOutput !== undefined) parts.push(h("pre", { class: "result" }, JSON.stringify(d.rawOutput, null, 2)));
+    const result = toolResult(d);
+    if (result) parts.push(result);
     const row = h("div", { class: "tool-update", "data-seq": f.seq, "data-type": f.type }, "Update: ", ...parts);
     if (!card) {
       card = this.add(f, "tool", h("div", { class: "tool-head" }, h("span", { class: "who" }, "Tool"), h("code", {}, id)));
       card.removeAttribute("data-seq");
       card.removeAttribute("data-type");
+      card.dataset.toolCallId = id;
+      this.tools.set(id, card);
     }
     this.current = null;
     card.append(row);
