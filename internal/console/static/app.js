@@ -28,7 +28,8 @@ function takeViewerLink() {
   const token = frag.get("token");
   if (!token) return;
   const session = frag.get("session") || "";
-  setCredential({ kind: "viewer", token, session });
+  // An admin signed in here keeps the admin token: it sees the session too.
+  if (credential()?.kind !== "admin") setCredential({ kind: "viewer", token, session });
   history.replaceState(null, "", `${location.pathname}#/sessions/${encodeURIComponent(session)}`);
 }
 
@@ -65,18 +66,23 @@ function route() {
   }
 }
 
+// page replaces the view and returns it. Views that load append to the
+// element they got: once another view has replaced it, a late answer
+// lands in a detached element and shows nowhere.
 function page(title, ...children) {
-  clear(main).append(h("h1", { tabindex: -1 }, title), ...children);
-  main.querySelector("h1").focus();
+  const view = h("section", {}, h("h1", { tabindex: -1 }, title), ...children);
+  clear(main).append(view);
+  view.querySelector("h1").focus();
+  return view;
 }
 
-function failure(what, e) {
-  if (e.status === 401) {
+function failure(view, what, e) {
+  if (e.status === 401 && view.isConnected) {
     forget();
     setStatus("The token was refused (expired or revoked); sign in again.");
     return route();
   }
-  main.append(h("p", { class: "notice", role: "alert" }, `${what}: ${e.message}`));
+  view.append(h("p", { class: "notice", role: "alert" }, `${what}: ${e.message}`));
 }
 
 function signIn() {
@@ -108,31 +114,31 @@ function signIn() {
 }
 
 async function projects() {
-  page("Projects");
+  const view = page("Projects");
   try {
     const { projects } = await api("GET", "/v1/projects");
     if (!projects.length) {
-      main.append(h("p", {}, "No projects yet. Create one with ", h("code", {}, "agentbroker project create"), "."));
+      view.append(h("p", {}, "No projects yet. Create one with ", h("code", {}, "agentbroker project create"), "."));
       return;
     }
-    main.append(h("ul", { class: "cards", id: "projects" }, projects.map((p) =>
+    view.append(h("ul", { class: "cards", id: "projects" }, projects.map((p) =>
       h("li", { class: "card" },
         h("a", { href: `#/projects/${encodeURIComponent(p.id)}` }, p.name || p.id),
         p.description ? h("p", {}, p.description) : "",
         h("p", { class: "hint" }, h("code", {}, p.id))))));
   } catch (e) {
-    failure("Projects", e);
+    failure(view, "Projects", e);
   }
 }
 
 async function project(id) {
-  page("Project");
+  const view = page("Project");
   const enc = encodeURIComponent(id);
   try {
     const [p, { tasks }, { knowledge }] = await Promise.all([
       api("GET", `/v1/projects/${enc}`), api("GET", `/v1/projects/${enc}/tasks`), api("GET", `/v1/projects/${enc}/knowledge`)]);
-    main.querySelector("h1").textContent = p.name || p.id;
-    main.append(
+    view.querySelector("h1").textContent = p.name || p.id;
+    view.append(
       p.description ? h("p", {}, p.description) : "",
       h("p", {}, h("a", { href: `#/new?project=${enc}` }, "Start a session in this project")),
       h("h2", {}, "Instructions"),
@@ -151,21 +157,21 @@ async function project(id) {
           h("p", {}, h("strong", {}, k.title), " ", k.tags.map((t) => h("span", { class: "badge tag" }, t))),
           h("details", {}, h("summary", {}, "Read"), h("pre", { class: "doc" }, k.body))))) : h("p", { class: "hint" }, "None."));
   } catch (e) {
-    failure("Project", e);
+    failure(view, "Project", e);
   }
 }
 
 async function sessions() {
   const refresh = h("button", { type: "button", class: "secondary", onclick: () => route() }, "Refresh");
-  page("Sessions", h("p", {}, h("a", { href: "#/new", class: "button" }, "Start a session"), " ", refresh));
+  const view = page("Sessions", h("p", {}, h("a", { href: "#/new", class: "button" }, "Start a session"), " ", refresh));
   try {
     const { sessions } = await api("GET", "/v1/sessions");
     if (!sessions.length) {
-      main.append(h("p", {}, "No sessions yet."));
+      view.append(h("p", {}, "No sessions yet."));
       return;
     }
     sessions.sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
-    main.append(h("div", { class: "table-wrap" }, h("table", { id: "sessions" },
+    view.append(h("div", { class: "table-wrap" }, h("table", { id: "sessions" },
       h("caption", {}, "Sessions, newest first"),
       h("thead", {}, h("tr", {}, ["Session", "State", "Agent", "Model", "Project", "Started"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, sessions.map((s) => h("tr", { "data-session": s.id },
@@ -175,7 +181,7 @@ async function sessions() {
         h("td", { "data-label": "Project" }, h("code", {}, s.project)),
         h("td", { "data-label": "Started" }, when(s.created_at))))))));
   } catch (e) {
-    failure("Sessions", e);
+    failure(view, "Sessions", e);
   }
 }
 
@@ -223,7 +229,7 @@ async function newSession(projectID) {
     field("title", "Title (optional)", title),
     field("first-prompt", "First prompt (optional)", prompt),
     submit, err);
-  page("Start a session", form);
+  const view = page("Start a session", form);
 
   let picked = 0;
   const loadModels = async () => {
@@ -296,7 +302,7 @@ async function newSession(projectID) {
     projectSel.append(...projects.map((p) => h("option", { value: p.id, selected: p.id === projectID || undefined }, p.name || p.id)));
     if (!projects.length) err.textContent = "Create a project first (agentbroker project create).";
   } catch (e) {
-    failure("Projects", e);
+    failure(view, "Projects", e);
   }
   await loadModels();
 }
