@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/agentbroker/agentbroker/acp/profile"
 	"github.com/agentbroker/agentbroker/catalog"
 )
 
@@ -384,7 +385,10 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 
 	dataDir := filepath.Join(t.TempDir(), "data")
-	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagentBin, "AGENTBROKER_CATALOG_FILE="+override)
+	// Amp is offered only with a command; the picker test needs it offered
+	// (the command is never run here).
+	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagentBin, "AGENTBROKER_CATALOG_FILE="+override,
+		"AGENTBROKER_AMP_COMMAND="+refagentBin)
 	admin := adminToken(t, dataDir)
 	var proj, task, know struct{ ID string }
 	_, body := b.do("POST", "/v1/projects", admin, strings.NewReader(
@@ -462,6 +466,31 @@ func TestConsoleBrowser(t *testing.T) {
 	// The model picker is exactly ForUI(agent), deprecated ones marked.
 	p.do("start form", chromedp.Click(chromedp.CSS(`nav a[href="#/new"]`)))
 	p.wait("the start form", `document.getElementById("model")?.dataset.loaded === "claude-code"`)
+	// The agents offered are the profiles this broker launches, each with
+	// the credential kinds its profile accepts.
+	var profiles []string
+	for _, pr := range profile.All() {
+		profiles = append(profiles, string(pr.Name))
+	}
+	if got := evalJS[[]string](p, `[...document.querySelectorAll("#agent option")].map((o) => o.value)`); !slices.Equal(got, profiles) {
+		p.fail("agents offered %q; want %q", got, profiles)
+	}
+	for _, name := range profiles {
+		p.set("agent", name)
+		p.wait("the credentials of "+name, `document.getElementById("model").dataset.loaded === `+strconv.Quote(name))
+		got := evalJS[[]string](p, `[...document.querySelectorAll("#credential option")].map((o) => o.value)`)
+		pr, _ := profile.Lookup(profile.Name(name))
+		var want []string
+		for _, k := range pr.Credentials {
+			want = append(want, string(k))
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("credentials offered for %s: %q; the profile accepts %q", name, got, want)
+		}
+	}
+
 	deprecated := 0
 	for _, c := range []struct{ profile, agent string }{
 		{"claude-code", "claude-code"}, {"codex", "codex"}, {"amp", "amp"}, {"codex-zed", "codex"},

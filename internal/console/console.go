@@ -18,6 +18,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"encoding/json"
 	"io/fs"
 	"net/http"
 	"path"
@@ -38,10 +39,31 @@ type Mux interface {
 // Prefix is the path under which the console's assets are served.
 const Prefix = "/console/"
 
+// Agent is an agent the broker can launch, as the start form offers it.
+type Agent struct {
+	// Name is the session profile (POST /v1/sessions "agent").
+	Name string `json:"name"`
+	// CatalogAgent is whose models it may use (GET /v1/models?agent=…);
+	// "" when the agent picks its own and the broker takes no model.
+	CatalogAgent string `json:"catalog_agent"`
+	// Credentials are the credential kinds it accepts.
+	Credentials []string `json:"credentials"`
+}
+
+// Options configure Handler and Mount. Nil means the zero value.
+type Options struct {
+	// Agents are the agents the start form offers, in this order: the ones
+	// this broker is configured to launch. None: the form offers none.
+	Agents []Agent
+}
+
+// AgentsPath serves Options.Agents as JSON, for the start form.
+const AgentsPath = Prefix + "agents.json"
+
 // Mount serves the console at exactly / and its assets under /console/.
 // It shadows no other route: "GET /{$}" matches only the root.
-func Mount(mux Mux) {
-	h := Handler()
+func Mount(mux Mux, opts *Options) {
+	h := Handler(opts)
 	mux.Handle("GET /{$}", h)
 	mux.Handle("GET "+Prefix, h)
 }
@@ -61,10 +83,14 @@ var contentTypes = map[string]string{
 	".svg":  "image/svg+xml",
 }
 
-// Handler serves / (index.html) and Prefix+name for every embedded file.
-// HEAD, If-None-Match (the file's SHA-256) and Range work as in
-// http.ServeContent.
-func Handler() http.Handler {
+// Handler serves / (index.html), Prefix+name for every embedded file, and
+// AgentsPath. HEAD, If-None-Match (the content's SHA-256) and Range work as
+// in http.ServeContent.
+func Handler(opts *Options) http.Handler {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
 	files := map[string]file{}
 	err := fs.WalkDir(static, "static", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -78,13 +104,23 @@ func Handler() http.Handler {
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(b)
-		files[strings.TrimPrefix(p, "static/")] = file{body: b, contentType: ct, etag: `"` + hex.EncodeToString(sum[:16]) + `"`}
+		files[strings.TrimPrefix(p, "static/")] = newFile(b, ct)
 		return nil
 	})
 	if err != nil {
 		panic("console: read embedded files: " + err.Error()) // impossible: the files are compiled in
 	}
+	agents := append([]Agent{}, o.Agents...)
+	for i, a := range agents {
+		if a.Credentials == nil {
+			agents[i].Credentials = []string{}
+		}
+	}
+	b, err := json.Marshal(agents)
+	if err != nil {
+		panic("console: encode agents: " + err.Error()) // impossible: plain types
+	}
+	files[strings.TrimPrefix(AgentsPath, Prefix)] = newFile(b, "application/json")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		setHeaders(w.Header(), r.Host)
 		name := "index.html"
@@ -109,6 +145,11 @@ func Handler() http.Handler {
 		h.Set("Cache-Control", "no-cache")
 		http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(f.body))
 	})
+}
+
+func newFile(body []byte, contentType string) file {
+	sum := sha256.Sum256(body)
+	return file{body: body, contentType: contentType, etag: `"` + hex.EncodeToString(sum[:16]) + `"`}
 }
 
 // hostRE is what a Host header may look like to be named in the policy

@@ -1,9 +1,11 @@
 package console
 
 import (
+	"encoding/json"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,7 +24,7 @@ func serve(t *testing.T, h http.Handler, method, path string, hdr ...string) *ht
 
 func mux() *http.ServeMux {
 	m := http.NewServeMux()
-	Mount(m)
+	Mount(m, &Options{Agents: []Agent{{Name: "custom", Credentials: []string{"none"}}}})
 	// Stand-ins for the broker's other routes, to prove the console shadows none.
 	m.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("healthz")) }))
 	m.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("admin fallback")) }))
@@ -44,6 +46,7 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/console/session.js", 200, "text/javascript; charset=utf-8", "data-seq"},
 		{"GET", "/console/style.css", 200, "text/css; charset=utf-8", ":root"},
 		{"GET", "/console/icon.svg", 200, "image/svg+xml", "<svg"},
+		{"GET", "/console/agents.json", 200, "application/json", `[{"name":"custom","catalog_agent":"","credentials":["none"]}]`},
 		{"GET", "/console/", 404, "text/plain; charset=utf-8", ""},
 		{"GET", "/console/index.html", 404, "text/plain; charset=utf-8", ""}, // the page lives at / only
 		{"GET", "/console/nope.js", 404, "text/plain; charset=utf-8", ""},
@@ -75,7 +78,7 @@ func TestRoutes(t *testing.T) {
 
 func TestSecurityHeaders(t *testing.T) {
 	t.Parallel()
-	h := Handler()
+	h := Handler(nil)
 	for _, path := range []string{"/", "/console/app.js", "/console/missing.js"} {
 		rec := serve(t, h, "GET", path)
 		csp := rec.Header().Get("Content-Security-Policy")
@@ -108,7 +111,7 @@ func TestSecurityHeaders(t *testing.T) {
 
 func TestRevalidation(t *testing.T) {
 	t.Parallel()
-	h := Handler()
+	h := Handler(nil)
 	rec := serve(t, h, "GET", "/console/app.js")
 	etag := rec.Header().Get("ETag")
 	if etag == "" || rec.Header().Get("Cache-Control") != "no-cache" {
@@ -127,7 +130,7 @@ func TestRevalidation(t *testing.T) {
 // CSP would block it).
 func TestEmbeddedFiles(t *testing.T) {
 	t.Parallel()
-	h := Handler()
+	h := Handler(nil)
 	served := map[string]bool{}
 	err := fs.WalkDir(static, "static", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -179,5 +182,35 @@ func TestEmbeddedFiles(t *testing.T) {
 				t.Errorf("%s imports %s, which is not embedded", name, m[1])
 			}
 		}
+	}
+}
+
+// TestAgents: the start form's agents are the ones given, in order, as
+// JSON; none given is an empty list, not null.
+func TestAgents(t *testing.T) {
+	t.Parallel()
+	given := []Agent{
+		{Name: "codex", CatalogAgent: "codex", Credentials: []string{"api-key", "platform-proxy"}},
+		{Name: "custom"},
+	}
+	for _, tt := range []struct {
+		opts *Options
+		want []Agent
+	}{
+		{nil, []Agent{}},
+		{&Options{}, []Agent{}},
+		{&Options{Agents: given}, []Agent{given[0], {Name: "custom", Credentials: []string{}}}},
+	} {
+		rec := serve(t, Handler(tt.opts), "GET", AgentsPath)
+		var got []Agent
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != 200 {
+			t.Fatalf("%s = %d %s (%v)", AgentsPath, rec.Code, rec.Body, err)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("agents %+v; want %+v", got, tt.want)
+		}
+	}
+	if given[1].Credentials != nil {
+		t.Errorf("Handler changed the caller's Agents")
 	}
 }

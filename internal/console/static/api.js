@@ -63,12 +63,21 @@ export async function api(method, path, body, token) {
   return data;
 }
 
-// The agents (session profiles) and the catalog agent whose models each
-// may use. The custom profile runs any ACP agent and picks its own model.
-export const AGENTS = [
-  { id: "claude-code", name: "Claude Code", catalog: "claude-code" },
-  { id: "codex", name: "Codex", catalog: "codex" },
-  { id: "codex-zed", name: "Codex (Zed's adapter)", catalog: "codex" },
-  { id: "amp", name: "Amp", catalog: "amp" },
-  { id: "custom", name: "Custom (the broker's --custom-agent)", catalog: "" },
-];
+// What the start form calls each agent and each credential kind. The
+// agents themselves come from the broker (agents.json): those it can
+// launch, with the catalog agent whose models each may use and the
+// credential kinds each accepts.
+export const AGENT_TITLES = {
+  "claude-code": "Claude Code",
+  codex: "Codex",
+  "codex-zed": "Codex (Zed's adapter)",
+  amp: "Amp",
+  custom: "Custom (the broker's --custom-agent)",
+};
+
+export const CREDENTIAL_TITLES = {
+  "platform-proxy": "The broker's key, through its proxy",
+  "api-key": "My API key",
+  "oauth-token": "My OAuth token",
+  none: "None (the agent needs none)",
+};

@@ -1,7 +1,7 @@
 // The console: sign-in, projects, sessions, the start form and the live
 // session view, routed by the URL fragment (#/projects, #/sessions/ID…).
 
-import { api, credential, setCredential, forget, AGENTS } from "./api.js";
+import { api, credential, setCredential, forget, AGENT_TITLES, CREDENTIAL_TITLES } from "./api.js";
 import { h, clear, when } from "./dom.js";
 import { sessionView } from "./session.js";
 
@@ -200,12 +200,10 @@ async function newSession(projectID) {
   const field = (id, label, control, hint) => h("div", { class: "field" },
     h("label", { for: id }, label), control, hint ? h("p", { class: "hint", id: `${id}-hint` }, hint) : "");
   const projectSel = h("select", { id: "project", required: true });
-  const agentSel = h("select", { id: "agent" }, AGENTS.map((a) => h("option", { value: a.id }, a.name)));
+  const agentSel = h("select", { id: "agent" });
   const modelSel = h("select", { id: "model", "aria-describedby": "model-hint model-note" });
   const modelNote = h("p", { class: "notice", id: "model-note", "aria-live": "polite" });
-  const credSel = h("select", { id: "credential" },
-    [["platform-proxy", "The broker's key, through its proxy"], ["api-key", "My API key"],
-      ["oauth-token", "My OAuth token"], ["none", "None (the agent needs none)"]].map(([v, t]) => h("option", { value: v }, t)));
+  const credSel = h("select", { id: "credential" });
   const secret = h("input", { id: "secret", type: "password", autocomplete: "off" });
   const viaProxy = h("input", { id: "via-proxy", type: "checkbox" });
   const secretField = h("div", { class: "field", hidden: true },
@@ -231,28 +229,36 @@ async function newSession(projectID) {
     submit, err);
   const view = page("Start a session", form);
 
+  let agents = [];
   let picked = 0;
+  // loadModels fills the model picker and the credential kinds for the
+  // agent chosen.
   const loadModels = async () => {
-    const agent = AGENTS.find((a) => a.id === agentSel.value);
+    const agent = agents.find((a) => a.name === agentSel.value);
     const mine = ++picked;
     modelSel.dataset.loaded = "";
     clear(modelSel);
+    clear(credSel);
     modelNote.textContent = "";
-    credSel.value = agent.catalog ? "platform-proxy" : "none";
     secretField.hidden = true;
-    if (!agent.catalog) {
+    if (!agent) return;
+    // The broker's key through its proxy first, where the agent takes it.
+    const kinds = [...agent.credentials].sort((a, b) => (b === "platform-proxy") - (a === "platform-proxy"));
+    credSel.append(...kinds.map((k) => h("option", { value: k }, CREDENTIAL_TITLES[k] || k)));
+    secretField.hidden = !["api-key", "oauth-token"].includes(credSel.value);
+    if (!agent.catalog_agent) {
       modelSel.append(h("option", { value: "" }, "The agent picks its own"));
       modelSel.dataset.agent = "";
-      modelSel.dataset.loaded = agent.id;
+      modelSel.dataset.loaded = agent.name;
       return;
     }
     try {
-      const models = await api("GET", `/v1/models?agent=${encodeURIComponent(agent.catalog)}`);
+      const models = await api("GET", `/v1/models?agent=${encodeURIComponent(agent.catalog_agent)}`);
       if (mine !== picked) return;
       modelSel.append(...models.map(modelOption));
       noteModel();
-      modelSel.dataset.agent = agent.catalog;
-      modelSel.dataset.loaded = agent.id;
+      modelSel.dataset.agent = agent.catalog_agent;
+      modelSel.dataset.loaded = agent.name;
     } catch (e) {
       if (mine === picked) err.textContent = `Models: ${e.message}`;
     }
@@ -298,11 +304,14 @@ async function newSession(projectID) {
   });
 
   try {
-    const { projects } = await api("GET", "/v1/projects");
+    const [{ projects }, offered] = await Promise.all([api("GET", "/v1/projects"), api("GET", "/console/agents.json")]);
     projectSel.append(...projects.map((p) => h("option", { value: p.id, selected: p.id === projectID || undefined }, p.name || p.id)));
     if (!projects.length) err.textContent = "Create a project first (agentbroker project create).";
+    agents = offered;
+    agentSel.append(...agents.map((a) => h("option", { value: a.name }, AGENT_TITLES[a.name] || a.name)));
+    if (!agents.length) err.textContent = "This broker is configured to launch no agent.";
   } catch (e) {
-    failure(view, "Projects", e);
+    failure(view, "Start a session", e);
   }
   await loadModels();
 }
