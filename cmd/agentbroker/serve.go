@@ -15,6 +15,7 @@ import (
 	"github.com/agentbroker/agentbroker/acp/profile"
 	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/internal/adminapi"
+	"github.com/agentbroker/agentbroker/internal/console"
 	"github.com/agentbroker/agentbroker/internal/metrics"
 	"github.com/agentbroker/agentbroker/internal/server"
 	"github.com/agentbroker/agentbroker/mcpserver"
@@ -181,6 +182,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 	adminapi.Mount(srv, svc, cat)
 	adminapi.MountProjects(srv, svc, st)
 	mgr.Mount(srv)
+	console.Mount(srv, &console.Options{Agents: consoleAgents(c.agentConfigs())})
 
 	recovered, err := mgr.Recover(ctx)
 	if err != nil {
@@ -287,4 +289,26 @@ func (c *config) agentConfigs() map[profile.Name]sessions.AgentConfig {
 		agents[profile.Custom] = sessions.AgentConfig{Command: strings.Fields(c.CustomAgent), ExtraEnv: c.CustomAgentEnv}
 	}
 	return agents
+}
+
+// consoleAgents lists, for the console's start form, the agents this broker
+// can launch, with the catalog agent whose models each may use (as
+// sessions.Manager decides it) and the credential kinds each accepts.
+func consoleAgents(configured map[profile.Name]sessions.AgentConfig) []console.Agent {
+	var out []console.Agent
+	for _, p := range profile.All() {
+		ac, ok := configured[p.Name]
+		if !ok {
+			continue
+		}
+		a := console.Agent{Name: string(p.Name), CatalogAgent: p.Agent}
+		if p.Name == profile.Custom {
+			a.CatalogAgent = ac.CatalogAgent
+		}
+		for _, k := range p.Credentials {
+			a.Credentials = append(a.Credentials, string(k))
+		}
+		out = append(out, a)
+	}
+	return out
 }

@@ -1,0 +1,326 @@
+// The console: sign-in, projects, sessions, the start form and the live
+// session view, routed by the URL fragment (#/projects, #/sessions/ID…).
+
+import { api, credential, setCredential, forget, AGENT_TITLES, CREDENTIAL_TITLES } from "./api.js";
+import { h, clear, when } from "./dom.js";
+import { sessionView } from "./session.js";
+
+const main = document.getElementById("main");
+const nav = document.getElementById("nav");
+const status = document.getElementById("status");
+let leave = null; // the current view's cleanup
+
+// go shows the view at hash (route runs once: on hashchange, or here when
+// the hash is already there).
+function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+function setStatus(text) {
+  status.textContent = text || "";
+}
+
+// A viewer link is #session=ID&token=T: take the token, then drop it from
+// the address bar and the history.
+function takeViewerLink() {
+  const frag = new URLSearchParams(location.hash.slice(1));
+  const token = frag.get("token");
+  if (!token) return;
+  const session = frag.get("session") || "";
+  // An admin signed in here keeps the admin token: it sees the session too.
+  if (credential()?.kind !== "admin") setCredential({ kind: "viewer", token, session });
+  history.replaceState(null, "", `${location.pathname}#/sessions/${encodeURIComponent(session)}`);
+}
+
+function route() {
+  if (leave) {
+    leave();
+    leave = null;
+  }
+  setStatus("");
+  const cred = credential();
+  nav.hidden = !cred;
+  for (const a of nav.querySelectorAll("[data-admin]")) a.parentElement.hidden = cred?.kind !== "admin";
+  const [, first, second] = location.hash.replace(/^#\/?/, "/").split("?")[0].split("/");
+  const query = new URLSearchParams(location.hash.split("?")[1] || "");
+  if (!cred) return signIn();
+  if (cred.kind === "viewer") {
+    // A viewer token opens one session, nothing else.
+    leave = sessionView(main, cred.session, setStatus);
+    return;
+  }
+  switch (first) {
+    case "projects":
+      return second ? project(decodeURIComponent(second)) : projects();
+    case "sessions":
+      if (second) {
+        leave = sessionView(main, decodeURIComponent(second), setStatus);
+        return;
+      }
+      return sessions();
+    case "new":
+      return newSession(query.get("project") || "");
+    default:
+      return sessions();
+  }
+}
+
+// page replaces the view and returns it. Views that load append to the
+// element they got: once another view has replaced it, a late answer
+// lands in a detached element and shows nowhere.
+function page(title, ...children) {
+  const view = h("section", {}, h("h1", { tabindex: -1 }, title), ...children);
+  clear(main).append(view);
+  view.querySelector("h1").focus();
+  return view;
+}
+
+function failure(view, what, e) {
+  if (e.status === 401 && view.isConnected) {
+    forget();
+    setStatus("The token was refused (expired or revoked); sign in again.");
+    return route();
+  }
+  view.append(h("p", { class: "notice", role: "alert" }, `${what}: ${e.message}`));
+}
+
+function signIn() {
+  const input = h("input", { id: "token", type: "password", autocomplete: "off", spellcheck: "false", required: true,
+    "aria-describedby": "token-hint" });
+  const err = h("p", { class: "notice", role: "alert", id: "signin-error" });
+  const form = h("form", { id: "signin", class: "card" },
+    h("label", { for: "token" }, "Admin token"), input,
+    h("p", { class: "hint", id: "token-hint" }, "The broker wrote it to the file admin-token in its data directory. " +
+      "The console keeps it in this tab only, until you sign out or close the tab."),
+    h("button", { type: "submit" }, "Sign in"), err);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    err.textContent = "";
+    const token = input.value.trim();
+    try {
+      await api("GET", "/v1/projects", undefined, token);
+    } catch (e) {
+      err.textContent = e.status === 401 || e.status === 403
+        ? "That is not an admin token of this broker (or it has expired)." : `Sign-in failed: ${e.message}`;
+      return;
+    }
+    setCredential({ kind: "admin", token });
+    input.value = "";
+    go("#/sessions");
+  });
+  page("Sign in", form);
+  input.focus();
+}
+
+async function projects() {
+  const view = page("Projects");
+  try {
+    const { projects } = await api("GET", "/v1/projects");
+    if (!projects.length) {
+      view.append(h("p", {}, "No projects yet. Create one with ", h("code", {}, "agentbroker project create"), "."));
+      return;
+    }
+    view.append(h("ul", { class: "cards", id: "projects" }, projects.map((p) =>
+      h("li", { class: "card" },
+        h("a", { href: `#/projects/${encodeURIComponent(p.id)}` }, p.name || p.id),
+        p.description ? h("p", {}, p.description) : "",
+        h("p", { class: "hint" }, h("code", {}, p.id))))));
+  } catch (e) {
+    failure(view, "Projects", e);
+  }
+}
+
+async function project(id) {
+  const view = page("Project");
+  const enc = encodeURIComponent(id);
+  try {
+    const [p, { tasks }, { knowledge }] = await Promise.all([
+      api("GET", `/v1/projects/${enc}`), api("GET", `/v1/projects/${enc}/tasks`), api("GET", `/v1/projects/${enc}/knowledge`)]);
+    view.querySelector("h1").textContent = p.name || p.id;
+    view.append(
+      p.description ? h("p", {}, p.description) : "",
+      h("p", {}, h("a", { href: `#/new?project=${enc}` }, "Start a session in this project")),
+      h("h2", {}, "Instructions"),
+      p.instructions ? h("pre", { class: "doc", id: "instructions" }, p.instructions) : h("p", { class: "hint" }, "None."),
+      h("h2", {}, `Tasks (${tasks.length})`),
+      tasks.length ? h("ul", { class: "cards", id: "tasks" }, tasks.map((t) =>
+        h("li", { class: "card" },
+          h("p", {}, h("strong", {}, t.title), " ", h("span", { class: "badge", "data-status": t.status }, t.status)),
+          h("p", { class: "hint" }, h("code", {}, t.id), t.session_id ? ` · session ${t.session_id}` : ""),
+          t.description ? h("details", {}, h("summary", {}, "Description"), h("pre", { class: "doc" }, t.description)) : "",
+          t.notes ? h("details", {}, h("summary", {}, "Notes"), h("pre", { class: "doc" }, t.notes)) : "",
+          t.output_summary ? h("p", {}, t.output_summary) : ""))) : h("p", { class: "hint" }, "None."),
+      h("h2", {}, `Knowledge (${knowledge.length})`),
+      knowledge.length ? h("ul", { class: "cards", id: "knowledge" }, knowledge.map((k) =>
+        h("li", { class: "card" },
+          h("p", {}, h("strong", {}, k.title), " ", k.tags.map((t) => h("span", { class: "badge tag" }, t))),
+          h("details", {}, h("summary", {}, "Read"), h("pre", { class: "doc" }, k.body))))) : h("p", { class: "hint" }, "None."));
+  } catch (e) {
+    failure(view, "Project", e);
+  }
+}
+
+async function sessions() {
+  const refresh = h("button", { type: "button", class: "secondary", onclick: () => route() }, "Refresh");
+  const view = page("Sessions", h("p", {}, h("a", { href: "#/new", class: "button" }, "Start a session"), " ", refresh));
+  try {
+    const { sessions } = await api("GET", "/v1/sessions");
+    if (!sessions.length) {
+      view.append(h("p", {}, "No sessions yet."));
+      return;
+    }
+    sessions.sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+    view.append(h("div", { class: "table-wrap" }, h("table", { id: "sessions" },
+      h("caption", {}, "Sessions, newest first"),
+      h("thead", {}, h("tr", {}, ["Session", "State", "Agent", "Model", "Project", "Started"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, sessions.map((s) => h("tr", { "data-session": s.id },
+        h("td", { "data-label": "Session" }, h("a", { href: `#/sessions/${encodeURIComponent(s.id)}` }, s.title || s.id)),
+        h("td", { "data-label": "State" }, h("span", { class: "badge", "data-state": s.state }, s.state)),
+        h("td", { "data-label": "Agent" }, s.agent), h("td", { "data-label": "Model" }, s.model || "—"),
+        h("td", { "data-label": "Project" }, h("code", {}, s.project)),
+        h("td", { "data-label": "Started" }, when(s.created_at))))))));
+  } catch (e) {
+    failure(view, "Sessions", e);
+  }
+}
+
+// modelOption renders one picker entry: deprecated models say so, with
+// their replacement.
+function modelOption(m) {
+  let text = `${m.display_name} (${m.id})`;
+  if (m.default) text += " — default";
+  if (m.status === "deprecated") text += ` — deprecated, use ${m.replacement}`;
+  else if (m.status === "preview") text += " — preview";
+  return h("option", { value: m.id, "data-status": m.status, "data-replacement": m.replacement || undefined,
+    selected: m.default || undefined }, text);
+}
+
+async function newSession(projectID) {
+  const field = (id, label, control, hint) => h("div", { class: "field" },
+    h("label", { for: id }, label), control, hint ? h("p", { class: "hint", id: `${id}-hint` }, hint) : "");
+  const projectSel = h("select", { id: "project", required: true });
+  const agentSel = h("select", { id: "agent" });
+  const modelSel = h("select", { id: "model", "aria-describedby": "model-hint model-note" });
+  const modelNote = h("p", { class: "notice", id: "model-note", "aria-live": "polite" });
+  const credSel = h("select", { id: "credential" });
+  const secret = h("input", { id: "secret", type: "password", autocomplete: "off" });
+  const viaProxy = h("input", { id: "via-proxy", type: "checkbox" });
+  const secretField = h("div", { class: "field", hidden: true },
+    h("label", { for: "secret" }, "Key or token"), secret,
+    h("p", {}, viaProxy, " ", h("label", { for: "via-proxy" }, "Send my key's calls through the broker's proxy")));
+  const policySel = h("select", { id: "policy" },
+    [["ask", "Ask me"], ["allow-project-tools", "Allow this broker's tools, ask for others"], ["allow-all", "Allow everything"]]
+      .map(([v, t]) => h("option", { value: v }, t)));
+  const cwd = h("input", { id: "cwd", type: "text", spellcheck: "false" });
+  const title = h("input", { id: "title", type: "text" });
+  const prompt = h("textarea", { id: "first-prompt", rows: 3 });
+  const err = h("p", { class: "notice", role: "alert", id: "new-error" });
+  const submit = h("button", { type: "submit", id: "start" }, "Start session");
+  const form = h("form", { id: "new-session", class: "card" },
+    field("project", "Project", projectSel),
+    field("agent", "Agent", agentSel),
+    field("model", "Model", modelSel, "Only the models the broker's proxy accepts for this agent."), modelNote,
+    field("credential", "Credential", credSel), secretField,
+    field("policy", "Permissions", policySel),
+    field("cwd", "Working directory", cwd, "On the broker's machine; empty: the broker's default."),
+    field("title", "Title (optional)", title),
+    field("first-prompt", "First prompt (optional)", prompt),
+    submit, err);
+  const view = page("Start a session", form);
+
+  let agents = [];
+  let picked = 0;
+  // loadModels fills the model picker and the credential kinds for the
+  // agent chosen.
+  const loadModels = async () => {
+    const agent = agents.find((a) => a.name === agentSel.value);
+    const mine = ++picked;
+    modelSel.dataset.loaded = "";
+    clear(modelSel);
+    clear(credSel);
+    modelNote.textContent = "";
+    secretField.hidden = true;
+    if (!agent) return;
+    // The broker's key through its proxy first, where the agent takes it.
+    const kinds = [...agent.credentials].sort((a, b) => (b === "platform-proxy") - (a === "platform-proxy"));
+    credSel.append(...kinds.map((k) => h("option", { value: k }, CREDENTIAL_TITLES[k] || k)));
+    secretField.hidden = !["api-key", "oauth-token"].includes(credSel.value);
+    if (!agent.catalog_agent) {
+      modelSel.append(h("option", { value: "" }, "The agent picks its own"));
+      modelSel.dataset.agent = "";
+      modelSel.dataset.loaded = agent.name;
+      return;
+    }
+    try {
+      const models = await api("GET", `/v1/models?agent=${encodeURIComponent(agent.catalog_agent)}`);
+      if (mine !== picked) return;
+      modelSel.append(...models.map(modelOption));
+      noteModel();
+      modelSel.dataset.agent = agent.catalog_agent;
+      modelSel.dataset.loaded = agent.name;
+    } catch (e) {
+      if (mine === picked) err.textContent = `Models: ${e.message}`;
+    }
+  };
+  // A deprecated model can still be picked (the proxy accepts it until
+  // its shutdown); say so, and name what replaces it.
+  const noteModel = () => {
+    const o = modelSel.selectedOptions[0];
+    modelNote.textContent = o?.dataset.status === "deprecated"
+      ? `${o.value} is deprecated: the broker will stop accepting it. Its replacement is ${o.dataset.replacement}.` : "";
+  };
+  agentSel.addEventListener("change", loadModels);
+  modelSel.addEventListener("change", noteModel);
+  credSel.addEventListener("change", () => {
+    secretField.hidden = !["api-key", "oauth-token"].includes(credSel.value);
+  });
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    err.textContent = "";
+    submit.disabled = true;
+    setStatus("Starting the agent…");
+    const body = {
+      project: projectSel.value, agent: agentSel.value, model: modelSel.value || undefined,
+      credential: { kind: credSel.value },
+      permission_policy: policySel.value, cwd: cwd.value.trim() || undefined,
+      title: title.value.trim() || undefined, prompt: prompt.value.trim() || undefined,
+    };
+    if (!secretField.hidden && secret.value) {
+      body.credential.secret = secret.value;
+      body.credential.via_proxy = viaProxy.checked || undefined;
+    }
+    try {
+      const created = await api("POST", "/v1/sessions", body);
+      secret.value = "";
+      sessionStorage.setItem(`agentbroker.viewer.${created.session.id}`, created.viewer_token);
+      setStatus("");
+      location.hash = `#/sessions/${encodeURIComponent(created.session.id)}`;
+    } catch (e) {
+      setStatus("");
+      err.textContent = `The session did not start: ${e.message}`;
+      submit.disabled = false;
+    }
+  });
+
+  try {
+    const [{ projects }, offered] = await Promise.all([api("GET", "/v1/projects"), api("GET", "/console/agents.json")]);
+    projectSel.append(...projects.map((p) => h("option", { value: p.id, selected: p.id === projectID || undefined }, p.name || p.id)));
+    if (!projects.length) err.textContent = "Create a project first (agentbroker project create).";
+    agents = offered;
+    agentSel.append(...agents.map((a) => h("option", { value: a.name }, AGENT_TITLES[a.name] || a.name)));
+    if (!agents.length) err.textContent = "This broker is configured to launch no agent.";
+  } catch (e) {
+    failure(view, "Start a session", e);
+  }
+  await loadModels();
+}
+
+document.getElementById("signout").addEventListener("click", () => {
+  forget();
+  for (const k of Object.keys(sessionStorage)) if (k.startsWith("agentbroker.")) sessionStorage.removeItem(k);
+  go("#/");
+});
+window.addEventListener("hashchange", route);
+takeViewerLink();
+route();
