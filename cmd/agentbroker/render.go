@@ -123,7 +123,7 @@ func (r *renderer) frame(f sessions.Frame) *permissionQuestion {
 	case "turn_failed", "agent_exited", "mcp_not_connected", "warning":
 		r.line(fmt.Sprintf("! %s %s", f.Type, string(f.Data)))
 	case "usage":
-		r.line(fmt.Sprintf("  usage: %s %v", str(d, "model"), d["cost"]))
+		r.line(usageLine(d))
 	}
 	return nil
 }
@@ -164,4 +164,21 @@ func (r *renderer) update(d map[string]any) {
 		}
 		r.line("plan:" + b.String())
 	}
+}
+
+// usageLine describes a usage event: the model call, its tokens and cost.
+func usageLine(d map[string]any) string {
+	str := func(k string) string { s, _ := d[k].(string); return s }
+	num := func(m map[string]any, k string) float64 { v, _ := m[k].(float64); return v }
+	line := "  model call: " + str("model") + " " + str("outcome")
+	if u, ok := d["usage"].(map[string]any); ok {
+		line += fmt.Sprintf(", %.0f tokens in, %.0f out", num(u, "input_tokens"), num(u, "output_tokens"))
+	}
+	if _, ok := d["cost_micro_usd"]; ok {
+		line += fmt.Sprintf(", $%.6f", num(d, "cost_micro_usd")/1e6)
+	}
+	if m := str("message"); m != "" {
+		line += ": " + m
+	}
+	return line
 }

@@ -242,3 +242,24 @@ func TestDemoVerdict(t *testing.T) {
 		}
 	}
 }
+
+func TestUsageLine(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		data string
+		want string
+	}{
+		{`{"model":"gpt-5.5","outcome":"ok","usage":{"input_tokens":1000,"output_tokens":200},"cost_micro_usd":12345}`,
+			"  model call: gpt-5.5 ok, 1000 tokens in, 200 out, $0.012345"},
+		{`{"model":"o3","outcome":"refused","reason":"model_not_allowed","message":"o3 is not offered to codex"}`,
+			"  model call: o3 refused: o3 is not offered to codex"},
+	} {
+		var d map[string]any
+		if err := json.Unmarshal([]byte(c.data), &d); err != nil {
+			t.Fatal(err)
+		}
+		if got := usageLine(d); got != c.want {
+			t.Errorf("usageLine(%s) = %q; want %q", c.data, got, c.want)
+		}
+	}
+}
