@@ -5,10 +5,8 @@
 package adminapi
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -222,20 +220,5 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		server.WriteError(w, http.StatusUnsupportedMediaType, "invalid_request", "send application/json")
 		return false
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			server.WriteError(w, http.StatusRequestEntityTooLarge, "invalid_request", fmt.Sprintf("body larger than %d bytes", MaxBody))
-			return false
-		}
-		server.WriteError(w, http.StatusBadRequest, "invalid_request", "bad JSON body: "+err.Error())
-		return false
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		server.WriteError(w, http.StatusBadRequest, "invalid_request", "bad JSON body: trailing data after the object")
-		return false
-	}
-	return true
+	return server.DecodeJSON(w, r, MaxBody, v)
 }
