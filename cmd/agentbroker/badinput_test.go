@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,9 +15,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gorilla/websocket"
 	_ "modernc.org/sqlite"
 
+	"github.com/agentbroker/agentbroker/internal/adminapi"
+	"github.com/agentbroker/agentbroker/mcpserver"
+	"github.com/agentbroker/agentbroker/proxy"
+	"github.com/agentbroker/agentbroker/sessions"
 	"github.com/agentbroker/agentbroker/store/sqlite"
 )
 
@@ -448,4 +455,82 @@ func manyTags(n int) string {
 		fmt.Fprintf(&b, `"tag%d"`, i)
 	}
 	return b.String()
+}
+
+// TestBodyLimits sends each endpoint that reads a body one exactly at its
+// limit (not refused for its size: accepted, or refused for what it says)
+// and one a byte over, in trailing whitespace and inside a value (413
+// with a JSON error naming the limit). The viewer's WebSocket messages
+// likewise: at the limit answered, over it the connection closed with
+// 1009.
+func TestBodyLimits(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagentBin)
+	admin := adminToken(t, dataDir)
+	fx := newFixtures(t, b, admin)
+
+	for _, tc := range []struct {
+		name, path, token string
+		limit             int
+		obj               string // a JSON object ending in a string value, to pad
+		hdr               []string
+		atLimit           int // the status at the limit
+	}{
+		{"sessions", "/v1/sessions", admin, sessions.MaxRequestBody,
+			`{"project":"prj_nope","agent":"custom","credential":{"kind":"none"},"title":"t"}`, nil, 400},
+		{"admin", "/v1/projects", admin, adminapi.MaxBody, `{"name":"at the limit","description":"d"}`, nil, 201},
+		{"mcp", "/mcp", fx.mcp, mcpserver.DefaultMaxBodyBytes, `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"x":"y"}}}`, mcpHdr, 200},
+		{"proxy", "/proxy/anthropic/v1/messages", fx.proxy, proxy.DefaultMaxBodyBytes,
+			`{"model":"claude-99","max_tokens":1,"messages":[{"role":"user","content":"c"}]}`, nil, 404},
+	} {
+		hdr := append([]string{"Content-Type", "application/json"}, tc.hdr...)
+		pad := func(n int) string { return tc.obj + strings.Repeat(" ", n-len(tc.obj)) }
+		inside := func(n int) string {
+			i := strings.LastIndex(tc.obj, `"`)
+			return tc.obj[:i] + strings.Repeat("x", n-len(tc.obj)) + tc.obj[i:]
+		}
+		resp, body := doRaw(b, "POST", tc.path, tc.token, bytes.NewReader([]byte(pad(tc.limit))), hdr...)
+		if resp.StatusCode != tc.atLimit {
+			t.Errorf("%s: %d bytes (the limit) = %d %.300s; want %d", tc.name, tc.limit, resp.StatusCode, body, tc.atLimit)
+		}
+		for what, over := range map[string]string{"in trailing space": pad(tc.limit + 1), "inside a value": inside(tc.limit + 1)} {
+			resp, body := doRaw(b, "POST", tc.path, tc.token, bytes.NewReader([]byte(over)), hdr...)
+			msg, ok := jsonErrorMessage(body)
+			if resp.StatusCode != 413 || !ok || !strings.Contains(msg, fmt.Sprint(tc.limit)) {
+				t.Errorf("%s: %d bytes (one over, %s) = %d %.300s; want 413 naming the limit", tc.name, tc.limit+1, what, resp.StatusCode, body)
+			}
+		}
+	}
+
+	// The viewer's messages, on a real session.
+	cwd := t.TempDir()
+	resp, body := b.do("POST", "/v1/sessions", admin, strings.NewReader(fmt.Sprintf(
+		`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q}`, fx.project, cwd)))
+	var created sessions.CreateResponse
+	if resp.StatusCode != 201 || json.Unmarshal([]byte(body), &created) != nil {
+		t.Fatalf("create session = %d %s", resp.StatusCode, body)
+	}
+	u := "ws" + strings.TrimPrefix(b.url(""), "http") + "/v1/sessions/" + created.Session.ID + "/events?after=1000000"
+	c, _, err := websocket.DefaultDialer.Dial(u, http.Header{"Authorization": {"Bearer " + admin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	at := `{"type":"cancel"}` + strings.Repeat(" ", sessions.MaxClientMessage-len(`{"type":"cancel"}`))
+	c.WriteMessage(websocket.TextMessage, []byte(at))
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var f sessions.Frame
+	if err := c.ReadJSON(&f); err != nil || f.Type != "error" || !strings.Contains(f.Error, "no_turn") && !strings.Contains(f.Error, "no turn") {
+		t.Fatalf("a message at the limit (a cancel with no turn) answered %+v, %v", f, err)
+	}
+	c.WriteMessage(websocket.TextMessage, []byte(at+" "))
+	_, _, err = c.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseMessageTooBig {
+		t.Fatalf("a message one byte over the limit: %v; want close 1009", err)
+	}
+	if resp, _ := b.do("GET", "/healthz", "", nil); resp.StatusCode != 200 {
+		t.Fatalf("/healthz = %d", resp.StatusCode)
+	}
 }
