@@ -74,7 +74,7 @@
 // Types: "config", "state", "agent_started" {pid, attempt}, "acp_session",
 // "update" (data: the ACP session/update's update object, as received),
 // "replay" (the history an agent replays on session/load: not new
-// activity), "prompt" {turn, text, by}, "turn_end" {turn, stop_reason},
+// activity), "prompt" {turn, text, by}, "turn_end" {turn, stop_reason, skipped_lines (non-JSON-RPC lines the agent printed so far, when any)},
 // "turn_failed", "cancel", "permission_request" {request_id, tool_call,
 // options, project_tool, expires_at}, "permission_answer" {request_id,
 // option_id, kind, outcome, reason, answered_by}, "mcp_connected",

@@ -582,11 +582,7 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 		case <-p.proc.Done():
 		case <-time.After(5 * time.Second):
 		}
-		why := err.Error()
-		if xe := p.proc.ExitErr(); xe != nil {
-			why = xe.Error()
-		}
-		t.err = "agent exited mid-turn: " + why
+		t.err = "agent exited mid-turn: " + exitCause(p, err.Error())
 		s.appendEvent(EventTurnFailed, map[string]any{"turn": t.n, "error": t.err, "stderr_tail": p.proc.StderrTail()})
 		s.mu.Lock()
 		s.turn, s.lastError = nil, t.err
@@ -598,7 +594,13 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 		t.err = err.Error()
 		s.appendEvent(EventTurnFailed, map[string]any{"turn": t.n, "error": t.err, "stop_reason": stop})
 	} else {
-		s.appendEvent(EventTurnEnd, map[string]any{"turn": t.n, "stop_reason": stop})
+		end := map[string]any{"turn": t.n, "stop_reason": stop}
+		if n := p.conn.Stats().SkippedLines; n > 0 {
+			// Lines on the agent's stdout that were not JSON-RPC (logs,
+			// banners, garbage): dropped, and counted here.
+			end["skipped_lines"] = n
+		}
+		s.appendEvent(EventTurnEnd, end)
 	}
 	s.mu.Lock()
 	firstPromptMiss := s.mcpStatus == MCPFirstPrompt && !s.mcpSeen
@@ -788,12 +790,7 @@ func (s *session) watch(p *agentProc) {
 	if t != nil {
 		<-t.done
 	}
-	why := "agent exited"
-	if xe := p.proc.ExitErr(); xe != nil {
-		why = xe.Error()
-	} else if err := p.conn.Err(); err != nil {
-		why = err.Error()
-	}
+	why := exitCause(p, "agent exited")
 	s.appendEvent(EventAgentExited, map[string]any{"error": why, "stderr_tail": p.proc.StderrTail(), "during_turn": t != nil})
 	s.mu.Lock()
 	if s.cur == p {
@@ -802,6 +799,24 @@ func (s *session) watch(p *agentProc) {
 	s.lastError = why
 	s.mu.Unlock()
 	s.restart(why)
+}
+
+// exitCause says why an agent went away: the connection's own failure
+// when that came first (a message over the line limit, updates the broker
+// could not keep up with: the broker then kills the process, whose exit
+// says only that it was killed), else how the process ended.
+func exitCause(p *agentProc, fallback string) string {
+	cerr := p.conn.Err()
+	if cerr != nil && !errors.Is(cerr, acp.ErrPeerClosed) && !errors.Is(cerr, acp.ErrClosed) {
+		return cerr.Error()
+	}
+	if xe := p.proc.ExitErr(); xe != nil {
+		return xe.Error()
+	}
+	if cerr != nil {
+		return cerr.Error()
+	}
+	return fallback
 }
 
 // restart relaunches a crashed agent with session/load, a bounded number
