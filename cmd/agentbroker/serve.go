@@ -182,14 +182,6 @@ func serve(ctx context.Context, c *config, e *env) error {
 	adminapi.MountProjects(srv, svc, st)
 	mgr.Mount(srv)
 
-	recovered, err := mgr.Recover(ctx)
-	if err != nil {
-		log.Warn("recovering sessions", "err", err)
-	}
-	for _, r := range recovered {
-		log.Info("session recovered", "session", r.ID, "state", string(r.State))
-	}
-
 	// Keys rotated by another process (agentbroker keys rotate) are picked
 	// up without a restart.
 	bg, stopBG := context.WithCancel(ctx)
@@ -200,6 +192,24 @@ func serve(ctx context.Context, c *config, e *env) error {
 		_ = svc.KeyRing().RefreshEvery(bg, 30*time.Second)
 	}()
 	defer func() { stopBG(); <-refreshed }()
+
+	// Sessions a previous broker left live are relaunched once the server
+	// serves: their agents connect back to its MCP endpoint (and readiness
+	// waits for that), so recovering before serving would hold the whole
+	// start for every session's start and ready timeouts. Until a session
+	// is recovered its API answers as for an ended one.
+	recovering := make(chan struct{})
+	go func() {
+		defer close(recovering)
+		recovered, err := mgr.Recover(ctx)
+		if err != nil {
+			log.Warn("recovering sessions", "err", err)
+		}
+		for _, r := range recovered {
+			log.Info("session recovered", "session", r.ID, "state", string(r.State), "err", r.Error)
+		}
+	}()
+	defer func() { <-recovering }() // before the sessions are closed
 
 	if c.onReady != nil {
 		c.onReady(publicURL)
