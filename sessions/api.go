@@ -242,6 +242,8 @@ func (m *Manager) writeErr(w http.ResponseWriter, err error) {
 		{ErrNoTurn, http.StatusConflict, "no_turn"},
 		{ErrEnded, http.StatusConflict, "session_ended"},
 		{ErrClosed, http.StatusServiceUnavailable, "unavailable"},
+		{store.ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage"},
+		{store.ErrReadOnly, http.StatusServiceUnavailable, "store_read_only"},
 	} {
 		if errors.Is(err, e.target) {
 			server.WriteError(w, e.code, e.kind, err.Error())

@@ -201,6 +201,10 @@ func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
 	default:
 		err = a.svc.RevokeSession(r.Context(), req.Session)
 	}
+	if errors.Is(err, store.ErrNoSpace) || errors.Is(err, store.ErrReadOnly) {
+		storeError(w, err)
+		return
+	}
 	if err != nil {
 		server.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return

@@ -177,6 +177,12 @@ func storeError(w http.ResponseWriter, err error) {
 		server.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
 	case errors.Is(err, store.ErrConflict):
 		server.WriteError(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, store.ErrNoSpace):
+		server.WriteError(w, http.StatusInsufficientStorage, "insufficient_storage",
+			"the store's disk is full: nothing was written; free space and retry")
+	case errors.Is(err, store.ErrReadOnly):
+		server.WriteError(w, http.StatusServiceUnavailable, "store_read_only",
+			"the store is read-only: nothing was written; reads still work")
 	default:
 		server.WriteError(w, http.StatusServiceUnavailable, "store_unavailable", "the store could not answer")
 	}
