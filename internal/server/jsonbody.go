@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -86,6 +87,11 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, max int64, v any) bool {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			WriteError(w, http.StatusRequestEntityTooLarge, "invalid_request", fmt.Sprintf("body larger than %d bytes", max))
+			return false
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			w.Header().Set("Connection", "close")
+			WriteError(w, http.StatusRequestTimeout, "request_timeout", "the body did not arrive in time")
 			return false
 		}
 		WriteError(w, http.StatusBadRequest, "invalid_request", "cannot read the body: "+err.Error())
