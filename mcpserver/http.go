@@ -228,10 +228,9 @@ func peek(body []byte) (p peeked, ok bool) {
 }
 
 func (s *Server) servePost(w http.ResponseWriter, r *http.Request, c tokens.Claims) {
-	if r.ContentLength > s.maxBody {
-		s.tooLarge(w)
-		return
-	}
+	// No refusal on the declared length alone: answering before the body
+	// is read makes the client's write fail (connection reset) before it
+	// reads the 413. Reading stops one byte past the limit.
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
 	if err != nil {
 		var mb *http.MaxBytesError

@@ -8,8 +8,9 @@
 //		MCPURL: "http://127.0.0.1:7420/mcp", Agents: agents, ProxyBaseURL: base})
 //	mcp, err := mcpserver.New(&mcpserver.Options{..., Observer: m}) // readiness, tool calls
 //	px, err := proxy.New(&proxy.Options{..., Recorder: m})         // usage
-//	recovered, err := m.Recover(ctx)                                 // once, before serving
 //	m.Mount(mux)                                                     // the routes below
+//	go serve(mux)
+//	recovered, err := m.Recover(ctx)                                 // once, with /mcp already served
 //	...
 //	m.Close(shutdownCtx)                                             // stops every agent
 //

@@ -21,7 +21,10 @@ type Recovered struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Recover runs once at start, before the API is served: it finds the
+// Recover runs once at start, while the MCP endpoint is served (the
+// relaunched agents connect back to it during session/load, and readiness
+// waits for that: run before serving, it would hold the start for each
+// session's start and ready timeouts). It finds the
 // sessions a previous broker left live (any state but stopped, failed and
 // interrupted) or interrupted at its shutdown (Close), and relaunches their
 // agents with session/load under new tokens (the old ones are revoked).
