@@ -8,9 +8,10 @@
 //		MCPURL: "http://127.0.0.1:7420/mcp", Agents: agents, ProxyBaseURL: base})
 //	mcp, err := mcpserver.New(&mcpserver.Options{..., Observer: m}) // readiness, tool calls
 //	px, err := proxy.New(&proxy.Options{..., Recorder: m})         // usage
+//	finish, err := m.BeginRecovery(ctx)                              // once, before serving
 //	m.Mount(mux)                                                     // the routes below
 //	go serve(mux)
-//	recovered, err := m.Recover(ctx)                                 // once, with /mcp already served
+//	recovered, err := finish()                                       // relaunches: /mcp must be served
 //	...
 //	m.Close(shutdownCtx)                                             // stops every agent
 //

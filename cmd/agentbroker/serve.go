@@ -193,15 +193,22 @@ func serve(ctx context.Context, c *config, e *env) error {
 	}()
 	defer func() { stopBG(); <-refreshed }()
 
-	// Sessions a previous broker left live are relaunched once the server
-	// serves: their agents connect back to its MCP endpoint (and readiness
-	// waits for that), so recovering before serving would hold the whole
-	// start for every session's start and ready timeouts. Until a session
-	// is recovered its API answers as for an ended one.
+	// Sessions a previous broker left live come back in two steps: before
+	// serving, from the store alone (each is "starting" from the first
+	// request on, or ended if it cannot be resumed); once the server
+	// serves, their agents are relaunched: they connect back to its MCP
+	// endpoint during session/load, and readiness waits for that.
+	finishRecovery, err := mgr.BeginRecovery(ctx)
+	if err != nil {
+		log.Warn("recovering sessions", "err", err)
+	}
 	recovering := make(chan struct{})
 	go func() {
 		defer close(recovering)
-		recovered, err := mgr.Recover(ctx)
+		if finishRecovery == nil {
+			return
+		}
+		recovered, err := finishRecovery()
 		if err != nil {
 			log.Warn("recovering sessions", "err", err)
 		}
