@@ -349,7 +349,28 @@ func TestBadInput(t *testing.T) {
 	if after := storeSnapshot(t, dataDir); diffSnapshots(before, after) != "" {
 		t.Fatalf("bad input changed the store: %s", diffSnapshots(before, after))
 	}
+
+	// Unusual but valid text is not refused, and comes back as sent:
+	// astral characters (as UTF-8 and as a surrogate pair), combining
+	// marks, zero-width and bidi controls, U+FFFD itself.
+	name := "😀 e\u0301 \u200b\u202e\ufffd 漢字"
+	for _, body := range []string{
+		`{"name":` + jsonQuote(name) + `}`,
+		`{"name":"\ud83d\ude00 e\u0301 \u200b\u202e\ufffd 漢字"}`,
+	} {
+		resp, got := b.do("POST", "/v1/projects", admin, strings.NewReader(body))
+		var p struct{ ID, Name string }
+		if resp.StatusCode != 201 || json.Unmarshal([]byte(got), &p) != nil || p.Name != name {
+			t.Fatalf("valid unicode %s = %d %s", body, resp.StatusCode, got)
+		}
+		resp, got = b.do("GET", "/v1/projects/"+p.ID, admin, nil)
+		if json.Unmarshal([]byte(got), &p) != nil || p.Name != name {
+			t.Fatalf("valid unicode read back: %d %s", resp.StatusCode, got)
+		}
+	}
 }
+
+func jsonQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
 
 var mcpHdr = []string{"Accept", "application/json, text/event-stream", "Content-Type", "application/json"}
 
