@@ -557,7 +557,19 @@ func (s *session) prompt(_ context.Context, text, by string) (*turn, error) {
 	t := &turn{n: s.turns, done: make(chan struct{})}
 	s.turn = t
 	s.mu.Unlock()
-	s.appendEvent(EventPrompt, map[string]any{"turn": t.n, "text": text, "by": by})
+	// The prompt is recorded before the agent sees it: one that cannot be
+	// (the store's disk is full) is refused, not run unrecorded.
+	if _, err := s.log.Append(context.Background(), EventPrompt, map[string]any{"turn": t.n, "text": text, "by": by}); err != nil {
+		s.mu.Lock()
+		s.turns--
+		s.turn = nil
+		s.mu.Unlock()
+		s.transMu.Unlock()
+		if errors.Is(err, ErrLogClosed) {
+			return nil, ErrEnded
+		}
+		return nil, fmt.Errorf("record the prompt: %w", err)
+	}
 	s.emitState(StatePrompting, "", map[string]any{"turn": t.n})
 	s.wg.Add(1)
 	s.transMu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/agentbroker/agentbroker/sessions"
 	"github.com/agentbroker/agentbroker/store/sqlite"
 )
 
@@ -163,12 +164,30 @@ func TestStoreDiskFull(t *testing.T) {
 		}
 	}
 
+	live := newSessionOn(t, b, admin, fx.project, "")
 	ballast := fill(t, mnt)
 	refused("disk full")
+	// A live session's prompt while the disk is full is refused (it
+	// cannot be recorded), the session stays usable.
+	code, res := live.prompt(t, "during the full disk", true)
+	t.Logf("a prompt on a full disk: %d %v", code, res)
+	if code != 507 || res["error"] != "insufficient_storage" {
+		t.Fatalf("a prompt on a full disk = %d %v; want 507 insufficient_storage", code, res)
+	}
 	if err := os.Remove(ballast); err != nil {
 		t.Fatal(err)
 	}
 	recovered("space back")
+	live.waitFor(t, "between turns", func(in sessions.Info) bool {
+		return in.State == sessions.StateIdle || in.State == sessions.StateReady
+	})
+	if code, res := live.prompt(t, "space is back", true); code != 200 || res["reply"] != "You said: space is back" {
+		t.Fatalf("a turn after space returned = %d %v", code, res)
+	}
+	evs := live.events(t) // in order, without a gap (events checks)
+	if last := ofType(evs, "turn_end"); len(last) == 0 {
+		t.Fatalf("no turn_end in the log after space returned")
+	}
 
 	// Read-only: a filesystem with the database open for writing cannot be
 	// remounted read-only (EBUSY), so the broker is killed, the filesystem
