@@ -77,9 +77,8 @@ type ProjectPatch struct {
 	Instructions  *string `json:"instructions"`
 }
 
-// check refuses a repo_path that is not an absolute path of a directory
-// as written (no ".." elements): sessions start there when they name no
-// cwd.
+// check refuses a repo_path that is not absolute, or names its directory
+// through ".." elements: sessions start there when they name no cwd.
 func (pp ProjectPatch) check() error {
 	if pp.RepoPath == nil || *pp.RepoPath == "" {
 		return nil
