@@ -84,7 +84,10 @@
 // (the proxy's RecordUsage), "agent_exited", "warning". MCP and proxy
 // notifications pass through a bounded queue per session (they must not
 // block the request that reports them); when it is full they are dropped
-// and counted (Info.DroppedEvents).
+// and counted (Info.DroppedEvents). Updates the store refuses (its disk is
+// full) are counted there too: a prompt that cannot be recorded is
+// refused (store.ErrNoSpace, 507), but a disk that fills during a turn
+// loses that turn's later updates.
 //
 // Transcripts (store.AppendMessages, for search_messages and
 // get_session_messages): the user's prompt when the turn starts; at the end

@@ -523,8 +523,12 @@ func (s *session) onUpdate(p *agentProc, u acp.Update) {
 	// waiting for each commit (the journal batches them; viewers still
 	// see each only once it is durable, and in order).
 	if err := s.log.AppendAsync(context.Background(), typ, data, func(err error) {
+		// The store refused it (its disk is full): counted where a person
+		// sees it (Info.DroppedEvents), as the broker could not log it.
+		s.dropped.Add(1)
 		s.m.log.Warn("sessions: event not recorded", "session", s.id, "type", typ, "err", err)
 	}); err != nil && !errors.Is(err, ErrLogClosed) {
+		s.dropped.Add(1)
 		s.m.log.Warn("sessions: event not recorded", "session", s.id, "type", typ, "err", err)
 	}
 	if typ == EventUpdate {

@@ -174,6 +174,19 @@ func TestStoreDiskFull(t *testing.T) {
 	if code != 507 || res["error"] != "insufficient_storage" {
 		t.Fatalf("a prompt on a full disk = %d %v; want 507 insufficient_storage", code, res)
 	}
+	// A disk that fills during a turn: the turn ends, and the updates the
+	// store refused are counted where a person sees them.
+	if err := os.Truncate(ballast, fileSize(t, ballast)-256<<10); err != nil {
+		t.Fatal(err)
+	}
+	if code, res := live.prompt(t, "fault:flood 20000", true); code != 200 {
+		t.Fatalf("a flood filling the disk = %d %v", code, res)
+	}
+	in := live.info(t)
+	t.Logf("a flood filling the disk: %s, %d events dropped", in.State, in.DroppedEvents)
+	if in.DroppedEvents == 0 || in.State.Final() {
+		t.Fatalf("after a turn that filled the disk: %s, dropped_events %d; want it live and counting", in.State, in.DroppedEvents)
+	}
 	if err := os.Remove(ballast); err != nil {
 		t.Fatal(err)
 	}
@@ -220,4 +233,13 @@ func TestStoreDiskFull(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }
