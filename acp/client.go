@@ -79,7 +79,7 @@ func (c *Conn) NewSession(ctx context.Context, req NewSessionRequest) (*NewSessi
 
 // LoadSession sends session/load and records the session. The agent
 // replays the session's history as session/update notifications before
-// it answers.
+// it answers; they have all been delivered to OnUpdate when it returns.
 func (c *Conn) LoadSession(ctx context.Context, req LoadSessionRequest) (*LoadSessionResponse, error) {
 	if req.McpServers == nil {
 		req.McpServers = []McpServer{}
@@ -100,6 +100,10 @@ func (c *Conn) LoadSession(ctx context.Context, req LoadSessionRequest) (*LoadSe
 		return nil, err
 	}
 	c.addSession(req.SessionID, req.Cwd, resp.ConfigOptions)
+	// As Prompt does: the replayed history reaches OnUpdate before
+	// LoadSession returns, so that what the caller records next (the
+	// session ready) comes after it.
+	c.waitDelivered(ctx)
 	return &resp, nil
 }
 

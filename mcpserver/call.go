@@ -90,6 +90,10 @@ func (s *Server) result(ctx context.Context, d *toolDef, c tokens.Claims, out an
 	switch {
 	case errors.As(err, &te):
 		outcome, msg = te.outcome, te.msg
+		if outcome == OutcomeInternal { // the store cannot write: the operator must know
+			s.log.LogAttrs(ctx, slog.LevelError, "mcp tool failed", slog.String("tool", d.name),
+				slog.String("error", err.Error()), logAttrsForClaims(c))
+		}
 	case errors.As(err, &ae):
 		outcome, msg = OutcomeInvalidArguments, "invalid arguments: "+ae.msg
 	case ctx.Err() != nil:

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/server"
 
+	httpfront "github.com/agentbroker/agentbroker/internal/server"
 	"github.com/agentbroker/agentbroker/tokens"
 )
 
@@ -227,10 +228,9 @@ func peek(body []byte) (p peeked, ok bool) {
 }
 
 func (s *Server) servePost(w http.ResponseWriter, r *http.Request, c tokens.Claims) {
-	if r.ContentLength > s.maxBody {
-		s.tooLarge(w)
-		return
-	}
+	// No refusal on the declared length alone: answering before the body
+	// is read makes the client's write fail (connection reset) before it
+	// reads the 413. Reading stops one byte past the limit.
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
 	if err != nil {
 		var mb *http.MaxBytesError
@@ -239,6 +239,14 @@ func (s *Server) servePost(w http.ResponseWriter, r *http.Request, c tokens.Clai
 			return
 		}
 		writeError(w, http.StatusBadRequest, "invalid_request", "cannot read the request body")
+		return
+	}
+	if code, msg := checkEnvelope(body); code != 0 {
+		s.metrics.refused.With("invalid_message").Inc()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": nil,
+			"error": map[string]any{"code": code, "message": msg}})
 		return
 	}
 	// mcp-go reads the body again, and keys its per-request state
@@ -304,6 +312,40 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 func (p *progressWriter) Flush() { _ = http.NewResponseController(p.ResponseWriter).Flush() }
 
 func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
+// checkEnvelope refuses, with a JSON-RPC error code and a message, a
+// message mcp-go would answer with 200 although it is not JSON-RPC 2.0 as
+// MCP sends it: text that is not UTF-8 or has lone surrogates (decoded
+// as U+FFFD, -32700), a jsonrpc member other than "2.0", an id that is
+// not a string or a number, a method that is not a string (-32600).
+// Anything that is not a JSON object is left to mcp-go (it answers a parse
+// error).
+func checkEnvelope(body []byte) (int, string) {
+	if err := httpfront.CheckJSONText(body); err != nil {
+		return -32700, "Parse error: " + err.Error()
+	}
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return 0, ""
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(trimmed, &m) != nil {
+		return 0, ""
+	}
+	if v, ok := m["jsonrpc"]; !ok || string(bytes.TrimSpace(v)) != `"2.0"` {
+		return -32600, `Invalid Request: "jsonrpc" must be "2.0"`
+	}
+	if id, ok := m["id"]; ok && !isRequestID(id) {
+		return -32600, "Invalid Request: id must be a string or a number"
+	}
+	if method, ok := m["method"]; ok {
+		var name string
+		if json.Unmarshal(method, &name) != nil {
+			return -32600, "Invalid Request: method must be a string"
+		}
+	}
+	return 0, ""
+}
 
 // isRequestID reports whether raw is a JSON-RPC request id (string or
 // number), as opposed to absent (a notification) or something invalid.

@@ -153,6 +153,12 @@ func storeError(err error, kind, id string) error {
 		return &toolError{OutcomeInvalidArguments, "refused: " + msg}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return &toolError{OutcomeCancelled, "the call was cancelled"}
+	case errors.Is(err, store.ErrNoSpace):
+		// Not the model's to fix, but worth telling: an immediate retry
+		// will fail the same way.
+		return &toolError{OutcomeInternal, "the broker cannot write now (its disk is full); nothing was changed"}
+	case errors.Is(err, store.ErrReadOnly):
+		return &toolError{OutcomeInternal, "the broker cannot write now (its store is read-only); nothing was changed"}
 	}
 	return err
 }

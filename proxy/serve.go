@@ -103,12 +103,13 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, rt route, start ti
 
 // readBody reads the whole body, at most p.maxBody bytes: the model must be
 // known before the upstream call and may come last.
+//
+// A declared length over the limit is not refused before reading: the
+// client, still writing, would see its connection reset instead of the
+// 413. Reading stops one byte past the limit.
 func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if r.ContentLength > p.maxBody {
-		return nil, &http.MaxBytesError{Limit: p.maxBody}
-	}
 	rd := http.MaxBytesReader(w, r.Body, p.maxBody)
-	if r.ContentLength > 0 {
+	if r.ContentLength > 0 && r.ContentLength <= p.maxBody {
 		buf := bytes.NewBuffer(make([]byte, 0, r.ContentLength+1))
 		_, err := buf.ReadFrom(rd)
 		return buf.Bytes(), err

@@ -2,10 +2,8 @@ package sessions
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -220,25 +218,10 @@ func who(c tokens.Claims) string {
 	return fmt.Sprintf("%s (%s token %s)", c.Subject, c.Audience, c.ID)
 }
 
-// decode reads a JSON body (bounded, no unknown fields); it answers 400
-// itself.
+// decode reads a JSON body (bounded, strict: server.DecodeJSON); it
+// answers 400 or 413 itself.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
-		err = errors.New("one JSON object expected")
-	}
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			server.WriteError(w, http.StatusRequestEntityTooLarge, "invalid_request", "body too large")
-			return false
-		}
-		server.WriteError(w, http.StatusBadRequest, "invalid_request", "bad JSON body: "+err.Error())
-		return false
-	}
-	return true
+	return server.DecodeJSON(w, r, MaxRequestBody, v)
 }
 
 // writeErr is where the package's errors become HTTP statuses.
@@ -251,6 +234,7 @@ func (m *Manager) writeErr(w http.ResponseWriter, err error) {
 	for _, e := range []mapping{
 		{ErrModelRefused, http.StatusBadRequest, "model_refused"},
 		{ErrInvalidRequest, http.StatusBadRequest, "invalid_request"},
+		{store.ErrInvalid, http.StatusBadRequest, "invalid_request"},
 		{ErrInvalidOption, http.StatusBadRequest, "invalid_option"},
 		{ErrNoSuchPermission, http.StatusNotFound, "not_found"},
 		{store.ErrNotFound, http.StatusNotFound, "not_found"},
@@ -258,6 +242,8 @@ func (m *Manager) writeErr(w http.ResponseWriter, err error) {
 		{ErrNoTurn, http.StatusConflict, "no_turn"},
 		{ErrEnded, http.StatusConflict, "session_ended"},
 		{ErrClosed, http.StatusServiceUnavailable, "unavailable"},
+		{store.ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage"},
+		{store.ErrReadOnly, http.StatusServiceUnavailable, "store_read_only"},
 	} {
 		if errors.Is(err, e.target) {
 			server.WriteError(w, e.code, e.kind, err.Error())

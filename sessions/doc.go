@@ -8,8 +8,10 @@
 //		MCPURL: "http://127.0.0.1:7420/mcp", Agents: agents, ProxyBaseURL: base})
 //	mcp, err := mcpserver.New(&mcpserver.Options{..., Observer: m}) // readiness, tool calls
 //	px, err := proxy.New(&proxy.Options{..., Recorder: m})         // usage
-//	recovered, err := m.Recover(ctx)                                 // once, before serving
+//	finish, err := m.BeginRecovery(ctx)                              // once, before serving
 //	m.Mount(mux)                                                     // the routes below
+//	go serve(mux)
+//	recovered, err := finish()                                       // relaunches: /mcp must be served
 //	...
 //	m.Close(shutdownCtx)                                             // stops every agent
 //
@@ -74,7 +76,7 @@
 // Types: "config", "state", "agent_started" {pid, attempt}, "acp_session",
 // "update" (data: the ACP session/update's update object, as received),
 // "replay" (the history an agent replays on session/load: not new
-// activity), "prompt" {turn, text, by}, "turn_end" {turn, stop_reason},
+// activity), "prompt" {turn, text, by}, "turn_end" {turn, stop_reason, skipped_lines (non-JSON-RPC lines the agent printed so far, when any)},
 // "turn_failed", "cancel", "permission_request" {request_id, tool_call,
 // options, project_tool, expires_at}, "permission_answer" {request_id,
 // option_id, kind, outcome, reason, answered_by}, "mcp_connected",
@@ -82,7 +84,10 @@
 // (the proxy's RecordUsage), "agent_exited", "warning". MCP and proxy
 // notifications pass through a bounded queue per session (they must not
 // block the request that reports them); when it is full they are dropped
-// and counted (Info.DroppedEvents).
+// and counted (Info.DroppedEvents). Updates the store refuses (its disk is
+// full) are counted there too: a prompt that cannot be recorded is
+// refused (store.ErrNoSpace, 507), but a disk that fills during a turn
+// loses that turn's later updates.
 //
 // Transcripts (store.AppendMessages, for search_messages and
 // get_session_messages): the user's prompt when the turn starts; at the end

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/agentbroker/agentbroker/acp"
 	"github.com/agentbroker/agentbroker/acp/profile"
@@ -501,6 +502,9 @@ func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string,
 	if spec.Project == "" {
 		return cfg, "", fmt.Errorf("%w: project is required", ErrInvalidRequest)
 	}
+	if err := checkSpecText(spec); err != nil {
+		return cfg, "", err
+	}
 	proj, err := m.st.GetProject(ctx, spec.Project)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -513,6 +517,9 @@ func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string,
 	}
 	if spec.Cwd == "" || !filepath.IsAbs(spec.Cwd) {
 		return cfg, "", fmt.Errorf("%w: cwd must be an absolute path (the project has no repo_path)", ErrInvalidRequest)
+	}
+	if slices.Contains(strings.Split(filepath.ToSlash(spec.Cwd), "/"), "..") {
+		return cfg, "", fmt.Errorf("%w: cwd %q has a \"..\" element: give the directory itself", ErrInvalidRequest, truncateUTF8(spec.Cwd, 200))
 	}
 	spec.Cwd = filepath.Clean(spec.Cwd)
 	if fi, err := os.Stat(spec.Cwd); err != nil || !fi.IsDir() {
@@ -535,6 +542,30 @@ func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string,
 	cfg.MCP.URL = m.opts.MCPURL
 	cfg.CreatedBy = spec.CreatedBy
 	return cfg, catalogAgent, nil
+}
+
+// checkSpecText refuses, before anything is minted or recorded, the text
+// the store would refuse later (and the prompt the first turn would): a
+// title or a cwd over its limit, a NUL byte, text that is not UTF-8.
+func checkSpecText(spec *Spec) error {
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{
+		{"title", spec.Title, store.MaxTitleLen},
+		{"cwd", spec.Cwd, store.MaxRefLen},
+		{"prompt", spec.Prompt, store.MaxTextLen},
+	} {
+		switch {
+		case len(f.v) > f.max:
+			return fmt.Errorf("%w: %s is %d bytes, over the limit of %d", ErrInvalidRequest, f.name, len(f.v), f.max)
+		case !utf8.ValidString(f.v):
+			return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidRequest, f.name)
+		case strings.IndexByte(f.v, 0) >= 0:
+			return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalidRequest, f.name)
+		}
+	}
+	return nil
 }
 
 func titleOf(prompt string) string {

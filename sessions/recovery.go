@@ -21,20 +21,43 @@ type Recovered struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Recover runs once at start, before the API is served: it finds the
-// sessions a previous broker left live (any state but stopped, failed and
-// interrupted) or interrupted at its shutdown (Close), and relaunches their
-// agents with session/load under new tokens (the old ones are revoked).
-// A session that cannot be resumed — its agent cannot load sessions, its
-// credential was a secret the broker does not keep (api-key, oauth-token),
-// it has no ACP session yet, or the relaunch fails — becomes interrupted
-// for good (resumable false) and its tokens are revoked. A session left
-// "stopping" is stopped. Events already in the store are kept: each log
-// continues after its last event.
+// Recover runs once at start: it finds the sessions a previous broker left
+// live (any state but stopped, failed and interrupted) or interrupted at
+// its shutdown (Close), and relaunches their agents with session/load
+// under new tokens (the old ones are revoked). A session that cannot be
+// resumed — its agent cannot load sessions, its credential was a secret
+// the broker does not keep (api-key, oauth-token), it has no ACP session
+// yet, or the relaunch fails — becomes interrupted for good (resumable
+// false) and its tokens are revoked. A session left "stopping" is
+// stopped. Events already in the store are kept: each log continues after
+// its last event.
+//
+// Recover is BeginRecovery and then its finish. A broker serving its own
+// MCP endpoint must split them (see BeginRecovery).
 //
 // The store has no query for sessions by state across projects, so
 // Recover lists every project's newest store.MaxListLimit sessions.
 func (m *Manager) Recover(ctx context.Context) ([]Recovered, error) {
+	finish, err := m.BeginRecovery(ctx)
+	if finish == nil {
+		return nil, err
+	}
+	out, ferr := finish()
+	return out, errors.Join(err, ferr)
+}
+
+// BeginRecovery is the part of Recover that needs only the store: every
+// session to resume is live again, in state starting (its API answers
+// 409 busy until its agent is back), and every session that cannot be
+// resumed is ended. finish relaunches the agents, one after the other,
+// and reports on every session. The relaunched agents connect back to
+// the MCP endpoint during session/load and readiness waits for that: call
+// BeginRecovery before serving (no request sees a session in its stale
+// stored state) and finish once the MCP endpoint is served (before, the
+// start would hang for each session's start and ready timeouts). finish
+// is nil only when nothing was begun; it must be called otherwise, even
+// with an error (sessions would stay starting).
+func (m *Manager) BeginRecovery(ctx context.Context) (finish func() ([]Recovered, error), err error) {
 	if m.isClosed() {
 		return nil, ErrClosed
 	}
@@ -42,11 +65,33 @@ func (m *Manager) Recover(ctx context.Context) ([]Recovered, error) {
 	if err != nil {
 		return nil, fmt.Errorf("recover: %w", err)
 	}
-	var out []Recovered
+	type pending struct {
+		s     *session
+		acpID string
+		res   Recovered
+	}
+	var (
+		out    []Recovered
+		launch []pending
+	)
+	report := func(res Recovered) {
+		m.log.Info("sessions: recovered", "session", res.ID, "from", res.From, "state", res.State, "err", res.Error)
+		out = append(out, res)
+	}
+	finish = func() ([]Recovered, error) {
+		for _, p := range launch {
+			if err := p.s.relaunch(ctx, p.acpID); err != nil {
+				p.res.Error = err.Error()
+			}
+			p.res.State = p.s.info().State
+			report(p.res)
+		}
+		return out, nil
+	}
 	for _, p := range projects {
 		recs, err := m.st.ListSessions(ctx, p.ID, store.MaxListLimit)
 		if err != nil {
-			return out, fmt.Errorf("recover: %w", err)
+			return finish, fmt.Errorf("recover: %w", err)
 		}
 		for _, r := range recs {
 			from := State(r.State)
@@ -58,27 +103,33 @@ func (m *Manager) Recover(ctx context.Context) ([]Recovered, error) {
 			}
 			sc, err := m.scan(ctx, r.ID)
 			if err != nil {
-				return out, fmt.Errorf("recover %s: %w", r.ID, err)
+				return finish, fmt.Errorf("recover %s: %w", r.ID, err)
 			}
 			if from == StateInterrupted && !sc.resumable {
 				continue
 			}
 			res := Recovered{ID: r.ID, Project: r.ProjectID, From: from}
-			s, err := m.recoverOne(ctx, r, sc)
+			s, relaunch, err := m.prepareRecovery(ctx, r, sc)
+			if relaunch {
+				launch = append(launch, pending{s: s, acpID: sc.acpID, res: res})
+				continue
+			}
 			if err != nil {
 				res.Error = err.Error()
 			}
 			if s != nil {
 				res.State = s.info().State
 			}
-			m.log.Info("sessions: recovered", "session", r.ID, "from", from, "state", res.State, "err", res.Error)
-			out = append(out, res)
+			report(res)
 		}
 	}
-	return out, nil
+	return finish, nil
 }
 
-func (m *Manager) recoverOne(ctx context.Context, r store.SessionRecord, sc scanned) (*session, error) {
+// prepareRecovery brings one session back from the store: ended when it
+// cannot be resumed, else live in state starting with new tokens, for
+// relaunch (relaunch true).
+func (m *Manager) prepareRecovery(ctx context.Context, r store.SessionRecord, sc scanned) (_ *session, relaunch bool, _ error) {
 	var cfg sessionConfig
 	if sc.cfg != nil {
 		cfg = *sc.cfg
@@ -91,23 +142,23 @@ func (m *Manager) recoverOne(ctx context.Context, r store.SessionRecord, sc scan
 	s.acpID, s.turns = sc.acpID, sc.turns
 	var err error
 	if s.log, err = m.j.OpenLog(ctx, r.ID); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	bg := context.WithoutCancel(ctx)
 	if !m.register(s) {
 		s.log.Close()
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
 	s.startObserverQueue()
-	giveUp := func(why string) (*session, error) {
-		s.shutdown(bg, StateInterrupted, "not resumed after a broker restart: "+why, true, true)
-		return s, errors.New(why)
+	giveUp := func(why string) (*session, bool, error) {
+		s.giveUp(bg, why)
+		return s, false, errors.New(why)
 	}
 	_, configured := m.opts.Agents[cfg.Profile]
 	switch {
 	case s.state == StateStopping:
 		s.shutdown(bg, StateStopped, "stop completed after a broker restart", true, true)
-		return s, nil
+		return s, false, nil
 	case sc.cfg == nil:
 		return giveUp("no configuration recorded")
 	case !configured:
@@ -128,19 +179,31 @@ func (m *Manager) recoverOne(ctx context.Context, r store.SessionRecord, sc scan
 		m.revokeToken(bg, cfg.InferenceTokenID, cfg.InferenceExpires)
 	}
 	if !s.transition(nil, StateStarting, "broker restarted; relaunching with session/load", nil) {
-		return s, ErrEnded
+		return s, false, ErrEnded
 	}
 	if err := s.mintAgentTokens(ctx); err != nil {
 		return giveUp(err.Error())
 	}
 	s.appendEvent(EventConfig, s.configSnapshot())
-	if err := s.start(sc.acpID, 1); err != nil {
+	return s, true, nil
+}
+
+// relaunch starts a recovered session's agent with session/load; a
+// failure ends the session (interrupted for good).
+func (s *session) relaunch(ctx context.Context, acpID string) error {
+	if err := s.start(acpID, 1); err != nil {
 		s.mu.Lock()
 		s.lastError = err.Error()
 		s.mu.Unlock()
-		return giveUp(err.Error())
+		s.giveUp(context.WithoutCancel(ctx), err.Error())
+		return err
 	}
-	return s, nil
+	return nil
+}
+
+// giveUp ends a session Recover cannot resume.
+func (s *session) giveUp(ctx context.Context, why string) {
+	s.shutdown(ctx, StateInterrupted, "not resumed after a broker restart: "+why, true, true)
 }
 
 // revokeToken revokes one token by its ID (logged on failure: it then

@@ -523,8 +523,12 @@ func (s *session) onUpdate(p *agentProc, u acp.Update) {
 	// waiting for each commit (the journal batches them; viewers still
 	// see each only once it is durable, and in order).
 	if err := s.log.AppendAsync(context.Background(), typ, data, func(err error) {
+		// The store refused it (its disk is full): counted where a person
+		// sees it (Info.DroppedEvents), as the broker could not log it.
+		s.dropped.Add(1)
 		s.m.log.Warn("sessions: event not recorded", "session", s.id, "type", typ, "err", err)
 	}); err != nil && !errors.Is(err, ErrLogClosed) {
+		s.dropped.Add(1)
 		s.m.log.Warn("sessions: event not recorded", "session", s.id, "type", typ, "err", err)
 	}
 	if typ == EventUpdate {
@@ -557,7 +561,19 @@ func (s *session) prompt(_ context.Context, text, by string) (*turn, error) {
 	t := &turn{n: s.turns, done: make(chan struct{})}
 	s.turn = t
 	s.mu.Unlock()
-	s.appendEvent(EventPrompt, map[string]any{"turn": t.n, "text": text, "by": by})
+	// The prompt is recorded before the agent sees it: one that cannot be
+	// (the store's disk is full) is refused, not run unrecorded.
+	if _, err := s.log.Append(context.Background(), EventPrompt, map[string]any{"turn": t.n, "text": text, "by": by}); err != nil {
+		s.mu.Lock()
+		s.turns--
+		s.turn = nil
+		s.mu.Unlock()
+		s.transMu.Unlock()
+		if errors.Is(err, ErrLogClosed) {
+			return nil, ErrEnded
+		}
+		return nil, fmt.Errorf("record the prompt: %w", err)
+	}
 	s.emitState(StatePrompting, "", map[string]any{"turn": t.n})
 	s.wg.Add(1)
 	s.transMu.Unlock()
@@ -582,11 +598,7 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 		case <-p.proc.Done():
 		case <-time.After(5 * time.Second):
 		}
-		why := err.Error()
-		if xe := p.proc.ExitErr(); xe != nil {
-			why = xe.Error()
-		}
-		t.err = "agent exited mid-turn: " + why
+		t.err = "agent exited mid-turn: " + exitCause(p, err.Error())
 		s.appendEvent(EventTurnFailed, map[string]any{"turn": t.n, "error": t.err, "stderr_tail": p.proc.StderrTail()})
 		s.mu.Lock()
 		s.turn, s.lastError = nil, t.err
@@ -598,7 +610,13 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 		t.err = err.Error()
 		s.appendEvent(EventTurnFailed, map[string]any{"turn": t.n, "error": t.err, "stop_reason": stop})
 	} else {
-		s.appendEvent(EventTurnEnd, map[string]any{"turn": t.n, "stop_reason": stop})
+		end := map[string]any{"turn": t.n, "stop_reason": stop}
+		if n := p.conn.Stats().SkippedLines; n > 0 {
+			// Lines on the agent's stdout that were not JSON-RPC (logs,
+			// banners, garbage): dropped, and counted here.
+			end["skipped_lines"] = n
+		}
+		s.appendEvent(EventTurnEnd, end)
 	}
 	s.mu.Lock()
 	firstPromptMiss := s.mcpStatus == MCPFirstPrompt && !s.mcpSeen
@@ -788,12 +806,7 @@ func (s *session) watch(p *agentProc) {
 	if t != nil {
 		<-t.done
 	}
-	why := "agent exited"
-	if xe := p.proc.ExitErr(); xe != nil {
-		why = xe.Error()
-	} else if err := p.conn.Err(); err != nil {
-		why = err.Error()
-	}
+	why := exitCause(p, "agent exited")
 	s.appendEvent(EventAgentExited, map[string]any{"error": why, "stderr_tail": p.proc.StderrTail(), "during_turn": t != nil})
 	s.mu.Lock()
 	if s.cur == p {
@@ -802,6 +815,24 @@ func (s *session) watch(p *agentProc) {
 	s.lastError = why
 	s.mu.Unlock()
 	s.restart(why)
+}
+
+// exitCause says why an agent went away: the connection's own failure
+// when that came first (a message over the line limit, updates the broker
+// could not keep up with: the broker then kills the process, whose exit
+// says only that it was killed), else how the process ended.
+func exitCause(p *agentProc, fallback string) string {
+	cerr := p.conn.Err()
+	if cerr != nil && !errors.Is(cerr, acp.ErrPeerClosed) && !errors.Is(cerr, acp.ErrClosed) {
+		return cerr.Error()
+	}
+	if xe := p.proc.ExitErr(); xe != nil {
+		return xe.Error()
+	}
+	if cerr != nil {
+		return cerr.Error()
+	}
+	return fallback
 }
 
 // restart relaunches a crashed agent with session/load, a bounded number

@@ -1,10 +1,12 @@
 package sessions
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -232,7 +234,7 @@ func (v *viewers) serve(ctx context.Context, conn *websocket.Conn, log *Log, cla
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
 	l := v.opts.Logger.With("session", log.SessionID())
-	conn.SetReadLimit(64 << 10)
+	conn.SetReadLimit(MaxClientMessage)
 
 	var writeMu sync.Mutex // frames from the reader (errors) and the writer
 	write := func(f Frame) error {
@@ -318,10 +320,8 @@ func (v *viewers) read(ctx context.Context, cancel context.CancelCauseFunc, conn
 			return
 		}
 		deadline()
-		var msg ClientMessage
-		dec := json.NewDecoder(strings.NewReader(string(data)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&msg); err != nil {
+		msg, err := ParseClientMessage(data)
+		if err != nil {
 			write(Frame{Type: "error", Error: "bad message: " + err.Error()})
 			continue
 		}
@@ -336,4 +336,40 @@ func (v *viewers) read(ctx context.Context, cancel context.CancelCauseFunc, conn
 			}
 		}
 	}
+}
+
+// MaxClientMessage bounds one message from a viewer (the WebSocket read
+// limit): a larger one ends the connection.
+const MaxClientMessage = 64 << 10
+
+// ParseClientMessage reads one viewer message strictly: one JSON object,
+// no unknown fields, no trailing data, a known type with the fields that
+// type needs. Its errors are meant for the viewer.
+func ParseClientMessage(data []byte) (ClientMessage, error) {
+	var msg ClientMessage
+	if len(data) > MaxClientMessage {
+		return msg, fmt.Errorf("message of %d bytes, over the limit of %d", len(data), MaxClientMessage)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&msg); err != nil {
+		return ClientMessage{}, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return ClientMessage{}, errors.New("one JSON object expected, without trailing data")
+	}
+	switch msg.Type {
+	case "prompt":
+		if strings.TrimSpace(msg.Text) == "" {
+			return ClientMessage{}, errors.New("a prompt needs a non-empty text")
+		}
+	case "cancel":
+	case "permission":
+		if msg.RequestID == "" || msg.OptionID == "" {
+			return ClientMessage{}, errors.New("a permission answer needs request_id and option_id")
+		}
+	default:
+		return ClientMessage{}, fmt.Errorf("unknown message type %q (want prompt, cancel or permission)", msg.Type)
+	}
+	return msg, nil
 }

@@ -37,7 +37,7 @@ type recordingController struct {
 func (c *recordingController) Control(_ context.Context, _ string, _ tokens.Claims, m ClientMessage) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if m.Type == "explode" {
+	if m.Type == "prompt" && m.Text == "explode" {
 		return errors.New("cannot do that")
 	}
 	c.msgs = append(c.msgs, m)
@@ -220,9 +220,18 @@ func TestViewerControl(t *testing.T) {
 	}
 	defer driver.Close()
 	driver.WriteJSON(ClientMessage{Type: "prompt", Text: "hello"})
-	driver.WriteJSON(ClientMessage{Type: "explode"})
+	driver.WriteJSON(ClientMessage{Type: "prompt", Text: "explode"})
 	if fr := readFrame(t, driver); fr.Type != "error" || fr.Error != "cannot do that" {
 		t.Fatalf("failing control answered %+v", fr)
+	}
+	// Refused before the controller: an unknown type, trailing data.
+	driver.WriteJSON(ClientMessage{Type: "explode"})
+	if fr := readFrame(t, driver); fr.Type != "error" || !strings.Contains(fr.Error, "unknown message type") {
+		t.Fatalf("unknown type answered %+v", fr)
+	}
+	driver.WriteMessage(websocket.TextMessage, []byte(`{"type":"cancel"} {"type":"cancel"}`))
+	if fr := readFrame(t, driver); fr.Type != "error" || !strings.Contains(fr.Error, "trailing") {
+		t.Fatalf("trailing data answered %+v", fr)
 	}
 	driver.WriteMessage(websocket.TextMessage, []byte(`{"type":"prompt","sudo":true}`))
 	if fr := readFrame(t, driver); fr.Type != "error" || !strings.Contains(fr.Error, "bad message") {

@@ -49,6 +49,13 @@ var (
 	// ErrInvalid reports a value the store refuses (an empty required
 	// field, an unknown status, a field over its size limit).
 	ErrInvalid = errors.New("store: invalid value")
+	// ErrNoSpace reports a write refused because the store's disk is
+	// full. Nothing of the write was kept; writes work again once space
+	// is freed.
+	ErrNoSpace = errors.New("store: the disk is full")
+	// ErrReadOnly reports a write refused because the database or its
+	// filesystem is read-only (reads still work).
+	ErrReadOnly = errors.New("store: the database is read-only")
 )
 
 // Store is everything the broker keeps. An implementation must be safe for

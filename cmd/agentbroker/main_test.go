@@ -72,8 +72,14 @@ type broker struct {
 
 func startBroker(t testing.TB, dataDir string, extraEnv ...string) *broker {
 	t.Helper()
+	return startBrokerArgs(t, dataDir, nil, extraEnv...)
+}
+
+// startBrokerArgs is startBroker with flags after "serve".
+func startBrokerArgs(t testing.TB, dataDir string, args []string, extraEnv ...string) *broker {
+	t.Helper()
 	b := &broker{t: t, dataDir: dataDir, exited: make(chan error, 1)}
-	b.cmd = exec.Command(binary, "serve")
+	b.cmd = exec.Command(binary, append([]string{"serve"}, args...)...)
 	b.cmd.Env = append([]string{
 		"HOME=" + t.TempDir(),
 		"AGENTBROKER_LISTEN=127.0.0.1:0",

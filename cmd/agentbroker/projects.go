@@ -72,6 +72,13 @@ func projectCommand() *command {
 					if p.Instructions, err = textArg(p.Instructions); err != nil {
 						return err
 					}
+					if p.RepoPath != "" {
+						// Sessions start there: the directory meant, not a
+						// path relative to wherever the broker runs.
+						if p.RepoPath, err = filepath.Abs(p.RepoPath); err != nil {
+							return fmt.Errorf("--repo-path: %w", err)
+						}
+					}
 					return createProject(ctx, c, e, p)
 				},
 			},

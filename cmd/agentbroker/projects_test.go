@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/agentbroker/agentbroker/store/sqlite"
 )
 
 func TestFirstParagraph(t *testing.T) {
@@ -87,5 +90,27 @@ func TestProjectImport(t *testing.T) {
 
 	if _, err := importProject(filepath.Join(dir, "README.md")); err == nil {
 		t.Fatalf("import of a file succeeded")
+	}
+}
+
+// TestProjectCreateRepoPath: the CLI stores --repo-path as the absolute
+// directory meant (the API refuses relative ones; sessions start there).
+func TestProjectCreateRepoPath(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	env := map[string]string{"AGENTBROKER_DATA_DIR": dataDir}
+	out, _, err := runCLI(t, env, "", "project", "create", "--name", "rel", "--repo-path", "testdata/../x")
+	if err != nil {
+		t.Fatalf("project create = %v", err)
+	}
+	st, err := sqlite.Open(context.Background(), sqlite.Options{Dir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	p, err := st.GetProject(context.Background(), strings.TrimSpace(out))
+	wd, _ := os.Getwd()
+	if err != nil || p.RepoPath != filepath.Join(wd, "x") {
+		t.Fatalf("repo_path stored as %q (%v); want %q", p.RepoPath, err, filepath.Join(wd, "x"))
 	}
 }

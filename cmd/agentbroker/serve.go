@@ -184,14 +184,6 @@ func serve(ctx context.Context, c *config, e *env) error {
 	mgr.Mount(srv)
 	console.Mount(srv, &console.Options{Agents: consoleAgents(c.agentConfigs())})
 
-	recovered, err := mgr.Recover(ctx)
-	if err != nil {
-		log.Warn("recovering sessions", "err", err)
-	}
-	for _, r := range recovered {
-		log.Info("session recovered", "session", r.ID, "state", string(r.State))
-	}
-
 	// Keys rotated by another process (agentbroker keys rotate) are picked
 	// up without a restart.
 	bg, stopBG := context.WithCancel(ctx)
@@ -202,6 +194,31 @@ func serve(ctx context.Context, c *config, e *env) error {
 		_ = svc.KeyRing().RefreshEvery(bg, 30*time.Second)
 	}()
 	defer func() { stopBG(); <-refreshed }()
+
+	// Sessions a previous broker left live come back in two steps: before
+	// serving, from the store alone (each is "starting" from the first
+	// request on, or ended if it cannot be resumed); once the server
+	// serves, their agents are relaunched: they connect back to its MCP
+	// endpoint during session/load, and readiness waits for that.
+	finishRecovery, err := mgr.BeginRecovery(ctx)
+	if err != nil {
+		log.Warn("recovering sessions", "err", err)
+	}
+	recovering := make(chan struct{})
+	go func() {
+		defer close(recovering)
+		if finishRecovery == nil {
+			return
+		}
+		recovered, err := finishRecovery()
+		if err != nil {
+			log.Warn("recovering sessions", "err", err)
+		}
+		for _, r := range recovered {
+			log.Info("session recovered", "session", r.ID, "state", string(r.State), "err", r.Error)
+		}
+	}()
+	defer func() { <-recovering }() // before the sessions are closed
 
 	if c.onReady != nil {
 		c.onReady(publicURL)

@@ -5,10 +5,8 @@
 package adminapi
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -203,6 +201,10 @@ func (a *api) revoke(w http.ResponseWriter, r *http.Request) {
 	default:
 		err = a.svc.RevokeSession(r.Context(), req.Session)
 	}
+	if errors.Is(err, store.ErrNoSpace) || errors.Is(err, store.ErrReadOnly) {
+		storeError(w, err)
+		return
+	}
 	if err != nil {
 		server.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
@@ -222,20 +224,5 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		server.WriteError(w, http.StatusUnsupportedMediaType, "invalid_request", "send application/json")
 		return false
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			server.WriteError(w, http.StatusRequestEntityTooLarge, "invalid_request", fmt.Sprintf("body larger than %d bytes", MaxBody))
-			return false
-		}
-		server.WriteError(w, http.StatusBadRequest, "invalid_request", "bad JSON body: "+err.Error())
-		return false
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		server.WriteError(w, http.StatusBadRequest, "invalid_request", "bad JSON body: trailing data after the object")
-		return false
-	}
-	return true
+	return server.DecodeJSON(w, r, MaxBody, v)
 }

@@ -3,8 +3,12 @@ package adminapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agentbroker/agentbroker/internal/server"
@@ -71,6 +75,29 @@ type ProjectPatch struct {
 	RepoURL       *string `json:"repo_url"`
 	DefaultBranch *string `json:"default_branch"`
 	Instructions  *string `json:"instructions"`
+}
+
+// check refuses a repo_path that is not absolute, or names its directory
+// through ".." elements: sessions start there when they name no cwd.
+func (pp ProjectPatch) check() error {
+	if pp.RepoPath == nil || *pp.RepoPath == "" {
+		return nil
+	}
+	p := *pp.RepoPath
+	if !filepath.IsAbs(p) {
+		return fmt.Errorf("repo_path %q must be an absolute path", cutText(p, 200))
+	}
+	if slices.Contains(strings.Split(filepath.ToSlash(p), "/"), "..") {
+		return fmt.Errorf("repo_path %q has a \"..\" element: give the directory itself", cutText(p, 200))
+	}
+	return nil
+}
+
+func cutText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 func (pp ProjectPatch) apply(p *store.Project) {
@@ -149,6 +176,12 @@ func storeError(w http.ResponseWriter, err error) {
 		server.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
 	case errors.Is(err, store.ErrConflict):
 		server.WriteError(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, store.ErrNoSpace):
+		server.WriteError(w, http.StatusInsufficientStorage, "insufficient_storage",
+			"the store's disk is full: nothing was written; free space and retry")
+	case errors.Is(err, store.ErrReadOnly):
+		server.WriteError(w, http.StatusServiceUnavailable, "store_read_only",
+			"the store is read-only: nothing was written; reads still work")
 	default:
 		server.WriteError(w, http.StatusServiceUnavailable, "store_unavailable", "the store could not answer")
 	}
@@ -186,6 +219,10 @@ func (p *projects) create(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
+	if err := req.check(); err != nil {
+		server.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
 	var proj store.Project
 	req.apply(&proj)
 	proj, err := p.st.CreateProject(r.Context(), proj)
@@ -209,6 +246,10 @@ func (p *projects) get(w http.ResponseWriter, r *http.Request) {
 func (p *projects) update(w http.ResponseWriter, r *http.Request) {
 	var req ProjectPatch
 	if !decode(w, r, &req) {
+		return
+	}
+	if err := req.check(); err != nil {
+		server.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	proj, err := p.st.GetProject(r.Context(), r.PathValue("project"))

@@ -18,7 +18,9 @@
 //     a normal reply), `fault:flood N` (N chunks), `fault:bigline N` (one
 //     update of N bytes), `fault:exit-mid-turn` (a chunk, then exit),
 //     `fault:ignore-eof` (keep running after stdin ends), `fault:unknown`
-//     (an unknown notification and an unknown request to the client).
+//     (an unknown notification and an unknown request to the client),
+//     `fault:crash-after N` (N chunks, then exit without answering),
+//     `fault:noise N` (one non-JSON line of N bytes, then a normal reply).
 //   - anything else: a thought and the reply "You said: <prompt>".
 //
 // session/cancel stops the turn (stopReason cancelled). Only JSON-RPC goes
@@ -502,6 +504,29 @@ func (a *agent) prompt(p acp.PromptRequest) (any, error) {
 		for i := range n {
 			a.send(s.id, chunk(acp.UpdateAgentMessageChunk, fmt.Sprintf("chunk %d", i+1)))
 		}
+		return end()
+	case "fault:crash-after":
+		// N chunks, then the process ends without answering the prompt:
+		// a crash at a chosen point of a turn.
+		n, _ := strconv.Atoi(arg)
+		for i := range n {
+			a.send(s.id, chunk(acp.UpdateAgentMessageChunk, fmt.Sprintf("chunk %d", i+1)))
+		}
+		a.log.Info("refagent: crashing (fault:crash-after)", "after", n)
+		a.cancel(ErrCrash)
+		return nil, errNoReply
+	case "fault:noise":
+		// One line of N bytes that is not JSON, then a normal reply.
+		n, _ := strconv.Atoi(arg)
+		line := make([]byte, 0, 64<<10)
+		for len(line) < cap(line) {
+			line = append(line, "noise "...)
+		}
+		for left := n; left > 0; left -= len(line) {
+			a.out.Write(line[:min(left, len(line))])
+		}
+		a.out.Write([]byte("\n"))
+		reply("after the noise")
 		return end()
 	case "fault:bigline":
 		n, _ := strconv.Atoi(arg)

@@ -11,11 +11,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/agentbroker/agentbroker/internal/metrics"
@@ -38,6 +40,11 @@ type Options struct {
 	ReadHeaderTimeout time.Duration
 	// MaxHeaderBytes caps request headers. Default 64 KiB.
 	MaxHeaderBytes int
+	// BodyReadTimeout bounds how long a request body may take to arrive
+	// (slowloris on the body: headers at once, then a byte now and then).
+	// The deadline is lifted once the body has been read, so that
+	// streamed responses are not cut. Default 60s.
+	BodyReadTimeout time.Duration
 	// OnShutdown functions run when shutdown begins, before waiting for
 	// in-flight requests: for handlers that hold long streams open (an MCP
 	// GET stream, a WebSocket) and must end them for Shutdown to finish.
@@ -77,6 +84,9 @@ func New(opts *Options) *Server {
 	if o.MaxHeaderBytes <= 0 {
 		o.MaxHeaderBytes = 64 << 10
 	}
+	if o.BodyReadTimeout <= 0 {
+		o.BodyReadTimeout = 60 * time.Second
+	}
 	s := &Server{
 		mux:     http.NewServeMux(),
 		log:     o.Logger,
@@ -104,7 +114,42 @@ func (s *Server) Metrics() *metrics.Registry { return s.metrics }
 
 // Handler is the whole stack: middleware around the route table.
 func (s *Server) Handler() http.Handler {
-	return s.recover(s.observe(securityHeaders(s.mux)))
+	return s.recover(s.observe(securityHeaders(s.limitBodyTime(s.mux))))
+}
+
+// limitBodyTime gives a request body BodyReadTimeout to arrive: a client
+// that trickles it is cut off (its handler's read fails) instead of
+// holding a handler and a connection for as long as it likes. The
+// deadline is lifted when the body has been read to its end.
+func (s *Server) limitBodyTime(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		if err := rc.SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout)); err != nil {
+			next.ServeHTTP(w, r) // a writer without deadlines (a test recorder)
+			return
+		}
+		r.Body = &deadlineBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// deadlineBody lifts the read deadline once the body has been read.
+type deadlineBody struct {
+	io.ReadCloser
+	once sync.Once
+	lift func()
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.once.Do(b.lift)
+	}
+	return n, err
 }
 
 // Run serves on ln until ctx is done, then stops accepting, lets in-flight

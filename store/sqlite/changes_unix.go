@@ -25,10 +25,12 @@ func openCounters(path string) (*counters, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("change counters %s: not a regular file", path)
 	}
-	if fi.Size() < changesFileSize {
-		// Growing only: another process may have made it already, and
-		// truncate never shrinks what it maps.
-		if err := f.Truncate(changesFileSize); err != nil {
+	if size := fi.Size(); size < changesFileSize {
+		// Grow it with written zeros, not a sparse truncate: a page of the
+		// mapping with no block behind it would fault (SIGBUS) when first
+		// written on a full disk. Only the missing tail is written, so the
+		// counters another process already bumped are kept.
+		if _, err := f.WriteAt(make([]byte, changesFileSize-size), size); err != nil {
 			return nil, fmt.Errorf("change counters %s: %w", path, err)
 		}
 	}

@@ -9,8 +9,12 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
+
+	sqlite3 "modernc.org/sqlite"
+	sqlite3lib "modernc.org/sqlite/lib"
 
 	"github.com/agentbroker/agentbroker/store"
 )
@@ -79,19 +83,45 @@ func clamp(limit, def, max int) int {
 
 // write runs fn in one write transaction (BEGIN IMMEDIATE on the single
 // writer connection) and commits it when fn returns nil.
+// A full disk or a read-only database is store.ErrNoSpace or
+// store.ErrReadOnly (the transaction is rolled back).
 func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if db.closed.Load() {
 		return store.ErrClosed
 	}
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return classifyWrite(err)
 	}
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
-		return err
+		return classifyWrite(err)
 	}
-	return tx.Commit()
+	return classifyWrite(tx.Commit())
+}
+
+// classifyWrite marks the errors of a write that callers tell apart: a
+// full disk, a read-only database or filesystem.
+func classifyWrite(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sqlite3.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3lib.SQLITE_FULL:
+			return fmt.Errorf("%w: %w", store.ErrNoSpace, err)
+		case sqlite3lib.SQLITE_READONLY:
+			return fmt.Errorf("%w: %w", store.ErrReadOnly, err)
+		}
+	}
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		return fmt.Errorf("%w: %w", store.ErrNoSpace, err)
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("%w: %w", store.ErrReadOnly, err)
+	}
+	return err
 }
 
 // reader returns the read pool, or ErrClosed.
