@@ -117,7 +117,7 @@ func runMCP(ctx context.Context, e *env) error {
 		calls[i] = mcpCall{token: t.raw, body: body, write: name == "update_task"}
 	}
 
-	bare, stopBare, err := startBareMCP(ctx)
+	bare, stopBare, err := startSelf("bare-mcp")
 	if err != nil {
 		return err
 	}
@@ -207,13 +207,15 @@ func mcpPost(ctx context.Context, hc *http.Client, url string, c mcpCall) error 
 	return nil
 }
 
-// startBareMCP runs this program as `bench bare-mcp` and returns its URL.
-func startBareMCP(ctx context.Context) (string, func(), error) {
+// startSelf runs this program in one of its helper modes (bare-mcp,
+// bare-ws, fake-upstream), in a process group of its own, and returns the
+// URL it prints on its first line and how to stop it.
+func startSelf(mode string, args ...string) (string, func(), error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", nil, err
 	}
-	cmd := exec.Command(self, "bare-mcp")
+	cmd := exec.Command(self, append([]string{mode}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -227,7 +229,7 @@ func startBareMCP(ctx context.Context) (string, func(), error) {
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		stop()
-		return "", nil, fmt.Errorf("bare-mcp: %w", err)
+		return "", nil, fmt.Errorf("%s: %w", mode, err)
 	}
 	return strings.TrimSpace(line), stop, nil
 }

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -27,7 +25,7 @@ func runProxy(ctx context.Context, e *env) error {
 	if e.quick {
 		dur, rounds, clientsList = 500*time.Millisecond, 1, []int{4}
 	}
-	upstream, stopUp, err := startFakeUpstream(ctx)
+	upstream, stopUp, err := startSelf("fake-upstream")
 	if err != nil {
 		return err
 	}
@@ -158,31 +156,6 @@ func (t *streamTarget) once(ctx context.Context, hc *http.Client, buf []byte) (t
 		return 0, fmt.Errorf("the stream did not end with message_stop: %q", tail)
 	}
 	return ttfb, nil
-}
-
-// startFakeUpstream runs this program as `bench fake-upstream`.
-func startFakeUpstream(ctx context.Context) (string, func(), error) {
-	self, err := os.Executable()
-	if err != nil {
-		return "", nil, err
-	}
-	cmd := exec.Command(self, "fake-upstream")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", nil, err
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return "", nil, err
-	}
-	stop := func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		stop()
-		return "", nil, fmt.Errorf("fake-upstream: %w", err)
-	}
-	return strings.TrimSpace(line), stop, nil
 }
 
 func serveFakeUpstream() {

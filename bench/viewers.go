@@ -1,20 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -190,26 +187,11 @@ type fanoutResult struct {
 // frames from it.
 func bareFanout(ctx context.Context, sessions, perSession, frames int) (fanoutResult, error) {
 	var r fanoutResult
-	self, err := os.Executable()
+	url, stop, err := startSelf("bare-ws", strconv.Itoa(frames))
 	if err != nil {
 		return r, err
 	}
-	cmd := exec.Command(self, "bare-ws", strconv.Itoa(frames))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return r, err
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return r, err
-	}
-	defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		return r, err
-	}
-	url := strings.TrimSpace(line)
+	defer stop()
 	st := &viewerStats{}
 	var wg sync.WaitGroup
 	start := make(chan struct{})

@@ -5,44 +5,16 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-)
 
-// goroutinesIn counts the goroutines whose stack has any of fns in it.
-func goroutinesIn(fns ...string) int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	count := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		for _, fn := range fns {
-			if strings.Contains(g, fn) {
-				count++
-				break
-			}
-		}
-	}
-	return count
-}
+	"github.com/agentbroker/agentbroker/internal/goroutines"
+)
 
 func settle(t *testing.T, what string, fns ...string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for n := goroutinesIn(fns...); n != 0; n = goroutinesIn(fns...) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d goroutines still serving clients that left", what, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	goroutines.Settle(t, what+": serving clients that left", fns...)
 }
 
 // TestDisconnectMidStream: MCP clients that leave in the middle of a GET

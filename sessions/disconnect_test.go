@@ -2,34 +2,14 @@ package sessions
 
 import (
 	"context"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
-)
 
-// goroutinesIn counts the goroutines whose stack has fn in it.
-func goroutinesIn(fn string) int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	count := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, fn) {
-			count++
-		}
-	}
-	return count
-}
+	"github.com/agentbroker/agentbroker/internal/goroutines"
+)
 
 // TestViewerDisconnectMidStream: viewers that vanish in the middle of a
 // stream (the TCP connection dropped, no close frame) or close politely
@@ -71,13 +51,7 @@ func TestViewerDisconnectMidStream(t *testing.T) {
 			c.Close()
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for n := goroutinesIn(fn); n != 0; n = goroutinesIn(fn) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d viewer goroutines still running after every viewer left", n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	goroutines.Settle(t, "viewer goroutines after every viewer left", fn)
 	// And one that stays is still served.
 	c, _, err := f.dial(f.watch, 0, nil)
 	if err != nil {
@@ -89,7 +63,7 @@ func TestViewerDisconnectMidStream(t *testing.T) {
 	if err := c.ReadJSON(&fr); err != nil || fr.Seq != 1 {
 		t.Fatalf("a new viewer: %+v %v", fr, err)
 	}
-	if n := goroutinesIn(fn); n < 1 || n > 3 { // the writer, its reader, a log waiter
+	if n := goroutines.In(fn); n < 1 || n > 3 { // the writer, its reader, a log waiter
 		t.Fatalf("%d viewer goroutines for one viewer", n)
 	}
 }
