@@ -127,8 +127,8 @@ func runMCP(ctx context.Context, e *env) error {
 	e.printf("`go run ./bench mcp`: a mixed load of `tools/call` over streamable HTTP from C concurrent clients with\n")
 	e.printf("%d distinct tokens over %d projects (%d tasks and %d knowledge entries each): 60%% `get_task`, 15%% `list_tasks`, 15%%\n",
 		len(toks), projects, tasksPer, knowledgePer)
-	e.printf("`search_knowledge` (FTS5), 10%% `update_task` (a write, which also empties the store's task cache). The full\n")
-	e.printf("stack is `agentbroker serve` (Origin check, bearer auth with revocation check, per-token rate limit,\n")
+	e.printf("`search_knowledge` (FTS5), 10%% `update_task` (a write, which also invalidates the cached reads of that task's\n")
+	e.printf("stripe). The full stack is `agentbroker serve` (Origin check, bearer auth with revocation check, per-token rate limit,\n")
 	e.printf("scopes, SQLite, the observer); the baseline is a bare mcp-go streamable HTTP server (stateless) with\n")
 	e.printf("four trivial tools of the same names, in its own process, under the same mix. They take turns of %s,\n", dur)
 	e.printf("%d rounds each, so both see the same machine. Every answer is checked (HTTP 200, a result, no `isError`).\n\n", rounds)

@@ -29,6 +29,10 @@ type EventStore interface {
 // ErrLogClosed reports an append to a log whose session has ended.
 var ErrLogClosed = errors.New("sessions: event log closed")
 
+// ErrEventsLost is Sync's answer when the store refused an event it waited
+// for (and so every one after it: see Log.failed).
+var ErrEventsLost = errors.New("sessions: events lost to a store failure")
+
 // JournalOptions configure a Journal. Zero values mean the defaults.
 type JournalOptions struct {
 	// MaxBatch bounds the events committed in one transaction. Default 512.
@@ -185,6 +189,8 @@ type Log struct {
 	recent    []store.Event // the last RecentEvents committed, in order
 	notify    chan struct{} // closed at each commit, then replaced
 	closed    bool
+
+	syncWaiting func() // tests: Sync has taken its target
 }
 
 // OpenLog opens the log of a session recorded in the store, continuing
@@ -316,6 +322,42 @@ func (l *Log) failed(seq int64, gen uint64) {
 		}
 	}
 	l.next = seq
+	close(l.notify) // Sync waiters: their events are gone
+	l.notify = make(chan struct{})
+}
+
+// Sync waits until every event appended before it is settled: durable,
+// or dropped by a store failure while it waited (ErrEventsLost; each
+// append's own caller hears of its loss, see AppendAsync). It also returns
+// when the log is closed or ctx ends.
+func (l *Log) Sync(ctx context.Context) error {
+	l.mu.Lock()
+	target, gen := l.next-1, l.gen
+	l.mu.Unlock()
+	if l.syncWaiting != nil {
+		l.syncWaiting()
+	}
+	for {
+		l.mu.Lock()
+		switch {
+		case l.committed >= target:
+			l.mu.Unlock()
+			return nil
+		case l.gen != gen:
+			l.mu.Unlock()
+			return ErrEventsLost
+		case l.closed:
+			l.mu.Unlock()
+			return ErrLogClosed
+		}
+		ch := l.notify
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
 }
 
 // Committed is the seq of the last durable event.

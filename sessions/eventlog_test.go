@@ -158,9 +158,13 @@ func TestLogConcurrentAppends(t *testing.T) {
 type flakyStore struct {
 	EventStore
 	failing atomic.Bool
+	gate    chan struct{} // when set, appends wait for it to close
 }
 
 func (f *flakyStore) AppendEvents(ctx context.Context, evs []store.Event) error {
+	if f.gate != nil {
+		<-f.gate
+	}
 	if f.failing.Load() {
 		return errors.New("disk full")
 	}
@@ -211,5 +215,52 @@ func TestLogWaitCancel(t *testing.T) {
 	defer cancel()
 	if err := l.Wait(ctx, 0); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Wait = %v", err)
+	}
+}
+
+// Sync waits for the events queued before it: after it, all of them are
+// in the store; after a store failure it says they are lost.
+func TestLogSync(t *testing.T) {
+	t.Parallel()
+	db := openDB(t)
+	newSession(t, db, "s1")
+	fs := &flakyStore{EventStore: db}
+	j := NewJournal(fs, nil)
+	defer j.Close()
+	ctx := context.Background()
+	l, _ := j.OpenLog(ctx, "s1")
+	for i := range 50 {
+		if err := l.AppendAsync(ctx, "queued", i, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Sync(ctx); err != nil {
+		t.Fatalf("Sync = %v", err)
+	}
+	if evs, _ := db.Events(ctx, "s1", 0, 0); len(evs) != 50 || l.Committed() != 50 {
+		t.Fatalf("after Sync: %d events in the store, committed %d; want 50", len(evs), l.Committed())
+	}
+
+	// A failure while Sync waits: the store holds the journal until Sync
+	// has taken its target, then refuses the event.
+	fs.failing.Store(true)
+	fs.gate = make(chan struct{})
+	l.syncWaiting = func() { close(fs.gate) }
+	if err := l.AppendAsync(ctx, "lost", 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := l.Sync(sctx); !errors.Is(err, ErrEventsLost) {
+		t.Fatalf("Sync across a store failure = %v; want ErrEventsLost", err)
+	}
+	l.syncWaiting = nil
+	fs.failing.Store(false)
+	if err := l.Sync(ctx); err != nil {
+		t.Fatalf("Sync with nothing pending = %v", err)
+	}
+	l.Close()
+	if err := l.AppendAsync(ctx, "late", 0, nil); !errors.Is(err, ErrLogClosed) {
+		t.Fatalf("append after Close = %v", err)
 	}
 }

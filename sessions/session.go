@@ -250,6 +250,31 @@ func (s *session) appendEvent(typ string, data any) {
 	}
 }
 
+// queueEvent records an event without waiting for its commit (the journal
+// batches it with others; order is kept, and viewers see it only once it is
+// durable). The next appendEvent, or syncEvents, waits for it too: use it
+// where nothing is acknowledged until one of those. An event the store
+// refuses (its disk is full) is counted where a person sees it
+// (Info.DroppedEvents), as the broker could not log it.
+func (s *session) queueEvent(typ string, data any) {
+	if err := s.log.AppendAsync(context.Background(), typ, data, func(err error) {
+		s.dropped.Add(1)
+		s.m.log.Warn("sessions: event not recorded", "session", s.id, "type", typ, "err", err)
+	}); err != nil && !errors.Is(err, ErrLogClosed) {
+		s.dropped.Add(1)
+		s.m.log.Warn("sessions: event not recorded", "session", s.id, "type", typ, "err", err)
+	}
+}
+
+// syncEvents waits until every event recorded so far is durable.
+func (s *session) syncEvents() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.log.Sync(ctx); err != nil && !errors.Is(err, ErrLogClosed) {
+		s.m.log.Warn("sessions: events not recorded", "session", s.id, "err", err)
+	}
+}
+
 // emitState sets the state; the caller holds transMu or has the session
 // to itself.
 func (s *session) emitState(to State, reason string, extra map[string]any) {
@@ -520,17 +545,8 @@ func (s *session) onUpdate(p *agentProc, u acp.Update) {
 		typ = EventReplay
 	}
 	// Updates are the bulk of a session's events: queue them without
-	// waiting for each commit (the journal batches them; viewers still
-	// see each only once it is durable, and in order).
-	if err := s.log.AppendAsync(context.Background(), typ, data, func(err error) {
-		// The store refused it (its disk is full): counted where a person
-		// sees it (Info.DroppedEvents), as the broker could not log it.
-		s.dropped.Add(1)
-		s.m.log.Warn("sessions: event not recorded", "session", s.id, "type", typ, "err", err)
-	}); err != nil && !errors.Is(err, ErrLogClosed) {
-		s.dropped.Add(1)
-		s.m.log.Warn("sessions: event not recorded", "session", s.id, "type", typ, "err", err)
-	}
+	// waiting for each commit.
+	s.queueEvent(typ, data)
 	if typ == EventUpdate {
 		s.tr.update(u.Update)
 	}
@@ -631,7 +647,7 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 	tokenID := s.cfg.MCP.TokenID
 	s.mu.Unlock()
 	if firstPromptMiss {
-		s.appendEvent(EventMCPNotConnected, map[string]any{"token_id": tokenID,
+		s.queueEvent(EventMCPNotConnected, map[string]any{"token_id": tokenID,
 			"reason": "the agent did not list our MCP tools during its first prompt"})
 	}
 	s.transMu.Lock()
@@ -641,6 +657,8 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 	s.mu.Unlock()
 	if idle {
 		s.emitState(StateIdle, "turn ended", map[string]any{"turn": t.n, "stop_reason": stop})
+	} else {
+		s.syncEvents()
 	}
 	s.transMu.Unlock()
 	close(t.done)
@@ -696,7 +714,7 @@ func (s *session) AskPermission(ctx context.Context, req acp.PermissionRequest) 
 	if dl, ok := ctx.Deadline(); ok {
 		ev["expires_at"] = dl.UTC()
 	}
-	s.appendEvent(EventPermissionRequest, ev)
+	s.queueEvent(EventPermissionRequest, ev)
 	select {
 	case a := <-w.ch:
 		s.mu.Lock()
@@ -744,7 +762,7 @@ func (s *session) onPermission(d acp.PermissionDecision) {
 			ev["answered_by"] = rec.by
 		}
 	}
-	s.appendEvent(EventPermissionAnswer, ev)
+	s.queueEvent(EventPermissionAnswer, ev)
 }
 
 func (s *session) enqueue(typ string, data any) {
@@ -770,12 +788,12 @@ func (s *session) drainObserver() {
 	for {
 		select {
 		case e := <-s.obsQ:
-			s.appendEvent(e.typ, e.data)
+			s.queueEvent(e.typ, e.data)
 		case <-s.quitCtx.Done():
 			for {
 				select {
 				case e := <-s.obsQ:
-					s.appendEvent(e.typ, e.data)
+					s.queueEvent(e.typ, e.data)
 				default:
 					return
 				}
