@@ -337,27 +337,17 @@ func (l *Log) Sync(ctx context.Context) error {
 	if l.syncWaiting != nil {
 		l.syncWaiting()
 	}
-	for {
-		l.mu.Lock()
+	return l.waitUntil(ctx, func() (bool, error) {
 		switch {
 		case l.committed >= target:
-			l.mu.Unlock()
-			return nil
+			return true, nil
 		case l.gen != gen:
-			l.mu.Unlock()
-			return ErrEventsLost
+			return false, ErrEventsLost
 		case l.closed:
-			l.mu.Unlock()
-			return ErrLogClosed
+			return false, ErrLogClosed
 		}
-		ch := l.notify
-		l.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-	}
+		return false, nil
+	})
 }
 
 // Committed is the seq of the last durable event.
@@ -417,18 +407,28 @@ func (l *Log) Read(ctx context.Context, after int64, max int) ([]store.Event, er
 // Wait blocks until an event after seq after is committed, the log is
 // closed (io.EOF-like: ErrLogClosed), or ctx ends.
 func (l *Log) Wait(ctx context.Context, after int64) error {
+	return l.waitUntil(ctx, func() (bool, error) {
+		switch {
+		case l.committed > after:
+			return true, nil
+		case l.closed:
+			return false, ErrLogClosed
+		}
+		return false, nil
+	})
+}
+
+// waitUntil blocks until check, called with l.mu held at each commit (and
+// each failure or close), is done or fails, or ctx ends.
+func (l *Log) waitUntil(ctx context.Context, check func() (done bool, err error)) error {
 	for {
 		l.mu.Lock()
-		if l.committed > after {
-			l.mu.Unlock()
-			return nil
-		}
-		if l.closed {
-			l.mu.Unlock()
-			return ErrLogClosed
-		}
+		done, err := check()
 		ch := l.notify
 		l.mu.Unlock()
+		if done || err != nil {
+			return err
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
