@@ -18,10 +18,11 @@ import (
 // its commit. A read loads the counters of the rows it depends on before it
 // queries and files its answer under their sum (they only grow, so the sum
 // changes when any does); an answer filed under an older value is never
-// used. Striping keeps a write from emptying the whole cache: an update of
-// one task leaves the other tasks' answers valid. So a write that has returned is seen by every
-// read that starts after it, in any process, at the cost of one atomic
-// load: the same arrangement SQLite's own WAL index uses.
+// used. So a write that has returned is seen by every read that starts
+// after it, in any process, at the cost of an atomic load or two: the same
+// arrangement SQLite's own WAL index uses. Striping keeps a write from
+// emptying the whole cache: an update of one task leaves the other tasks'
+// answers valid.
 //
 // A writer that bypasses this package (the sqlite3 shell) or dies between
 // its commit and its bump would go unseen: answers are also dropped after
