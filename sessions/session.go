@@ -595,15 +595,25 @@ func (s *session) prompt(_ context.Context, text, by string) (*turn, error) {
 	s.transMu.Unlock()
 
 	s.tr.beginTurn()
-	s.saveMessages([]store.Message{{Role: store.RoleUser, Content: text}})
 	go s.runTurn(p, acpID, t, text)
 	return t, nil
 }
 
+// runTurn runs a turn to its end. Most of its events are queued, not
+// waited for one by one; the turn's end waits for all of them (the idle
+// state's commit, or syncEvents) before anyone hears of it.
 func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 	defer s.wg.Done()
+	// The transcript's user message is written while the agent works, not
+	// before the prompt is answered; the turn's own messages after it.
+	userSaved := make(chan struct{})
+	go func() {
+		defer close(userSaved)
+		s.saveMessages([]store.Message{{Role: store.RoleUser, Content: text}})
+	}()
 	stop, err := p.conn.Prompt(s.quitCtx, acpID, []acp.ContentBlock{acp.TextBlock(text)})
 	msgs, reply := s.tr.endTurn()
+	<-userSaved
 	s.saveMessages(msgs)
 	t.reply, t.stop = reply, stop
 	crashed := err != nil && (p.conn.Err() != nil || errors.Is(err, acp.ErrPeerClosed)) && !p.stopping.Load()
@@ -624,7 +634,7 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 	}
 	if err != nil {
 		t.err = err.Error()
-		s.appendEvent(EventTurnFailed, map[string]any{"turn": t.n, "error": t.err, "stop_reason": stop})
+		s.queueEvent(EventTurnFailed, map[string]any{"turn": t.n, "error": t.err, "stop_reason": stop})
 	} else {
 		end := map[string]any{"turn": t.n, "stop_reason": stop}
 		if n := p.conn.Stats().SkippedLines; n > 0 {
@@ -632,7 +642,7 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 			// banners, garbage): dropped, and counted here.
 			end["skipped_lines"] = n
 		}
-		s.appendEvent(EventTurnEnd, end)
+		s.queueEvent(EventTurnEnd, end)
 	}
 	s.mu.Lock()
 	firstPromptMiss := s.mcpStatus == MCPFirstPrompt && !s.mcpSeen
