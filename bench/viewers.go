@@ -29,6 +29,7 @@ type viewerStats struct {
 	lat       latencies
 	delivered atomic.Int64
 	gaps      atomic.Int64 // a seq that was not last+1
+	ended     sync.Map     // viewer index → true once it saw its session's end
 	last      sync.Map     // viewer index → last seq seen
 }
 
@@ -99,17 +100,22 @@ func runViewers(ctx context.Context, e *env) error {
 	elapsed := time.Since(began)
 	live := st.delivered.Load() - base
 
-	// Every viewer of a session must have ended on the same seq, without a gap.
+	// Every viewer must have seen its session's end, and all the viewers of
+	// a session must have ended on the same seq, without a gap.
 	lasts := map[int]int64{}
-	var short int
 	st.last.Range(func(k, v any) bool {
 		s := k.(int) / perSession
-		if prev, ok := lasts[s]; ok && prev != v.(int64) {
-			short++
-		}
 		lasts[s] = max(lasts[s], v.(int64))
 		return true
 	})
+	var short int
+	for i := range conns {
+		last, _ := st.last.Load(i)
+		n, _ := last.(int64)
+		if _, ended := st.ended.Load(i); !ended || n != lasts[i/perSession] {
+			short++
+		}
+	}
 
 	bare, err := bareFanout(ctx, nSessions, perSession, flood+2)
 	if err != nil {
@@ -162,6 +168,7 @@ func readViewer(c *websocket.Conn, idx int, st *viewerStats, start <-chan struct
 				st.lat.add(now.Sub(*f.Time))
 			}
 			if f.Type == end {
+				st.ended.Store(idx, true)
 				return
 			}
 		default:
