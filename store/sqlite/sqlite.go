@@ -69,14 +69,9 @@ type DB struct {
 	log    *slog.Logger
 	closed atomic.Bool
 
-	// Statements on the hot paths (every MCP call checks a revocation and
-	// most read one row), prepared once: modernc/sqlite keeps no statement
-	// cache, and parsing the SQL cost as much as running it.
-	isRevokedStmt *sql.Stmt
-	getTaskStmt   *sql.Stmt
-
-	// changes and the caches answer those two reads from memory while
-	// nothing changed (see changes.go).
+	// changes and the caches answer the revocation check and the task
+	// read, the two reads of every MCP call, from memory while nothing
+	// they depend on changed (see changes.go).
 	changes   *counters
 	noCache   bool // Options.NoReadCache: changes is still bumped
 	revoked   readCache[[2]string, bool]
@@ -206,22 +201,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		db.Close()
 		return nil, describeOpenError(path, err)
 	}
-	if err := db.prepare(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
 	return db, nil
-}
-
-func (db *DB) prepare(ctx context.Context) error {
-	var err error
-	if db.isRevokedStmt, err = db.r.PrepareContext(ctx, isRevokedSQL); err != nil {
-		return fmt.Errorf("prepare revocation check: %w", err)
-	}
-	if db.getTaskStmt, err = db.r.PrepareContext(ctx, getTaskSQL); err != nil {
-		return fmt.Errorf("prepare task read: %w", err)
-	}
-	return nil
 }
 
 func dsn(path string, q url.Values) string {
@@ -402,11 +382,6 @@ func (db *DB) Close() error {
 		return nil
 	}
 	var errs []error
-	for _, st := range []*sql.Stmt{db.isRevokedStmt, db.getTaskStmt} {
-		if st != nil {
-			errs = append(errs, st.Close())
-		}
-	}
 	errs = append(errs, db.rp.close())
 	if db.r != nil {
 		errs = append(errs, db.r.Close())

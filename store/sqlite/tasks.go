@@ -88,7 +88,7 @@ func (db *DB) GetTask(ctx context.Context, projectID, id string) (store.Task, er
 	}
 	// A point read: not worth modernc's interrupt watcher (see IsRevoked).
 	return readThrough(db, &db.taskCache, [2]string{projectID, id}, func() (store.Task, error) {
-		t, err := taskRow(db.getTaskStmt.QueryRowContext(context.WithoutCancel(ctx), projectID, id), projectID, id)
+		t, err := taskRow(db.rp.QueryRowContext(context.WithoutCancel(ctx), getTaskSQL, projectID, id), projectID, id)
 		if err != nil {
 			return store.Task{}, fmt.Errorf("get task: %w", err)
 		}

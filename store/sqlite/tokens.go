@@ -107,7 +107,7 @@ func (db *DB) IsRevoked(ctx context.Context, jti, sessionID string) (bool, error
 		var revoked bool
 		// A point read: not worth modernc's interrupt watcher (a
 		// goroutine per query on a cancellable context).
-		if err := db.isRevokedStmt.QueryRowContext(context.WithoutCancel(ctx), jti, sessionID).Scan(&revoked); err != nil {
+		if err := db.rp.QueryRowContext(context.WithoutCancel(ctx), isRevokedSQL, jti, sessionID).Scan(&revoked); err != nil {
 			return false, fmt.Errorf("check revocation: %w", err)
 		}
 		return revoked, nil
