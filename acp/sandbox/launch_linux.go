@@ -91,6 +91,10 @@ func runLauncher(argv []string) error {
 		return fmt.Errorf("the agent (%s) cannot execute %s: %w", p.User, argv[0], err)
 	}
 
+	if p.Unconfined {
+		err := syscall.Exec(argv[0], argv, os.Environ())
+		return fmt.Errorf("exec %s: %w", argv[0], err)
+	}
 	rules, err := rules(&p)
 	if err != nil {
 		return err

@@ -70,6 +70,10 @@ type Policy struct {
 	// User, when set, is the unprivileged user the agent runs as; the
 	// launcher must then start as root.
 	User *User `json:"user,omitempty"`
+	// Unconfined skips Landlock: the launcher only changes the user. For a
+	// broker whose confinement is off or unavailable, which still never
+	// runs an agent as root.
+	Unconfined bool `json:"unconfined,omitempty"`
 }
 
 // User is a uid and gid, with no supplementary groups.
@@ -117,6 +121,9 @@ func (p Policy) Clone() Policy {
 
 // Summary describes the policy in one line, for a session's record.
 func (p *Policy) Summary() string {
+	if p.Unconfined {
+		return "unconfined, as " + p.User.String()
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "write %s", strings.Join(p.Write, ", "))
 	if p.RestrictNet {

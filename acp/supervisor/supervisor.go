@@ -9,10 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/agentbroker/agentbroker/acp/sandbox"
 )
 
 // Defaults for the zero values of [Spec].
@@ -83,6 +86,14 @@ type Spec struct {
 	StderrTail int
 	// MaxLineBytes bounds one stderr line. Zero means DefaultMaxLineBytes.
 	MaxLineBytes int
+	// Sandbox, when set, confines the process and everything it starts:
+	// it is started through Launcher, which applies the policy and then
+	// executes the program in its own place (same pid, same pipes). Nil
+	// runs the program as it is.
+	Sandbox *sandbox.Policy
+	// Launcher is the binary that runs sandbox.MaybeRunLauncher (the
+	// broker's own). Required with Sandbox.
+	Launcher string
 }
 
 // Process is one running (or finished) agent process. Its methods are safe
@@ -136,6 +147,28 @@ func Start(ctx context.Context, spec Spec) (*Process, error) {
 	if env == nil {
 		env = []string{} // a nil Env would make os/exec inherit the broker's environment
 	}
+	argv0, args := path, append([]string{spec.Path}, spec.Args...)
+	var extra []*os.File
+	if spec.Sandbox != nil {
+		if spec.Launcher == "" {
+			return nil, errors.New("start agent: a Sandbox needs a Launcher")
+		}
+		program := path
+		if !filepath.IsAbs(program) {
+			program = filepath.Join(spec.Dir, program)
+		}
+		// The agent may read and run its own program.
+		policy := spec.Sandbox.Clone()
+		if !slices.Contains(policy.Read, program) {
+			policy.Read = append(policy.Read, filepath.Clean(program))
+		}
+		c, err := sandbox.Wrap(spec.Launcher, policy, program, spec.Args)
+		if err != nil {
+			return nil, fmt.Errorf("start agent: %w", err)
+		}
+		defer c.PolicyFile.Close() // the child has its own copy once started
+		argv0, args, extra = c.Path, append([]string{c.Path}, c.Args...), []*os.File{c.PolicyFile}
+	}
 
 	var parentEnds, childEnds []*os.File
 	closeAll := func(fs []*os.File) {
@@ -172,13 +205,14 @@ func Start(ctx context.Context, spec Spec) (*Process, error) {
 	// are and starts no copying goroutines: the agent writes straight into
 	// pipes we read, and Wait never closes a pipe a reader still uses.
 	cmd := &exec.Cmd{
-		Path:        path,
-		Args:        append([]string{spec.Path}, spec.Args...),
+		Path:        argv0,
+		Args:        args,
 		Env:         env,
 		Dir:         spec.Dir,
 		Stdin:       stdinR,
 		Stdout:      stdoutW,
 		Stderr:      stderrW,
+		ExtraFiles:  extra,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
 	err = cmd.Start()
@@ -212,8 +246,12 @@ func Start(ctx context.Context, spec Spec) (*Process, error) {
 		p.tail = make([]string, spec.StderrTail)
 	}
 	// Args are logged: by contract they carry no secret. Env is not.
+	confined := "no"
+	if spec.Sandbox != nil {
+		confined = spec.Sandbox.Summary()
+	}
 	p.log.LogAttrs(context.Background(), slog.LevelInfo, "agent started",
-		slog.Int("pid", p.pid), slog.String("path", path), slog.Any("args", spec.Args))
+		slog.Int("pid", p.pid), slog.String("path", path), slog.Any("args", spec.Args), slog.String("sandbox", confined))
 
 	go p.relayStderr()
 	go p.watchStart(ctx)
