@@ -149,9 +149,15 @@ type Options struct {
 	Tokens *tokens.Service
 	// Models checks models. Nil: catalog.Embedded().
 	Models Models
-	// DataDir holds one directory per session, sessions/<id> (0700), the
-	// agent's HOME and config files. Required.
-	DataDir string
+	// SessionsDir holds one private directory per session, <id>: the
+	// agent's HOME, TMPDIR and config files. Keep it apart from the
+	// broker's own files: agents are given their session's directory.
+	// Required; created 0700 (0711 when agents run as another user, who
+	// owns each session's directory).
+	SessionsDir string
+	// Confinement says how agents are confined. Nil: they run as the
+	// broker's user, unconfined, and each session records that.
+	Confinement *Confinement
 	// MCPURL is the broker's MCP endpoint as agents reach it
 	// (http://127.0.0.1:7420/mcp). Required.
 	MCPURL string
@@ -207,16 +213,16 @@ func (o *Options) defaults() error {
 		return errors.New("sessions: Options.Store is required")
 	case o.Tokens == nil:
 		return errors.New("sessions: Options.Tokens is required")
-	case o.DataDir == "":
-		return errors.New("sessions: Options.DataDir is required")
+	case o.SessionsDir == "":
+		return errors.New("sessions: Options.SessionsDir is required")
 	case o.MCPURL == "":
 		return errors.New("sessions: Options.MCPURL is required")
 	}
-	dir, err := filepath.Abs(o.DataDir)
+	dir, err := filepath.Abs(o.SessionsDir)
 	if err != nil {
-		return fmt.Errorf("sessions: data dir: %w", err)
+		return fmt.Errorf("sessions: sessions dir: %w", err)
 	}
-	o.DataDir = dir
+	o.SessionsDir = dir
 	if o.Models == nil {
 		o.Models = catalog.Embedded()
 	}
@@ -285,8 +291,8 @@ func New(opts Options) (*Manager, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(opts.DataDir, "sessions"), 0o700); err != nil {
-		return nil, fmt.Errorf("sessions: %w", err)
+	if err := opts.Confinement.prepareRoot(opts.SessionsDir); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
@@ -366,6 +372,8 @@ type sessionConfig struct {
 	InferenceExpires time.Time `json:"inference_token_expires_at,omitzero"`
 	ViewerTokenID    string    `json:"viewer_token_id,omitempty"`
 	CreatedBy        string    `json:"created_by"`
+	// Sandbox says how the agent is confined (or that it is not, and why).
+	Sandbox string `json:"sandbox,omitempty"`
 }
 
 // Create starts a session: the model check, the tokens, the record and its
@@ -383,6 +391,7 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (Created, error) {
 	}
 	id := newID("ses_")
 	cfg.CatalogAgent = catalogAgent
+	cfg.Sandbox = m.opts.Confinement.Mode()
 	s := m.newSession(id, spec, cfg)
 
 	// Validate the launch before anything is minted or written: a missing
@@ -652,7 +661,7 @@ func (m *Manager) liveSession(id string) *session {
 
 // sessionDir is the session's private directory.
 func (m *Manager) sessionDir(id string) string {
-	return filepath.Join(m.opts.DataDir, "sessions", id)
+	return filepath.Join(m.opts.SessionsDir, id)
 }
 
 // Prompt starts a turn. With wait it returns once the turn has ended;

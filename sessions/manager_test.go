@@ -121,7 +121,7 @@ func newBroker(t *testing.T, o brokerOpts) *broker {
 		mcpURL = o.mcpURL
 	}
 	opts := Options{
-		Store: b.db, Tokens: b.svc, DataDir: b.dataDir, MCPURL: mcpURL,
+		Store: b.db, Tokens: b.svc, SessionsDir: filepath.Join(b.dataDir, "sessions"), MCPURL: mcpURL,
 		Agents: map[profile.Name]AgentConfig{
 			profile.Custom: {Command: []string{refagentBin}, ExtraEnv: []string{"REFAGENT_STATE_DIR={session_dir}"},
 				CatalogAgent: "claude-code"},

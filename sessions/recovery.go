@@ -184,6 +184,9 @@ func (m *Manager) prepareRecovery(ctx context.Context, r store.SessionRecord, sc
 	if err := s.mintAgentTokens(ctx); err != nil {
 		return giveUp(err.Error())
 	}
+	s.mu.Lock()
+	s.cfg.Sandbox = m.opts.Confinement.Mode() // this broker's, which relaunches it
+	s.mu.Unlock()
 	s.appendEvent(EventConfig, s.configSnapshot())
 	return s, true, nil
 }
@@ -301,6 +304,7 @@ func (sc scanned) fill(in *Info) {
 	in.ACPSessionID, in.Turn, in.LastError, in.LastEventSeq = sc.acpID, sc.turns, sc.lastError, sc.lastSeq
 	if c := sc.cfg; c != nil {
 		in.CatalogAgent, in.Cwd, in.PermissionPolicy, in.Credential = c.CatalogAgent, c.Cwd, c.Policy, string(c.Credential.Kind)
+		in.Sandbox = c.Sandbox
 		in.MCP = &MCPInfo{Name: c.MCP.Name, URL: c.MCP.URL, TokenID: c.MCP.TokenID, Status: sc.mcpStatus}
 	}
 }

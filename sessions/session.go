@@ -369,19 +369,32 @@ func (s *session) launch(resume string, attempt int) (*agentProc, error) {
 	if err := l.Prepare(); err != nil {
 		return nil, err
 	}
+	conf := m.opts.Confinement
+	if err := conf.giveTo(dir); err != nil {
+		return nil, fmt.Errorf("session directory for the agent user: %w", err)
+	}
+	s.mu.Lock()
+	cred := s.cred
+	s.mu.Unlock()
+	policy, confined := conf.policy(dir, l, m.opts.Agents[cfg.Profile], cred, m.opts.BridgeCommand)
 	s.resetMCP(l.MCPConnect)
-	proc, err := supervisor.Start(s.quitCtx, supervisor.Spec{
+	spec := supervisor.Spec{
 		Path: l.Path, Args: l.Args, Env: l.Env, Dir: l.Dir,
 		StartTimeout: m.opts.StartTimeout, StdinGrace: m.opts.StdinGrace, TermGrace: m.opts.TermGrace,
 		Logger:   m.log,
 		LogAttrs: []slog.Attr{slog.String("session", s.id), slog.String("profile", string(l.Profile))},
-	})
+		Sandbox:  policy,
+	}
+	if policy != nil {
+		spec.Launcher = conf.Launcher
+	}
+	proc, err := supervisor.Start(s.quitCtx, spec)
 	if err != nil {
 		return nil, fmt.Errorf("start agent: %w", err)
 	}
 	m.launches.Add(1)
 	s.appendEvent(EventAgentStarted, map[string]any{"pid": proc.Pid(), "attempt": attempt, "profile": l.Profile,
-		"resume": resume, "mcp_connect": l.MCPConnect})
+		"resume": resume, "mcp_connect": l.MCPConnect, "sandbox": confined})
 
 	ctx, cancel := context.WithCancel(m.ctx)
 	p := &agentProc{proc: proc, cancel: cancel, launch: l}
@@ -993,6 +1006,8 @@ type Info struct {
 	Restarts         int       `json:"restarts,omitempty"`
 	LastError        string    `json:"last_error,omitempty"`
 	DroppedEvents    int64     `json:"dropped_events,omitempty"`
+	// Sandbox says how the agent is confined, or that it is not and why.
+	Sandbox string `json:"sandbox,omitempty"`
 	LastEventSeq     int64     `json:"last_event_seq"`
 	CreatedAt        time.Time `json:"created_at,omitzero"`
 	UpdatedAt        time.Time `json:"updated_at,omitzero"`
@@ -1025,7 +1040,7 @@ func (s *session) info() Info {
 		PermissionPolicy: s.cfg.Policy, Credential: string(s.cfg.Credential.Kind), ACPSessionID: s.acpID,
 		MCP:  &MCPInfo{Name: s.cfg.MCP.Name, URL: s.cfg.MCP.URL, TokenID: s.cfg.MCP.TokenID, Status: s.mcpStatus},
 		Turn: s.turns, Prompting: s.turn != nil, Restarts: s.restarts, LastError: s.lastError,
-		DroppedEvents: s.dropped.Load(), CreatedAt: s.createdAt,
+		DroppedEvents: s.dropped.Load(), CreatedAt: s.createdAt, Sandbox: s.cfg.Sandbox,
 	}
 	for _, w := range s.pending {
 		in.Pending = append(in.Pending, Pending{RequestID: w.id, ToolCall: w.toolCall, Options: w.options, AskedAt: w.askedAt})

@@ -32,6 +32,9 @@ type Options struct {
 	Metrics *metrics.Registry
 	// Health is checked by /readyz. Nil: /readyz answers 503.
 	Health store.Health
+	// ReadyInfo adds fields to /readyz's body, whatever its status: facts
+	// an operator must see, such as how agents are confined.
+	ReadyInfo map[string]any
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// once shutdown begins. Default 15s.
 	ShutdownTimeout time.Duration
@@ -195,25 +198,30 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if s.health == nil {
-		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "no store"})
-		return
+	status, body := s.readiness(r.Context())
+	for k, v := range s.opts.ReadyInfo {
+		body[k] = v
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	WriteJSON(w, status, body)
+}
+
+func (s *Server) readiness(ctx context.Context) (int, map[string]any) {
+	if s.health == nil {
+		return http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reason": "no store"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := s.health.Ping(ctx); err != nil {
 		s.log.Warn("readiness: store unreachable", "err", err)
-		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "store unreachable"})
-		return
+		return http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reason": "store unreachable"}
 	}
 	applied, known, err := s.health.SchemaVersion(ctx)
 	if err != nil || applied != known {
 		s.log.Warn("readiness: schema not current", "applied", applied, "known", known, "err", err)
-		WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reason": "migrations not applied",
-			"schema_version": applied, "schema_known": known})
-		return
+		return http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reason": "migrations not applied",
+			"schema_version": applied, "schema_known": known}
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "schema_version": applied})
+	return http.StatusOK, map[string]any{"status": "ready", "schema_version": applied}
 }
 
 // statusWriter records the status code and keeps http.Flusher and friends

@@ -1,0 +1,161 @@
+package sessions
+
+import (
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/agentbroker/agentbroker/acp/profile"
+	"github.com/agentbroker/agentbroker/acp/sandbox"
+)
+
+// Confinement configures how every agent process is confined (see package
+// acp/sandbox).
+type Confinement struct {
+	// Launcher is the binary that runs sandbox.MaybeRunLauncher: the
+	// broker's own. Required.
+	Launcher string
+	// Policy is what every agent may do besides its session's own
+	// directories (HOME, TMPDIR, the working directory) and its adapter:
+	// the system's paths, devices, the operator's extra paths, the agent
+	// user, and the network rule (RestrictNet, with the broker's own port
+	// in ConnectTCP).
+	Policy sandbox.Policy
+	// DirectPorts are the TCP ports a session whose credential reaches its
+	// vendor directly (api-key, oauth-token) may also connect to when the
+	// network is restricted; a credential's own base URL adds its port.
+	DirectPorts []uint16
+	// Off: no Landlock (turned off, or unavailable); Reason says why, and
+	// every session records it. An agent user still applies.
+	Off    bool
+	Reason string
+	// Enforced says what the kernel enforces ("landlock ABI 7", or partial
+	// with what is missing), for the sessions' records.
+	Enforced string
+}
+
+// Mode is the line every session records: whether its agent is confined,
+// by what, as whom, and its network rule.
+func (c *Confinement) Mode() string {
+	if c == nil {
+		return "off: the broker confines no agent"
+	}
+	as := ""
+	if c.Policy.User != nil {
+		as = "; agents run as " + c.Policy.User.String()
+	}
+	if c.Off {
+		return "off: " + c.Reason + as
+	}
+	network := "; network open"
+	if c.Policy.RestrictNet {
+		network = "; tcp connect limited to the broker"
+		if len(c.DirectPorts) > 0 {
+			network += " (and the vendor's port for sessions with their own key)"
+		}
+	}
+	return "on: " + c.Enforced + as + network
+}
+
+// prepareRoot creates the sessions' root: 0700, or 0711 when agents run as
+// another user (who must reach their own directory inside, but not list
+// the others).
+func (c *Confinement) prepareRoot(dir string) error {
+	mode := fs.FileMode(0o700)
+	if c != nil && c.Policy.User != nil {
+		mode = 0o711
+	}
+	if err := os.MkdirAll(dir, mode); err != nil {
+		return fmt.Errorf("sessions: %w", err)
+	}
+	if err := os.Chmod(dir, mode); err != nil {
+		return fmt.Errorf("sessions: %w", err)
+	}
+	return nil
+}
+
+// policy is the confinement of one launch, nil for none, with the line a
+// session records about it.
+func (c *Confinement) policy(sessionDir string, l *profile.Launch, ac AgentConfig, cred profile.Credential, bridge string) (*sandbox.Policy, string) {
+	if c == nil {
+		return nil, "off: the broker confines no agent"
+	}
+	p := c.Policy.Clone()
+	if c.Off {
+		if p.User == nil {
+			return nil, "off: " + c.Reason
+		}
+		p.Unconfined = true
+		return &p, "off: " + c.Reason + "; as " + p.User.String()
+	}
+	// The session's own directory holds its HOME and TMPDIR (and what a
+	// custom agent is told is {session_dir}); then its working directory.
+	p.Write = appendNew(p.Write, sessionDir, l.Dir)
+	if ac.InstallDir != "" {
+		p.Read = appendNew(p.Read, ac.InstallDir)
+	}
+	if bridge != "" {
+		p.Read = appendNew(p.Read, bridge)
+	}
+	if p.RestrictNet && (cred.Kind == profile.KindAPIKey || cred.Kind == profile.KindOAuthToken) {
+		for _, port := range c.DirectPorts {
+			if !slices.Contains(p.ConnectTCP, port) {
+				p.ConnectTCP = append(p.ConnectTCP, port)
+			}
+		}
+		if port := urlPort(cred.BaseURL); port != 0 && !slices.Contains(p.ConnectTCP, port) {
+			p.ConnectTCP = append(p.ConnectTCP, port)
+		}
+	}
+	return &p, p.Summary()
+}
+
+// giveTo makes the session's directory the agent user's, once the profile
+// has written its files there (as the broker's user).
+func (c *Confinement) giveTo(dir string) error {
+	if c == nil || c.Policy.User == nil {
+		return nil
+	}
+	u := c.Policy.User
+	return filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, u.UID, u.GID)
+	})
+}
+
+func appendNew(list []string, paths ...string) []string {
+	for _, p := range paths {
+		if p != "" && !slices.Contains(list, p) {
+			list = append(list, p)
+		}
+	}
+	return list
+}
+
+// urlPort is the TCP port a URL connects to, 0 when it has none.
+func urlPort(raw string) uint16 {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return 0
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil {
+			return 0
+		}
+		return uint16(n)
+	}
+	switch u.Scheme {
+	case "https":
+		return 443
+	case "http":
+		return 80
+	}
+	return 0
+}
