@@ -175,6 +175,13 @@ type config struct {
 	onReady func(url string)
 
 	AgentsDir      string
+	SessionsDir    string
+	AgentSandbox   string
+	AgentUser      string
+	AgentNetwork   string
+	AgentRead      stringsFlag
+	AgentWrite     stringsFlag
+	AgentPorts     stringsFlag
 	CustomAgent    string
 	CustomAgentEnv stringsFlag
 	AmpCommand     string
@@ -197,6 +204,8 @@ func defaultConfig(getenv func(string) string) *config {
 		Listen:          "127.0.0.1:7420",
 		BrokerURL:       "http://127.0.0.1:7420",
 		ShutdownTimeout: 15 * time.Second,
+		AgentSandbox:    "on",
+		AgentNetwork:    "broker",
 		Issuer:          "agentbroker",
 		TokenMaxTTL:     24 * time.Hour,
 		AdminTokenTTL:   90 * 24 * time.Hour,

@@ -61,23 +61,70 @@ func demoCommand() *command {
 // reply carries it, the agent read the task through our MCP tool.
 const demoMarker = "the launch code is TANGERINE-42"
 
+// demoAgentCopy copies the broker's binary into the demo's scratch
+// directory, which it opens for search (0711) so that the agent user can
+// run it.
+func demoAgentCopy(self, scratch string) (string, error) {
+	if err := os.Chmod(scratch, 0o711); err != nil {
+		return "", err
+	}
+	src, err := os.Open(self)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	path := filepath.Join(scratch, "agentbroker")
+	dst, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return "", err
+	}
+	return path, dst.Close()
+}
+
 // demo runs the whole path a person would: a broker on loopback, a
 // project with instructions, tasks and knowledge, a session with the
 // reference agent, a prompt that makes it look a task up through MCP, and
 // the session live on the terminal. It fails unless the tool was called
 // and its result reached the reply.
 func demo(ctx context.Context, c *config, e *env) error {
+	// A scratch directory for what the agent may touch: its session's
+	// directory and its workspace, apart from the data directory. When the
+	// broker runs as root the agent runs as another user, who must reach
+	// them and the agent's program, so the program is copied there.
+	scratch, err := os.MkdirTemp("", "agentbroker-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(scratch)
 	if c.DataDir == "" {
-		dir, err := os.MkdirTemp("", "agentbroker-demo-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		c.DataDir = dir
+		c.DataDir = filepath.Join(scratch, "data")
+	}
+	if c.SessionsDir == "" {
+		c.SessionsDir = filepath.Join(scratch, "sessions")
+	}
+	agentUser, err := agentUser(c.AgentUser)
+	if err != nil {
+		return err
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
+	}
+	cwd := filepath.Join(scratch, "workspace")
+	if err := os.Mkdir(cwd, 0o700); err != nil {
+		return err
+	}
+	if agentUser != nil {
+		if self, err = demoAgentCopy(self, scratch); err != nil {
+			return err
+		}
+		if err := os.Chown(cwd, agentUser.UID, agentUser.GID); err != nil {
+			return err
+		}
 	}
 	c.Listen = "127.0.0.1:0"
 	c.CustomAgent = self + " refagent"
@@ -133,10 +180,6 @@ func demo(ctx context.Context, c *config, e *env) error {
 	}
 	fmt.Fprintf(out, "project %s with 2 tasks and 1 knowledge entry\n", p.ID)
 
-	cwd := filepath.Join(c.DataDir, "workspace")
-	if err := os.MkdirAll(cwd, 0o700); err != nil {
-		return err
-	}
 	var created sessions.CreateResponse
 	if err := a.call(ctx, "POST", "/v1/sessions", sessions.CreateRequest{
 		Project: p.ID, Agent: "custom", Cwd: cwd, PermissionPolicy: "allow-project-tools", Title: "demo",

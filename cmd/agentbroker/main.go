@@ -11,9 +11,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/agentbroker/agentbroker/acp/sandbox"
 )
 
 func main() {
+	// A confined agent's launcher is this binary: it never returns.
+	sandbox.MaybeRunLauncher()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], &env{
 		stdin:  os.Stdin,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentbroker/agentbroker/acp/profile"
+	"github.com/agentbroker/agentbroker/acp/sandbox"
 	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/internal/adminapi"
 	"github.com/agentbroker/agentbroker/internal/console"
@@ -45,6 +46,7 @@ func serveCommand() *command {
 			fs.StringVar(&c.CustomAgent, "custom-agent", c.CustomAgent, "the command of the custom profile: any ACP agent, e.g. the reference agent")
 			fs.Var(&c.CustomAgentEnv, "custom-agent-env", "KEY=VALUE added to the custom agent's environment ({session_dir} is replaced); repeat for more")
 			fs.StringVar(&c.AmpCommand, "amp-command", c.AmpCommand, "the amp-acp adapter's command (the Amp profile is off without it)")
+			sandboxFlags(fs, c)
 			fs.Var(&c.AllowedOrigins, "allowed-origin", "a browser origin (scheme://host:port) allowed besides the broker's own; repeat for more")
 		},
 		run: func(ctx context.Context, c *config, e *env, args []string) error {
@@ -66,6 +68,11 @@ func serve(ctx context.Context, c *config, e *env) error {
 	log, err := c.logger(e.stderr)
 	if err != nil {
 		return err
+	}
+	// Agents are processes of the broker's user when it is not root: they
+	// must not read its environment (platform keys), memory or descriptors.
+	if err := sandbox.ProtectSelf(); err != nil {
+		log.Warn("the broker could not make itself non-dumpable: processes of its user can read its memory", "err", err)
 	}
 	cat, err := loadCatalog(c)
 	if err != nil {
@@ -112,15 +119,33 @@ func serve(ctx context.Context, c *config, e *env) error {
 	if err != nil {
 		return fmt.Errorf("find the broker's own executable (for mcp-bridge): %w", err)
 	}
+	confinement, readyInfo, err := c.confinement(publicURL, log)
+	if err != nil {
+		return err
+	}
+	agents := c.agentConfigs()
+	reach := map[string]string{"the broker's binary (the MCP bridge)": self}
+	for name, ac := range agents {
+		if ac.InstallDir != "" {
+			reach["the agents directory"] = ac.InstallDir
+		}
+		if len(ac.Command) > 0 && filepath.IsAbs(ac.Command[0]) {
+			reach["the "+string(name)+" agent's command"] = ac.Command[0]
+		}
+	}
+	if err := checkReachable(confinement.Policy.User, c.sessionsDir(), reach, log); err != nil {
+		return err
+	}
 	mgr, err := sessions.New(sessions.Options{
 		Store:          st,
 		Tokens:         svc,
 		Models:         cat,
-		DataDir:        c.DataDir,
+		SessionsDir:    c.sessionsDir(),
+		Confinement:    confinement,
 		MCPURL:         publicURL + "/mcp",
 		BridgeCommand:  self,
 		ProxyBaseURL:   publicURL,
-		Agents:         c.agentConfigs(),
+		Agents:         agents,
 		TokenLifetime:  c.TokenMaxTTL,
 		AllowedOrigins: c.AllowedOrigins,
 		Logger:         log,
@@ -155,6 +180,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 		Logger:          log,
 		Metrics:         reg,
 		Health:          st,
+		ReadyInfo:       readyInfo,
 		ShutdownTimeout: c.ShutdownTimeout,
 		OnShutdown:      []func(){func() { mcp.Close() }},
 	})
