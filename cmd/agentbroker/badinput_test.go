@@ -151,7 +151,7 @@ func TestBadInput(t *testing.T) {
 	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagentBin)
 	admin := adminToken(t, dataDir)
 	fx := newFixtures(t, b, admin)
-	cwd := t.TempDir()
+	cwd := agentDir(t)
 	notDir := filepath.Join(cwd, "file")
 	os.WriteFile(notDir, []byte("x"), 0o600)
 
@@ -525,7 +525,7 @@ func TestBodyLimits(t *testing.T) {
 	}
 
 	// The viewer's messages, on a real session.
-	cwd := t.TempDir()
+	cwd := agentDir(t)
 	resp, body := b.do("POST", "/v1/sessions", admin, strings.NewReader(fmt.Sprintf(
 		`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q}`, fx.project, cwd)))
 	var created sessions.CreateResponse

@@ -558,7 +558,7 @@ func TestConsoleBrowser(t *testing.T) {
 	p.set("project", proj.ID)
 	p.set("policy", "ask")
 	p.do("fill the form",
-		chromedp.SendKeys(chromedp.CSS("#cwd"), t.TempDir()),
+		chromedp.SendKeys(chromedp.CSS("#cwd"), agentDir(t)),
 		chromedp.SendKeys(chromedp.CSS("#title"), "browser test"))
 	p.accessible("start form")
 	p.do("start the session", chromedp.Click(chromedp.CSS("#start")))

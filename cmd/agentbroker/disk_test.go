@@ -130,7 +130,7 @@ func TestStoreDiskFull(t *testing.T) {
 			}
 			// A session's write path too: creating one records it first.
 			resp, body = b.do("POST", "/v1/sessions", admin, strings.NewReader(fmt.Sprintf(
-				`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q}`, fx.project, t.TempDir())))
+				`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q}`, fx.project, agentDir(t))))
 			msg, ok = jsonErrorMessage(body)
 			t.Logf("%s: POST /v1/sessions = %d %s", when, resp.StatusCode, msg)
 			if resp.StatusCode < 500 || !ok {

@@ -50,7 +50,7 @@ func newSessionOn(t testing.TB, b *broker, admin, project, extra string) *sessio
 	t.Helper()
 	resp, body := b.do("POST", "/v1/sessions", admin, strings.NewReader(fmt.Sprintf(
 		`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q,"permission_policy":"allow-all"%s}`,
-		project, t.TempDir(), extra)))
+		project, agentDir(t), extra)))
 	var created sessions.CreateResponse
 	if resp.StatusCode != 201 || json.Unmarshal([]byte(body), &created) != nil {
 		t.Fatalf("create session = %d %s", resp.StatusCode, body)

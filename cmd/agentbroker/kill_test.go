@@ -32,7 +32,7 @@ func TestKill9DuringTurn(t *testing.T) {
 	_, body := b.do("POST", "/v1/projects", admin, strings.NewReader(`{"name":"k9"}`))
 	json.Unmarshal([]byte(body), &p)
 	resp, body := b.do("POST", "/v1/sessions", admin, strings.NewReader(fmt.Sprintf(
-		`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q,"permission_policy":"allow-all"}`, p.ID, t.TempDir())))
+		`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q,"permission_policy":"allow-all"}`, p.ID, agentDir(t))))
 	var created sessions.CreateResponse
 	if resp.StatusCode != 201 || json.Unmarshal([]byte(body), &created) != nil {
 		t.Fatalf("create session = %d %s", resp.StatusCode, body)

@@ -32,9 +32,23 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Agents run as another user when the tests run as root: they must
+	// reach the reference agent's binary.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	binary = filepath.Join(dir, "agentbroker")
 	refagentBin = filepath.Join(dir, "refagent")
+	// A test binary run as another user, without the go toolchain (CI's
+	// unprivileged run), is given the two programs already built.
+	if prebuilt := os.Getenv("AGENTBROKER_TEST_PROGRAMS"); prebuilt != "" {
+		binary, refagentBin = filepath.Join(prebuilt, "agentbroker"), filepath.Join(prebuilt, "refagent")
+	}
 	for path, pkg := range map[string]string{binary: ".", refagentBin: "../../internal/refagent/cmd/refagent"} {
+		if os.Getenv("AGENTBROKER_TEST_PROGRAMS") != "" {
+			break
+		}
 		out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
@@ -84,6 +98,7 @@ func startBrokerArgs(t testing.TB, dataDir string, args []string, extraEnv ...st
 		"HOME=" + t.TempDir(),
 		"AGENTBROKER_LISTEN=127.0.0.1:0",
 		"AGENTBROKER_DATA_DIR=" + dataDir,
+		"AGENTBROKER_SESSIONS_DIR=" + sessionsDirFor(t, dataDir),
 		"AGENTBROKER_LOG_FORMAT=json",
 	}, extraEnv...)
 	stderr, err := b.cmd.StderrPipe()
@@ -123,6 +138,41 @@ func startBrokerArgs(t testing.TB, dataDir string, args []string, extraEnv ...st
 		t.Fatalf("broker did not start listening in time\n%s", b.log())
 	}
 	return b
+}
+
+// sessionsDirs keeps one sessions directory per data directory, so that a
+// restarted broker finds its sessions' homes.
+var sessionsDirs sync.Map
+
+// sessionsDirFor is the sessions directory of the broker on dataDir: in
+// the system's temporary directory, which an agent user can reach (a
+// t.TempDir's parent is 0700).
+func sessionsDirFor(t testing.TB, dataDir string) string {
+	if d, ok := sessionsDirs.Load(dataDir); ok {
+		return d.(string)
+	}
+	d, err := os.MkdirTemp("", "agentbroker-sessions-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	actual, _ := sessionsDirs.LoadOrStore(dataDir, d)
+	return actual.(string)
+}
+
+// agentDir is a working directory for a session's agent: one that the
+// agent can reach and write whichever user it runs as.
+func agentDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "agentbroker-cwd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	if err := os.Chmod(d, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 func (b *broker) log() string {

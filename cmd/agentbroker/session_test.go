@@ -33,7 +33,7 @@ func TestSessionCLI(t *testing.T) {
 	json.Unmarshal([]byte(body), &task)
 
 	env := map[string]string{"AGENTBROKER_DATA_DIR": dataDir, "AGENTBROKER_URL": b.url("")}
-	out, stderr, err := runCLI(t, env, "", "session", "start", "--project", p.ID, "--agent", "custom", "--credential", "none", "--policy", "allow-all", "--cwd", t.TempDir())
+	out, stderr, err := runCLI(t, env, "", "session", "start", "--project", p.ID, "--agent", "custom", "--credential", "none", "--policy", "allow-all", "--cwd", agentDir(t))
 	if err != nil {
 		t.Fatalf("session start: %v\n%s\n%s", err, stderr, b.log())
 	}
@@ -120,7 +120,7 @@ func TestSessionAttachAnswersPermission(t *testing.T) {
 	json.Unmarshal([]byte(body), &task)
 	vars := map[string]string{"AGENTBROKER_DATA_DIR": dataDir, "AGENTBROKER_URL": b.url("")}
 	out, _, err := runCLI(t, vars, "", "session", "start", "--project", p.ID, "--agent", "custom", "--credential", "none",
-		"--policy", "ask", "--cwd", t.TempDir())
+		"--policy", "ask", "--cwd", agentDir(t))
 	if err != nil {
 		t.Fatalf("session start: %v", err)
 	}

@@ -1,7 +1,9 @@
 // Command refagent is agentbroker's reference ACP agent on stdio (see
 // package refagent). Environment: REFAGENT_MCP_HTTP=0 (advertise stdio MCP
 // only), REFAGENT_REQUIRE_AUTH=1, REFAGENT_IGNORE_EOF=1, REFAGENT_STATE_DIR,
-// REFAGENT_LOG=debug. Logs go to stderr; stdout carries only JSON-RPC.
+// REFAGENT_LOG=debug, REFAGENT_PROBE (a probe spec file, see package probe:
+// the attempts run before ACP is served). Logs go to stderr; stdout
+// carries only JSON-RPC.
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/agentbroker/agentbroker/internal/refagent"
+	"github.com/agentbroker/agentbroker/internal/refagent/probe"
 )
 
 func main() {
@@ -22,6 +25,11 @@ func main() {
 	level := slog.LevelInfo
 	if os.Getenv("REFAGENT_LOG") == "debug" {
 		level = slog.LevelDebug
+	}
+	if spec := os.Getenv("REFAGENT_PROBE"); spec != "" {
+		if err := probe.RunFile(spec); err != nil {
+			fmt.Fprintln(os.Stderr, "refagent: probe:", err)
+		}
 	}
 	opts := refagent.OptionsFromEnv(os.Getenv)
 	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
