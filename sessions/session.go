@@ -1007,10 +1007,10 @@ type Info struct {
 	LastError        string    `json:"last_error,omitempty"`
 	DroppedEvents    int64     `json:"dropped_events,omitempty"`
 	// Sandbox says how the agent is confined, or that it is not and why.
-	Sandbox string `json:"sandbox,omitempty"`
-	LastEventSeq     int64     `json:"last_event_seq"`
-	CreatedAt        time.Time `json:"created_at,omitzero"`
-	UpdatedAt        time.Time `json:"updated_at,omitzero"`
+	Sandbox      string    `json:"sandbox,omitempty"`
+	LastEventSeq int64     `json:"last_event_seq"`
+	CreatedAt    time.Time `json:"created_at,omitzero"`
+	UpdatedAt    time.Time `json:"updated_at,omitzero"`
 }
 
 // MCPInfo is a session's MCP server configuration and readiness. The token
