@@ -5,6 +5,11 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${AGENTBROKER_EXAMPLES_CACHE:-$root/examples/.cache}
 agents=$cache/agents
 work=$(mktemp -d)
+# The broker confines its agents, and as root runs them as another user
+# (nobody): they must reach the broker's binary (the MCP bridge) and their
+# working directory, which is theirs to write.
+chmod 0755 "$work"
+mkdir -m 0777 "$work/cwd"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -69,4 +74,11 @@ mcp_token_id() {
 finish() {
   if [ "$fail" -ne 0 ]; then echo; echo "broker log:"; tail -40 "$work/broker.log" 2>/dev/null; exit 1; fi
   echo; echo "$name example: all checks passed"
+}
+
+# check_confined EVENTS: the session's agent ran confined (Landlock), as
+# the broker recorded it.
+check_confined() {
+  check "the agent ran confined (the session's record: sandbox on, Landlock)" \
+    test "$(count "$1" '"type":"config"' '"sandbox":"on: landlock ABI')" -ge 1
 }

@@ -57,6 +57,7 @@ ab session events "$session" >"$work/events.jsonl"
 
 step "checks, from the broker's records"
 ev=$work/events.jsonl
+check_confined "$ev"
 check "the session's MCP config was recorded before launch (token id $mcp_token)" test -n "$mcp_token"
 check "the agent reached /mcp with this session's token (tools/list)" test "$(count "$ev" '"type":"mcp_connected"')" -ge 1
 check "the agent called get_task through MCP with this session's token, and it succeeded" \
