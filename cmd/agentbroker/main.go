@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/agentbroker/agentbroker/internal/termtext"
 )
 
 func main() {
@@ -30,7 +32,7 @@ func main() {
 	case errors.Is(err, errSilent):
 		os.Exit(1)
 	default:
-		fmt.Fprintln(os.Stderr, "agentbroker:", err)
+		fmt.Fprintln(os.Stderr, "agentbroker:", termtext.Escape(err.Error())) // it may echo the broker or an agent
 		os.Exit(1)
 	}
 }
