@@ -175,7 +175,7 @@ func TestMintNeverEscalates(t *testing.T) {
 	}
 	for _, body := range []string{
 		`{"subject":"op","purpose":"admin","scopes":["admin"]}`,
-		`{"subject":"op","purpose":"admin","scopes":["admin"],"ttl":"4m"}`,
+		`{"subject":"op","purpose":"admin","scopes":["admin"],"ttl":"1m"}`,
 		`{"subject":"u","purpose":"mcp","project":"p","session":"s","scopes":["tasks:read"]}`,
 	} {
 		var minted MintResponse
