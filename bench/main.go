@@ -177,6 +177,7 @@ func runSessions(ctx context.Context, e *env) error {
 	for _, n := range sizes {
 		r, err := benchSessions(ctx, e.bin, e.root, n)
 		if err != nil {
+			//lint:ignore ST1005 N is the table's column, named as there
 			return fmt.Errorf("N=%d: %w", n, err)
 		}
 		e.printf("| %d | %.0f (%.0f) | %s | %s | %s | %s | %.0f | %s / %s | %s / %s | %d | %d |\n",

@@ -19,12 +19,6 @@ func (l *latencies) add(d time.Duration) {
 	l.mu.Unlock()
 }
 
-func (l *latencies) n() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.d)
-}
-
 // q is the q-quantile (nearest rank).
 func (l *latencies) q(q float64) time.Duration {
 	l.mu.Lock()

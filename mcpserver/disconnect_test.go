@@ -69,6 +69,7 @@ func TestDisconnectMidStream(t *testing.T) {
 	c := w.client(tok)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	//lint:ignore SA1019 the client speaks the legacy protocol (initRequest), where ping is sent
 	if err := c.Ping(ctx); err != nil {
 		t.Fatalf("ping after the disconnects: %v", err)
 	}

@@ -432,6 +432,7 @@ func TestRevokedClientStream(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, nil)
 	raw, c := w.mint(w.projA.ID, w.sessA, readScopes...)
+	//lint:ignore SA1019 the test is about the legacy standalone GET stream, which the server still serves to clients of the legacy protocol
 	cl := w.client(raw, transport.WithContinuousListening())
 	call(t, cl, "get_project", nil)
 	if err := w.tokens.Revoke(context.Background(), c.ID, c.ExpiresAt); err != nil {

@@ -139,6 +139,7 @@ func TestProgressMCPClient(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, nil)
 	addProgressTool(t, w.srv)
+	//lint:ignore SA1019 the test is about the legacy standalone GET stream, which the server still serves to clients of the legacy protocol
 	c := w.client(w.tokenA(tokens.ScopeTasksRead), transport.WithContinuousListening())
 	if !waitFor(func() bool { return w.metric("agentbroker_mcp_get_streams") == 1 }) {
 		t.Fatal("the client's GET stream did not open")

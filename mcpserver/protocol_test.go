@@ -233,6 +233,7 @@ func TestGetStreamLimits(t *testing.T) {
 func TestContinuousListeningClient(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, nil)
+	//lint:ignore SA1019 the test is about the legacy standalone GET stream, which the server still serves to clients of the legacy protocol
 	c := w.client(w.tokenA(readScopes...), transport.WithContinuousListening())
 	res := call(t, c, "get_project", nil)
 	if structured(t, res)["project"].(map[string]any)["name"] != "alpha" {

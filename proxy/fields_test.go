@@ -103,15 +103,16 @@ func TestScanRequestAllocations(t *testing.T) {
 	}
 }
 
-// oracle decides what scanRequest must return, with encoding/json.
-func oracle(b []byte) (requestFields, error, string) {
+// oracle decides what scanRequest must return, with encoding/json, and
+// which field the error must name.
+func oracle(b []byte) (requestFields, string, error) {
 	if !json.Valid(b) {
-		return requestFields{}, errNotJSON, ""
+		return requestFields{}, "", errNotJSON
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	tok, err := dec.Token()
 	if d, ok := tok.(json.Delim); err != nil || !ok || d != '{' {
-		return requestFields{}, errNotObject, ""
+		return requestFields{}, "", errNotObject
 	}
 	var raw [len(watched)]json.RawMessage
 	var seen [len(watched)]bool
@@ -128,28 +129,28 @@ func oracle(b []byte) (requestFields, error, string) {
 		for k, name := range watched {
 			if strings.EqualFold(key, name) {
 				if key != name || seen[k] {
-					return requestFields{}, errAmbiguous, name
+					return requestFields{}, name, errAmbiguous
 				}
 				seen[k], raw[k] = true, v
 			}
 		}
 	}
 	if !seen[0] {
-		return requestFields{}, errNoModel, ""
+		return requestFields{}, "", errNoModel
 	}
 	var f requestFields
 	if json.Unmarshal(raw[0], &f.Model) != nil || string(raw[0]) == "null" {
-		return requestFields{}, errFieldNotStr, "model"
+		return requestFields{}, "model", errFieldNotStr
 	}
 	for k, dst := range []*string{1: &f.Speed, 2: &f.ServiceTier} {
 		if k == 0 || raw[k] == nil || string(raw[k]) == "null" {
 			continue
 		}
 		if json.Unmarshal(raw[k], dst) != nil {
-			return requestFields{}, errFieldNotStr, watched[k]
+			return requestFields{}, watched[k], errFieldNotStr
 		}
 	}
-	return f, nil, ""
+	return f, "", nil
 }
 
 // FuzzModelField: no panic on any body, memory bounded by the body's size,
@@ -185,7 +186,7 @@ func FuzzModelField(f *testing.F) {
 		if model != got.Model || (merr == nil) != (err == nil) {
 			t.Fatalf("modelField %q %v, scanRequest %+v %v", model, merr, got, err)
 		}
-		want, werr, field := oracle(b)
+		want, field, werr := oracle(b)
 		if !errors.Is(err, werr) || (err == nil) != (werr == nil) || got != want {
 			t.Fatalf("body %q:\n got %+v, %v\nwant %+v, %v", b, got, err, want, werr)
 		}

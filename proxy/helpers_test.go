@@ -228,10 +228,6 @@ func responsesBody(model string, stream bool) string {
 	return fmt.Sprintf(`{"model":%q,"stream":%v,"input":[{"type":"message","role":"user","content":[{"type":"input_text","text":"hello"}]}]}`, model, stream)
 }
 
-func chatBody(model string, stream bool) string {
-	return fmt.Sprintf(`{"model":%q,"stream":%v,"messages":[{"role":"user","content":"hello"}]}`, model, stream)
-}
-
 const (
 	messagesPath  = proxy.AnthropicPrefix + "/v1/messages?beta=true"
 	countPath     = proxy.AnthropicPrefix + "/v1/messages/count_tokens"

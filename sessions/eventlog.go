@@ -53,7 +53,6 @@ type Journal struct {
 	reqs  chan *appendReq
 	max   int
 	log   *slog.Logger
-	done  chan struct{}
 	stop  context.CancelFunc
 	ended chan struct{}
 }

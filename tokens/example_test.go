@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"time"
 
 	"github.com/agentbroker/agentbroker/tokens"
 	"github.com/agentbroker/agentbroker/tokens/internal/memstore"
@@ -85,4 +86,24 @@ func ExampleService_Middleware() {
 	// Output:
 	// 401 Bearer realm="agentbroker"
 	// 403 Bearer realm="agentbroker", error="insufficient_scope", error_description="token lacks scope tasks:read", scope="tasks:read"
+}
+
+// A short-lived admin token may hand out a narrower session token, but
+// nothing that outlives it.
+func ExampleCheckDelegation() {
+	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	admin, _ := tokens.NewScopes(tokens.ScopeAdmin)
+	minter := tokens.Claims{Subject: "op", Audience: tokens.AudienceAdmin, Scopes: admin, ExpiresAt: now.Add(5 * time.Minute)}
+
+	viewer := tokens.Grant{Subject: "op", Project: "proj-1", Session: "sess-42", Audience: tokens.AudienceViewer,
+		Scopes: []tokens.Scope{tokens.ScopeSessionView}, Lifetime: 5 * time.Minute}
+	fmt.Println(tokens.CheckDelegation(minter, viewer, now))
+
+	forever := tokens.Grant{Subject: "op", Audience: tokens.AudienceAdmin, Scopes: []tokens.Scope{tokens.ScopeAdmin},
+		Lifetime: 90 * 24 * time.Hour}
+	err := tokens.CheckDelegation(minter, forever, now)
+	fmt.Println(errors.Is(err, tokens.ErrEscalation))
+	// Output:
+	// <nil>
+	// true
 }

@@ -182,10 +182,16 @@ func (s *Service) LogValue() slog.Value { return slog.StringValue(s.String()) }
 // Mint signs a token for g with the ring's signing key. It returns the raw
 // token (a secret: hand it to its holder, never log it) and its claims.
 func (s *Service) Mint(ctx context.Context, g Grant) (string, Claims, error) {
+	return s.mint(ctx, g, nil)
+}
+
+// mint is Mint, and MintDelegated when minter is not nil.
+func (s *Service) mint(ctx context.Context, g Grant, minter *Claims) (string, Claims, error) {
 	scopes, err := g.validate()
 	if err != nil {
 		return "", Claims{}, fmt.Errorf("tokens: mint: %w", err)
 	}
+	now := s.opts.Now().Truncate(time.Second).UTC()
 	lifetime := g.Lifetime
 	if lifetime == 0 {
 		lifetime = s.opts.DefaultLifetime
@@ -197,6 +203,15 @@ func (s *Service) Mint(ctx context.Context, g Grant) (string, Claims, error) {
 	if lifetime > limit {
 		return "", Claims{}, fmt.Errorf("tokens: mint: %w (%s > %s)", ErrLifetimeTooLong, lifetime, limit)
 	}
+	if minter != nil {
+		if g.Lifetime == 0 { // the default, cut to what the minter has left
+			lifetime = min(lifetime, minter.ExpiresAt.Sub(now))
+		}
+		g.Lifetime = lifetime
+		if err := CheckDelegation(*minter, g, now); err != nil {
+			return "", Claims{}, fmt.Errorf("tokens: mint: %w", err)
+		}
+	}
 	key := s.ring.signer()
 	if key == nil {
 		return "", Claims{}, fmt.Errorf("tokens: mint: %w", ErrNoSigningKey)
@@ -205,7 +220,6 @@ func (s *Service) Mint(ctx context.Context, g Grant) (string, Claims, error) {
 	if err != nil {
 		return "", Claims{}, fmt.Errorf("tokens: mint: %w", err)
 	}
-	now := s.opts.Now().Truncate(time.Second).UTC()
 	c := Claims{
 		Issuer:    s.opts.Issuer,
 		Subject:   g.Subject,

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/agentbroker/agentbroker/internal/termtext"
 )
 
 // env is the process's outside world, injected so tests can run commands
@@ -20,6 +22,17 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+}
+
+// forTerminal returns e with stdout and stderr escaping terminal control
+// characters (termtext). Commands print text from agents, prompts, tools,
+// the store and the broker's errors; this is the one place it is made
+// safe, so no print of it needs to remember to.
+func (e *env) forTerminal() *env {
+	out := *e
+	out.stdout = termtext.NewWriter(e.stdout)
+	out.stderr = termtext.NewWriter(e.stderr)
+	return &out
 }
 
 var (
@@ -46,6 +59,10 @@ type command struct {
 	flags    func(fs *flag.FlagSet, c *config)
 	run      func(ctx context.Context, c *config, e *env, args []string) error
 	children []*command
+	// stdio: stdin and stdout are a protocol stream (an agent, a bridge),
+	// written as they are; every other command's output is escaped for
+	// the terminal (env.forTerminal).
+	stdio bool
 }
 
 func commands() []*command {
@@ -90,6 +107,9 @@ func dispatch(ctx context.Context, cmd *command, path, args []string, e *env) er
 		return errUsage
 	}
 
+	if !cmd.stdio {
+		e = e.forTerminal()
+	}
 	cfg := defaultConfig(e.getenv)
 	fs := flag.NewFlagSet(strings.Join(path, " "), flag.ContinueOnError)
 	fs.SetOutput(e.stderr)

@@ -15,6 +15,7 @@ func bridgeCommand() *command {
 	var url string
 	return &command{
 		name:    "mcp-bridge",
+		stdio:   true,
 		summary: "relay MCP between stdio and the broker's HTTP endpoint (for agents without HTTP MCP); token in " + mcpTokenEnv,
 		flags: func(fs *flag.FlagSet, c *config) {
 			logFlags(fs, c)

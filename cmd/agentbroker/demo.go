@@ -24,6 +24,7 @@ import (
 func refagentCommand() *command {
 	return &command{
 		name:    "refagent",
+		stdio:   true,
 		summary: "run the reference ACP agent on stdio (for the demo and tests; no model, no network)",
 		run: func(ctx context.Context, _ *config, e *env, args []string) error {
 			if len(args) > 0 {

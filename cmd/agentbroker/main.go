@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/agentbroker/agentbroker/acp/sandbox"
+	"github.com/agentbroker/agentbroker/internal/termtext"
 )
 
 func main() {
@@ -34,7 +35,7 @@ func main() {
 	case errors.Is(err, errSilent):
 		os.Exit(1)
 	default:
-		fmt.Fprintln(os.Stderr, "agentbroker:", err)
+		fmt.Fprintln(os.Stderr, "agentbroker:", termtext.Escape(err.Error())) // it may echo the broker or an agent
 		os.Exit(1)
 	}
 }

@@ -8,14 +8,18 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agentbroker/agentbroker/internal/termtext"
 	"github.com/agentbroker/agentbroker/sessions"
 )
 
 // renderer prints a session's events as a person watching wants them:
 // the agent's text as it streams, tool calls with their status, plans,
 // permission questions, state changes. Anything it does not know it skips.
+// Everything it prints of an event goes through w, which escapes terminal
+// controls (termtext); only its own spinner is drawn on raw.
 type renderer struct {
 	w        io.Writer
+	raw      io.Writer
 	midText  bool // the last thing printed was streamed text without a newline
 	thinking bool
 	working  bool // a turn is running
@@ -25,8 +29,9 @@ type renderer struct {
 }
 
 func newRenderer(w io.Writer) *renderer {
-	r := &renderer{w: w}
-	if f, ok := w.(*os.File); ok {
+	safe := termtext.NewWriter(w)
+	r := &renderer{w: safe, raw: safe.Unwrap()}
+	if f, ok := r.raw.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			r.tty = true
 		}
@@ -46,14 +51,14 @@ func (r *renderer) tick() {
 		return // the agent is mid-sentence; do not break its line
 	}
 	r.spin = (r.spin + 1) % len(spinnerFrames)
-	fmt.Fprintf(r.w, "\r%s working…", spinnerFrames[r.spin])
+	fmt.Fprintf(r.raw, "\r%s working…", spinnerFrames[r.spin])
 	r.spinning = true
 }
 
 // clearSpinner removes a spinner frame before real output.
 func (r *renderer) clearSpinner() {
 	if r.spinning {
-		fmt.Fprint(r.w, "\r\033[K")
+		fmt.Fprint(r.raw, "\r\033[K")
 		r.spinning = false
 	}
 }

@@ -97,6 +97,13 @@ func (a *api) retireKey(w http.ResponseWriter, r *http.Request) {
 }
 
 // MintRequest is the body of POST /v1/tokens.
+//
+// A token minted through the API never outlives, nor holds more than, the
+// bearer token that asks for it (tokens.CheckDelegation): a TTL beyond the
+// caller's own remaining lifetime, or a scope, audience or binding beyond
+// its own, is refused with 403 "exceeds_minter", never silently shortened;
+// an omitted TTL is the default lifetime cut to the caller's remaining
+// lifetime (expires_at in the answer says which).
 type MintRequest struct {
 	Subject string   `json:"subject"`
 	Purpose string   `json:"purpose"` // mcp, proxy, viewer or admin
@@ -124,8 +131,17 @@ func (a *api) mint(w http.ResponseWriter, r *http.Request) {
 		server.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	raw, claims, err := a.svc.Mint(r.Context(), g)
-	if err != nil {
+	minter, ok := tokens.ClaimsFrom(r.Context())
+	if !ok { // the admin middleware always sets them
+		server.WriteError(w, http.StatusUnauthorized, "invalid_token", "no verified token")
+		return
+	}
+	raw, claims, err := a.svc.MintDelegated(r.Context(), minter, g)
+	switch {
+	case errors.Is(err, tokens.ErrEscalation):
+		server.WriteError(w, http.StatusForbidden, "exceeds_minter", err.Error())
+		return
+	case err != nil:
 		server.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}

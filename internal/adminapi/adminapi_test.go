@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/internal/server"
@@ -148,6 +149,52 @@ func TestKeysAndTokens(t *testing.T) {
 		if code := f.call("POST", tt.path, tt.body, nil); code != tt.code {
 			t.Errorf("POST %s %.60q = %d; want %d", tt.path, tt.body, code, tt.code)
 		}
+	}
+}
+
+// TestMintNeverEscalates: POST /v1/tokens never mints a token that outlives
+// the caller's, nor one with a scope the caller lacks. A 5-minute admin
+// token asking for 90 days is refused (403), not clamped; without a ttl,
+// the default is cut to the caller's remaining lifetime.
+func TestMintNeverEscalates(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	short, minter, err := f.svc.Mint(ctx, tokens.Grant{Subject: "op", Audience: tokens.AudienceAdmin,
+		Scopes: []tokens.Scope{tokens.ScopeAdmin}, Lifetime: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refusal struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	code := f.callAs(short, "POST", "/v1/tokens", `{"subject":"op","purpose":"admin","scopes":["admin"],"ttl":"2160h"}`, &refusal)
+	if code != 403 || refusal.Error != "exceeds_minter" || !strings.Contains(refusal.Description, "outlives the minting token") {
+		t.Fatalf("90-day admin token from a 5-minute one = %d %+v; want 403 exceeds_minter", code, refusal)
+	}
+	for _, body := range []string{
+		`{"subject":"op","purpose":"admin","scopes":["admin"]}`,
+		`{"subject":"op","purpose":"admin","scopes":["admin"],"ttl":"1m"}`,
+		`{"subject":"u","purpose":"mcp","project":"p","session":"s","scopes":["tasks:read"]}`,
+	} {
+		var minted MintResponse
+		if code := f.callAs(short, "POST", "/v1/tokens", body, &minted); code != 201 {
+			t.Fatalf("mint %s = %d; want 201", body, code)
+		}
+		if minted.ExpiresAt.After(minter.ExpiresAt) {
+			t.Errorf("mint %s: expires %v, after the minter's %v", body, minted.ExpiresAt, minter.ExpiresAt)
+		}
+	}
+
+	// A token without the admin scope reaches no mint at all.
+	narrow, _, err := f.svc.Mint(ctx, tokens.Grant{Subject: "op", Audience: tokens.AudienceAdmin,
+		Scopes: []tokens.Scope{tokens.ScopeTasksRead}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := f.callAs(narrow, "POST", "/v1/tokens", `{"subject":"op","purpose":"admin","scopes":["admin"],"ttl":"1m"}`, nil); code != 403 {
+		t.Errorf("admin minted by a tasks:read admin-audience token = %d; want 403", code)
 	}
 }
 

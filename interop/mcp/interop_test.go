@@ -185,7 +185,7 @@ func stopProcess(t *testing.T, cmd *exec.Cmd, stdin io.Closer, waited <-chan err
 		case err = <-waited:
 		case <-time.After(5 * time.Second):
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			err = <-waited
+			<-waited
 			t.Errorf("the fixture ignored stdin EOF and SIGTERM; killed")
 			return
 		}
