@@ -2,7 +2,11 @@
 # example's name, for the headings) before sourcing it.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cache=${AGENTBROKER_EXAMPLES_CACHE:-$root/examples/.cache}
+# As root, agents run as nobody, who must reach the adapters: the checkout
+# may sit under a private directory (/root), so the cache goes elsewhere.
+default_cache=$root/examples/.cache
+[ "$(id -u)" -eq 0 ] && default_cache=/var/cache/agentbroker-examples
+cache=${AGENTBROKER_EXAMPLES_CACHE:-$default_cache}
 agents=$cache/agents
 work=$(mktemp -d)
 # The broker confines its agents, and as root runs them as another user
