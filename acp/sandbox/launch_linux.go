@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"syscall"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
@@ -91,6 +92,9 @@ func runLauncher(argv []string) error {
 		return fmt.Errorf("the agent (%s) cannot execute %s: %w", p.User, argv[0], err)
 	}
 
+	// Whatever the broker inherited and did not mark close-on-exec (from a
+	// shell, a service manager) must not reach the agent.
+	closeOnExecFrom3()
 	if p.Unconfined {
 		err := syscall.Exec(argv[0], argv, os.Environ())
 		return fmt.Errorf("exec %s: %w", argv[0], err)
@@ -175,11 +179,32 @@ func rules(p *Policy) ([]landlock.Rule, error) {
 	return out, nil
 }
 
+// closeOnExecFrom3 marks every descriptor above stderr close-on-exec.
+func closeOnExecFrom3() {
+	if unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return
+	}
+	// Before Linux 5.11: one by one.
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	for _, n := range names {
+		if fd, err := strconv.Atoi(n); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
+}
+
 // ProtectSelf makes the calling process non-dumpable: its /proc entries
 // (environ, mem, fd, maps…) become root's, and no process of the same user
 // may ptrace it. Agents are other processes of that user when the broker
 // is not root; this closes what they could otherwise read of the broker.
+// It also marks every descriptor the process inherited close-on-exec.
 func ProtectSelf() error {
+	closeOnExecFrom3() // nothing the broker inherited reaches any child
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("sandbox: PR_SET_DUMPABLE: %w", err)
 	}

@@ -180,6 +180,9 @@ func runProbe(t *testing.T, mode string) probeRun {
 		{Name: "read the system", Op: "read", Path: "/etc/passwd"},
 		{Name: "list the system", Op: "list", Path: "/usr/bin"},
 		{Name: "connect to the broker", Op: "connect", Addr: b.addr},
+		{Name: "inherit no descriptor but stdio", Op: "fds"},
+		{Name: "inherit no platform key (environment)", Op: "env-lacks", Value: "sk-ant-platform-key"},
+		{Name: "inherit no platform key (file's)", Op: "env-lacks", Value: "sk-platform-key"},
 	}
 	cwdA := agentDir(t)
 	spec := probe.Spec{Attempts: append(append([]probe.Attempt(nil), attacks...), controls...), Out: filepath.Join(cwdA, "probe-out.json")}

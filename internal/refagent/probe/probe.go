@@ -13,6 +13,8 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -23,13 +25,16 @@ type Attempt struct {
 	// Op: read (open and read a byte), open (open for reading), list
 	// (read a directory), write (create a new file and write to it),
 	// signal (kill with Signal, 0 for the permission check), ptrace
-	// (attach and detach), connect (TCP).
+	// (attach and detach), connect (TCP), fds (succeeds when the process
+	// holds no descriptor beyond stdin, stdout and stderr), env-lacks
+	// (succeeds when no environment variable contains Value).
 	Op string `json:"op"`
 	// Path may name the agent's own variables ($HOME, $TMPDIR).
 	Path   string `json:"path,omitempty"`
 	PID    int    `json:"pid,omitempty"`
 	Signal int    `json:"signal,omitempty"`
 	Addr   string `json:"addr,omitempty"`
+	Value  string `json:"value,omitempty"`
 }
 
 // Spec is the probe's input.
@@ -58,9 +63,10 @@ func RunFile(path string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
 	var spec Spec
-	if err := json.NewDecoder(io.LimitReader(f, maxSpec)).Decode(&spec); err != nil {
+	err = json.NewDecoder(io.LimitReader(f, maxSpec)).Decode(&spec)
+	f.Close() // before the attempts, one of which counts open descriptors
+	if err != nil {
 		return fmt.Errorf("probe spec %s: %w", path, err)
 	}
 	out := map[string]Result{}
@@ -128,6 +134,38 @@ func try(a Attempt) error {
 			return err
 		}
 		return c.Close()
+	case "fds":
+		d, err := os.Open("/proc/self/fd")
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		names, err := d.Readdirnames(-1)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if n == "0" || n == "1" || n == "2" || n == strconv.Itoa(int(d.Fd())) {
+				continue
+			}
+			target, _ := os.Readlink("/proc/self/fd/" + n)
+			// The Go runtime's own: its poller (epoll, eventfd) and the
+			// cgroup CPU limit files it keeps open to follow GOMAXPROCS.
+			// What a broker could leak is a file, a socket or a pipe.
+			if strings.HasPrefix(target, "/sys/fs/cgroup/") || strings.HasPrefix(target, "anon_inode:") {
+				continue
+			}
+			return fmt.Errorf("inherited descriptor %s → %s", n, target)
+		}
+		return nil
+	case "env-lacks":
+		for _, kv := range os.Environ() {
+			if a.Value != "" && strings.Contains(kv, a.Value) {
+				k, _, _ := strings.Cut(kv, "=")
+				return fmt.Errorf("%s holds it", k)
+			}
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown op %q", a.Op)
 }
