@@ -121,6 +121,11 @@ func runLauncher(argv []string) error {
 	if err := ll.LandlockRestrictSelf(fd, flags); err != nil {
 		return fmt.Errorf("landlock_restrict_self: %w", err)
 	}
+	if p.RestrictNet {
+		if err := denyMPTCP(); err != nil {
+			return err
+		}
+	}
 	unix.Close(fd)
 	// The environment is the agent's as the supervisor built it.
 	err = syscall.Exec(argv[0], argv, os.Environ())

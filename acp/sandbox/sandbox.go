@@ -15,7 +15,9 @@
 //     adapter's install directory, the agent's program);
 //   - read, write and create: [Policy.Write] (the session's working
 //     directory, its HOME and its private TMPDIR) and a few device files;
-//   - TCP connect: only [Policy.ConnectTCP] when [Policy.RestrictNet];
+//   - TCP connect: only [Policy.ConnectTCP] when [Policy.RestrictNet]
+//     (and then no Multipath TCP socket, which Landlock does not cover:
+//     a seccomp filter refuses to create one);
 //   - no signals to, and no ptrace of, any process outside the agent's own
 //     Landlock domain (the broker, other sessions), and no abstract UNIX
 //     sockets outside it.

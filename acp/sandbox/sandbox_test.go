@@ -4,12 +4,15 @@ package sandbox_test
 
 import (
 	"bytes"
+	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/agentbroker/agentbroker/acp/sandbox"
@@ -17,7 +20,32 @@ import (
 
 func TestMain(m *testing.M) {
 	sandbox.MaybeRunLauncher() // the test binary is the launcher
+	if addr := os.Getenv("SANDBOX_TEST_MPTCP_DIAL"); addr != "" {
+		os.Exit(mptcpDial(addr)) // the test binary as a confined program
+	}
 	os.Exit(m.Run())
+}
+
+// mptcpDial connects to addr over a Multipath TCP socket and prints what
+// happened.
+func mptcpDial(addr string) int {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		fmt.Println(err)
+		return 2
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 262)
+	if err != nil {
+		fmt.Println("socket:", err)
+		return 0
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Connect(fd, &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
+		fmt.Println("connect:", err)
+		return 0
+	}
+	fmt.Println("MPTCP-CONNECTED")
+	return 0
 }
 
 // nobody is the agent user when the tests run as root.
@@ -187,6 +215,32 @@ func TestConfinesTCPConnect(t *testing.T) {
 	if !strings.Contains(out, "ALLOWED-OK") || strings.Contains(out, "OTHER-OK") {
 		t.Errorf("want only the allowed port reachable:\n%s", out)
 	}
+
+	// Landlock's TCP rules do not cover Multipath TCP: a seccomp filter
+	// refuses such sockets. The test binary, copied where the agent user
+	// can run it, tries; without the sandbox it gets through.
+	prog := filepath.Join(openDir(t), "sandbox.test")
+	copyFile(t, os.Args[0], prog)
+	cmd := exec.Command(prog)
+	cmd.Env = []string{"SANDBOX_TEST_MPTCP_DIAL=" + other.Addr().String()}
+	control, _ := cmd.CombinedOutput()
+	t.Logf("MPTCP without the sandbox: %s", control)
+	p.Write = append(p.Write, filepath.Dir(prog))
+	out, err = runProgramEnv(t, p, work, []string{"SANDBOX_TEST_MPTCP_DIAL=" + other.Addr().String()}, prog)
+	if err != nil || strings.Contains(out, "MPTCP-CONNECTED") {
+		t.Errorf("an MPTCP socket reached a port the policy does not allow: %v\n%s", err, out)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func acceptAll(l net.Listener) {
@@ -201,6 +255,11 @@ func acceptAll(l net.Listener) {
 
 func runProgram(t *testing.T, p sandbox.Policy, dir, program string, args ...string) (string, error) {
 	t.Helper()
+	return runProgramEnv(t, p, dir, []string{"PATH=/usr/bin:/bin"}, program, args...)
+}
+
+func runProgramEnv(t *testing.T, p sandbox.Policy, dir string, env []string, program string, args ...string) (string, error) {
+	t.Helper()
 	self, _ := os.Executable()
 	c, err := sandbox.Wrap(self, p, program, args)
 	if err != nil {
@@ -209,7 +268,7 @@ func runProgram(t *testing.T, p sandbox.Policy, dir, program string, args ...str
 	cmd := exec.Command(c.Path, c.Args...)
 	cmd.ExtraFiles = []*os.File{c.PolicyFile}
 	cmd.Dir = dir
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	cmd.Env = env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
