@@ -40,16 +40,21 @@ func denyMPTCP() error {
 		return unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: jt, Jf: jf, K: k}
 	}
 	ret := func(k uint32) unix.SockFilter { return unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: k} }
+	jge := func(k uint32, jt, jf uint8) unix.SockFilter {
+		return unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K, Jt: jt, Jf: jf, K: k}
+	}
+	const x32 = 0x40000000 // x32 syscall numbers on x86_64: refused, as other ABIs are
 	filter := []unix.SockFilter{
 		/* 0 */ ld(offArch),
-		/* 1 */ jeq(arch, 0, 6), // another ABI (32-bit calls on a 64-bit kernel): 8
+		/* 1 */ jeq(arch, 0, 7), // another ABI (32-bit calls on a 64-bit kernel): 9
 		/* 2 */ ld(offNr),
-		/* 3 */ jeq(socketNr, 0, 3), // not socket(2): 7
-		/* 4 */ ld(offArg2),
-		/* 5 */ jeq(ipprotoMPTCP, 0, 1), // not MPTCP: 7
-		/* 6 */ ret(unix.SECCOMP_RET_ERRNO | uint32(unix.EPROTONOSUPPORT)),
-		/* 7 */ ret(unix.SECCOMP_RET_ALLOW),
-		/* 8 */ ret(unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)),
+		/* 3 */ jge(x32, 5, 0), // x32: 9
+		/* 4 */ jeq(socketNr, 0, 3), // not socket(2): 8
+		/* 5 */ ld(offArg2),
+		/* 6 */ jeq(ipprotoMPTCP, 0, 1), // not MPTCP: 8
+		/* 7 */ ret(unix.SECCOMP_RET_ERRNO | uint32(unix.EPROTONOSUPPORT)),
+		/* 8 */ ret(unix.SECCOMP_RET_ALLOW),
+		/* 9 */ ret(unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)),
 	}
 	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&prog)), 0, 0); err != nil {
