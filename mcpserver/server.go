@@ -38,10 +38,10 @@ type Store interface {
 
 var _ Store = store.Store(nil)
 
-// Authenticator builds the bearer-token middleware (*tokens.Service
-// satisfies it).
+// Authenticator decides whether a bearer token passes a policy
+// (*tokens.Service satisfies it).
 type Authenticator interface {
-	MiddlewareWith(o tokens.MiddlewareOptions) func(http.Handler) http.Handler
+	Authorize(ctx context.Context, raw string, p tokens.Policy) (tokens.Claims, *tokens.Refusal)
 }
 
 var _ Authenticator = (*tokens.Service)(nil)
@@ -121,14 +121,16 @@ type Server struct {
 	metadataURL string
 	metadata    []byte
 
-	origins       originSet
-	corsOrigins   originSet // the explicitly allowed ones, which get CORS headers
-	limiter       *limiter  // nil: no rate limiting
-	tools         map[string]*toolDef
-	mcp           *server.MCPServer
-	transport     *server.StreamableHTTPServer
-	authenticated http.Handler // the tokens middleware around serveAuthenticated
-	handler       http.Handler
+	origins     originSet
+	corsOrigins originSet // the explicitly allowed ones, which get CORS headers
+	limiter     *limiter  // nil: no rate limiting
+	tools       map[string]*toolDef
+	mcp         *server.MCPServer
+	transport   *server.StreamableHTTPServer
+	auth        Authenticator // nil: fixed identity only
+	policy      tokens.Policy
+	revocations RevocationObserver // nil: nobody
+	handler     http.Handler
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -243,19 +245,9 @@ func New(opts *Options) (*Server, error) {
 		server.WithStreamableHTTPLogger(o.Logger),
 	)
 	if o.Tokens != nil {
-		mo := tokens.MiddlewareOptions{
-			Audience:         tokens.AudienceMCP,
-			ResourceMetadata: s.metadataURL,
-		}
-		if ro, ok := o.Observer.(RevocationObserver); ok {
-			mo.OnRefused = func(r *http.Request, err error) {
-				var rev *tokens.RevokedError
-				if errors.As(err, &rev) {
-					ro.RevokedTokenUsed(r.Context(), rev.Claims)
-				}
-			}
-		}
-		s.authenticated = o.Tokens.MiddlewareWith(mo)(http.HandlerFunc(s.passAuthenticated))
+		s.auth = o.Tokens
+		s.policy = tokens.Policy{Audience: tokens.AudienceMCP, ResourceMetadata: s.metadataURL}
+		s.revocations, _ = o.Observer.(RevocationObserver)
 	}
 	s.handler = http.HandlerFunc(s.serveMCP)
 	if s.fixed != nil {
