@@ -50,12 +50,12 @@ const maxStreamsPerToken = 8
 
 func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 	origin := r.Header.Get("Origin")
-	if !s.origins.allows(origin) {
+	if !s.origins.Allows(origin) {
 		s.metrics.refused.With("origin").Inc()
 		writeError(w, http.StatusForbidden, "forbidden_origin", "this Origin may not call the MCP endpoint")
 		return
 	}
-	if origin != "" && s.corsOrigins.allows(origin) {
+	if origin != "" && s.corsOrigins.Allows(origin) {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Add("Vary", "Origin")
@@ -66,7 +66,7 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodOptions:
 		h := w.Header()
 		h.Set("Allow", allowedMethods)
-		if origin != "" && s.corsOrigins.allows(origin) {
+		if origin != "" && s.corsOrigins.Allows(origin) {
 			h.Set("Access-Control-Allow-Methods", allowedMethods)
 			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Mcp-Protocol-Version, Mcp-Session-Id, Last-Event-ID")
 			h.Set("Access-Control-Max-Age", "600")

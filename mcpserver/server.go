@@ -16,6 +16,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/agentbroker/agentbroker/internal/metrics"
+	"github.com/agentbroker/agentbroker/internal/origins"
 	"github.com/agentbroker/agentbroker/store"
 	"github.com/agentbroker/agentbroker/tokens"
 )
@@ -121,9 +122,9 @@ type Server struct {
 	metadataURL string
 	metadata    []byte
 
-	origins     originSet
-	corsOrigins originSet // the explicitly allowed ones, which get CORS headers
-	limiter     *limiter  // nil: no rate limiting
+	origins     origins.Set // the server's own origin and the allowed ones
+	corsOrigins origins.Set // the explicitly allowed ones, which get CORS headers
+	limiter     *limiter    // nil: no rate limiting
 	tools       map[string]*toolDef
 	mcp         *server.MCPServer
 	transport   *server.StreamableHTTPServer
@@ -190,11 +191,11 @@ func New(opts *Options) (*Server, error) {
 	if o.StreamKeepAlive <= 0 {
 		o.StreamKeepAlive = 25 * time.Second
 	}
-	cors, err := newOriginSet(o.AllowedOrigins)
+	cors, err := origins.New(o.AllowedOrigins...)
 	if err != nil {
 		return nil, fmt.Errorf("mcpserver: new: allowed origins: %w", err)
 	}
-	origins, err := newOriginSet(append(defaultOrigins(resource), o.AllowedOrigins...))
+	allowed, err := origins.ForPublicURL(resource.String(), o.AllowedOrigins)
 	if err != nil {
 		return nil, fmt.Errorf("mcpserver: new: allowed origins: %w", err)
 	}
@@ -210,7 +211,7 @@ func New(opts *Options) (*Server, error) {
 		keepAlive:   o.StreamKeepAlive,
 		resource:    resource,
 		metadataURL: metadataURL(resource),
-		origins:     origins,
+		origins:     allowed,
 		corsOrigins: cors,
 		limiter:     newLimiter(o.RateLimit),
 		tools:       make(map[string]*toolDef),
