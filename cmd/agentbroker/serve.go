@@ -120,6 +120,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 		MCPURL:         publicURL + "/mcp",
 		BridgeCommand:  self,
 		ProxyBaseURL:   publicURL,
+		PublicURL:      publicURL,
 		Agents:         c.agentConfigs(),
 		TokenLifetime:  c.TokenMaxTTL,
 		AllowedOrigins: c.AllowedOrigins,
