@@ -107,10 +107,10 @@ type ViewerOptions struct {
 	// ViewerHandler panics on a PublicURL or an origin it cannot parse
 	// (Manager checks them in New).
 	AllowedOrigins []string
-	// RecheckInterval is how often an open socket's token is verified
-	// again (cheap: Verify is cached), so that a revoked token's socket is
-	// closed within it (CloseTokenInvalid). Expiry needs no polling: the
-	// socket is closed at the token's exp. Default 500ms.
+	// RecheckInterval is how often the tokens of open sockets are verified
+	// again (one goroutine for all of them; cheap: Verify is cached), so
+	// that a socket whose token expired or was revoked is closed within it
+	// (CloseTokenInvalid). Default 500ms.
 	RecheckInterval time.Duration
 	// WriteTimeout: a viewer that does not take a frame in this time is
 	// disconnected with CloseSlowViewer. Default 10s.
@@ -142,7 +142,7 @@ func ViewerHandler(opts ViewerOptions) http.Handler {
 	if err != nil {
 		panic("sessions: viewer handler: " + err.Error())
 	}
-	v := &viewers{opts: opts, origins: allowed}
+	v := &viewers{opts: opts, origins: allowed, open: make(map[*socket]struct{})}
 	v.up = websocket.Upgrader{
 		Subprotocols:    []string{Subprotocol},
 		CheckOrigin:     v.checkOrigin,
@@ -156,6 +156,73 @@ type viewers struct {
 	opts    ViewerOptions
 	origins origins.Set
 	up      websocket.Upgrader
+
+	mu       sync.Mutex
+	open     map[*socket]struct{} // the sockets sweep re-checks
+	sweeping bool                 // sweep is running (while open is not empty)
+}
+
+// socket is an open viewer socket, as sweep sees it.
+type socket struct {
+	g      grant
+	refuse context.CancelCauseFunc // ends the socket with a *tokenRefusal
+}
+
+// tokenRefusal is why a socket's token no longer passes: the cause its
+// context is cancelled with, turned into a close frame by the writer.
+type tokenRefusal struct {
+	code int
+	why  string
+}
+
+func (e *tokenRefusal) Error() string { return "viewer token: " + e.why }
+
+// watch adds s to the sockets re-checked every RecheckInterval, and
+// returns the function that removes it.
+func (v *viewers) watch(s *socket) (unwatch func()) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.open[s] = struct{}{}
+	if !v.sweeping {
+		v.sweeping = true
+		go v.sweep()
+	}
+	return func() {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		delete(v.open, s)
+	}
+}
+
+// sweep re-verifies every open socket's token each RecheckInterval and
+// ends the sockets whose token no longer passes (expired, revoked). One
+// goroutine for all sockets rather than a ticker each: a thousand idle
+// viewers cost a thousand cached Verify calls per interval, not two
+// thousand wake-ups a second. It ends, within an interval, once no socket
+// is open (its owner is the set of open sockets).
+func (v *viewers) sweep() {
+	t := time.NewTicker(v.opts.RecheckInterval)
+	defer t.Stop()
+	var batch []*socket
+	for range t.C {
+		v.mu.Lock()
+		if len(v.open) == 0 {
+			v.sweeping = false
+			v.mu.Unlock()
+			return
+		}
+		batch = batch[:0]
+		for s := range v.open {
+			batch = append(batch, s)
+		}
+		v.mu.Unlock()
+		for _, s := range batch {
+			if code, why := v.check(context.Background(), s.g); code != 0 {
+				s.refuse(&tokenRefusal{code, why})
+			}
+		}
+		clear(batch)
+	}
 }
 
 // allowedOrigins is the origin rule of the events WebSocket, the same as
@@ -279,34 +346,28 @@ func (v *viewers) serve(ctx context.Context, conn *websocket.Conn, log *Log, g g
 		conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
 		conn.Close()
 	}
-	refused := func(code int, why string) {
-		l.Info("viewer's token no longer valid; disconnected", "reason", why, "jti", g.claims.ID)
-		cancel(fmt.Errorf("viewer token: %s", why))
-		closeWith(code, why)
+	// The token is checked again on each message (by the reader), and
+	// every RecheckInterval (by sweep); either cancels ctx with a
+	// *tokenRefusal, which becomes the close frame here.
+	refuse := func(code int, why string) { cancel(&tokenRefusal{code, why}) }
+	refused := func() bool {
+		var tr *tokenRefusal
+		if !errors.As(context.Cause(ctx), &tr) {
+			return false
+		}
+		l.Info("viewer's token no longer valid; disconnected", "reason", tr.why, "jti", g.claims.ID)
+		closeWith(tr.code, tr.why)
+		return true
 	}
-	wg.Go(func() { v.read(ctx, cancel, conn, log.SessionID(), g, write, refused) })
+	defer v.watch(&socket{g: g, refuse: cancel})()
+	wg.Go(func() { v.read(ctx, cancel, conn, log.SessionID(), g, write, refuse) })
 
-	// The token is checked again at its exp (a timer) and every
-	// RecheckInterval (revocation), between batches of events and while
-	// waiting for more.
-	expiry := time.NewTimer(time.Until(g.claims.ExpiresAt))
-	defer expiry.Stop()
-	recheck := time.NewTicker(v.opts.RecheckInterval)
-	defer recheck.Stop()
 	ping := time.NewTicker(v.opts.PingInterval)
 	defer ping.Stop()
 	cursor := after
 	for {
-		select {
-		case <-expiry.C:
-			refused(CloseTokenInvalid, "token expired")
+		if refused() {
 			return
-		case <-recheck.C:
-			if code, why := v.check(ctx, g); code != 0 {
-				refused(code, why)
-				return
-			}
-		default:
 		}
 		evs, err := log.Read(ctx, cursor, 256)
 		if err != nil {
@@ -317,6 +378,9 @@ func (v *viewers) serve(ctx context.Context, conn *websocket.Conn, log *Log, g g
 		for _, e := range evs {
 			t := e.CreatedAt
 			if err := write(Frame{Seq: e.Seq, Type: e.Type, Time: &t, Data: e.Data}); err != nil {
+				if refused() {
+					return
+				}
 				if ctx.Err() == nil {
 					l.Info("viewer too slow or gone; disconnected", "resume_after", cursor, "err", err)
 					closeWith(CloseSlowViewer, fmt.Sprintf("resume after %d", cursor))
@@ -332,39 +396,27 @@ func (v *viewers) serve(ctx context.Context, conn *websocket.Conn, log *Log, g g
 		waitCtx, stop := context.WithCancel(ctx)
 		waited := make(chan error, 1)
 		go func() { waited <- log.Wait(waitCtx, cursor) }()
-		// quit ends the wait before returning: the goroutine is ours.
-		quit := func() { stop(); <-waited }
-	wait:
-		for {
-			select {
-			case err = <-waited:
-				break wait
-			case <-ping.C:
-				writeMu.Lock()
-				perr := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(v.opts.WriteTimeout))
-				writeMu.Unlock()
-				if perr != nil {
-					quit()
-					cancel(perr)
-					conn.Close()
-					return
-				}
-			case <-expiry.C:
-				quit()
-				refused(CloseTokenInvalid, "token expired")
+		select {
+		case err = <-waited:
+		case <-ping.C:
+			stop()
+			<-waited
+			writeMu.Lock()
+			perr := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(v.opts.WriteTimeout))
+			writeMu.Unlock()
+			if perr != nil {
+				cancel(perr)
+				conn.Close()
 				return
-			case <-recheck.C:
-				if code, why := v.check(ctx, g); code != 0 {
-					quit()
-					refused(code, why)
-					return
-				}
 			}
+			continue
 		}
 		stop()
 		switch {
 		case errors.Is(err, ErrLogClosed):
 			closeWith(CloseSessionEnded, fmt.Sprintf("session ended after %d", cursor))
+			return
+		case refused():
 			return
 		case err != nil: // the reader ended: the viewer left
 			conn.Close()
@@ -375,9 +427,9 @@ func (v *viewers) serve(ctx context.Context, conn *websocket.Conn, log *Log, g g
 
 // read handles pongs (via the read deadline) and viewers' messages. Each
 // message is acted on only if the socket's token still passes (v.check);
-// otherwise refused closes the socket.
+// otherwise refuse ends the socket.
 func (v *viewers) read(ctx context.Context, cancel context.CancelCauseFunc, conn *websocket.Conn, sessionID string,
-	g grant, write func(Frame) error, refused func(code int, why string)) {
+	g grant, write func(Frame) error, refuse func(code int, why string)) {
 	claims := g.claims
 	deadline := func() { conn.SetReadDeadline(time.Now().Add(3 * v.opts.PingInterval)) }
 	deadline()
@@ -390,7 +442,7 @@ func (v *viewers) read(ctx context.Context, cancel context.CancelCauseFunc, conn
 		}
 		deadline()
 		if code, why := v.check(ctx, g); code != 0 {
-			refused(code, why)
+			refuse(code, why)
 			return
 		}
 		msg, err := ParseClientMessage(data)
