@@ -16,9 +16,11 @@
 //     a loopback address) nor in Options.AllowedOrigins is refused with 403
 //     (DNS-rebinding protection). Requests without Origin, as CLI agents
 //     send them, pass. mcp-go's own Host check on loopback stays on.
-//   - Bearer tokens of audience tokens.AudienceMCP, checked by the tokens
-//     middleware on every request (so a revocation holds from the next
-//     one): 401 with a WWW-Authenticate challenge naming the RFC 9728
+//   - Bearer tokens of audience tokens.AudienceMCP, checked by
+//     tokens.Authorize on every request (so a revocation holds from the next
+//     one) and every 500ms while a GET stream is open (the stream ends when
+//     its token is revoked or expires): 401 with a WWW-Authenticate
+//     challenge naming the RFC 9728
 //     metadata (resource_metadata="…"). The metadata is served, without a
 //     token, at /.well-known/oauth-protected-resource and at the RFC 9728
 //     path-suffixed /.well-known/oauth-protected-resource/mcp. It has no

@@ -1,6 +1,7 @@
 package mcpserver
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -441,5 +442,86 @@ func TestRevokedClientStream(t *testing.T) {
 	_, err := callErr(cl, "get_project", nil)
 	if !errors.Is(err, transport.ErrAuthorizationRequired) && !errors.Is(err, transport.ErrUnauthorized) {
 		t.Fatalf("call with a revoked token: %v", err)
+	}
+}
+
+// TestGETStreamEndsWhenTokenRefused: an open GET stream is not a way around
+// revocation or expiry: the server ends it (within a second; asserted with
+// a generous bound) once its token is revoked, or its session is, or it
+// expires, saying why in a last SSE comment.
+func TestGETStreamEndsWhenTokenRefused(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, nil)
+	for _, tc := range []struct {
+		name   string
+		open   func() (raw string, end func())
+		reason string
+	}{
+		{"revoked", func() (string, func()) {
+			raw, c := w.mint(w.projA.ID, w.sessA, readScopes...)
+			return raw, func() {
+				if err := w.tokens.Revoke(context.Background(), c.ID, c.ExpiresAt); err != nil {
+					t.Error(err)
+				}
+			}
+		}, "token revoked"},
+		{"session revoked", func() (string, func()) {
+			raw, _ := w.mint(w.projA.ID, "sess-revoked-stream", readScopes...)
+			return raw, func() {
+				if err := w.tokens.RevokeSession(context.Background(), "sess-revoked-stream"); err != nil {
+					t.Error(err)
+				}
+			}
+		}, "token revoked"},
+		{"expired", func() (string, func()) {
+			raw, _, err := w.tokens.Mint(context.Background(), tokens.Grant{Subject: "alice", Project: w.projA.ID,
+				Session: w.sessA, Audience: tokens.AudienceMCP, Scopes: readScopes, Lifetime: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return raw, func() {}
+		}, "token expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, end := tc.open()
+			req, _ := http.NewRequest(http.MethodGet, w.url, nil)
+			req.Header.Set("Accept", "text/event-stream")
+			req.Header.Set("Authorization", "Bearer "+raw)
+			resp, err := w.http.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET: %d", resp.StatusCode)
+			}
+			lines := make(chan string, 16)
+			go func() {
+				defer close(lines)
+				sc := bufio.NewScanner(resp.Body)
+				for sc.Scan() {
+					lines <- sc.Text()
+				}
+			}()
+			end()
+			timeout := time.After(5 * time.Second) // the contract is 1s; the bound is generous
+			var last string
+			for {
+				select {
+				case l, ok := <-lines:
+					if !ok {
+						if last != ": "+tc.reason {
+							t.Fatalf("stream ended after %q; want a comment %q", last, ": "+tc.reason)
+						}
+						return
+					}
+					if l != "" {
+						last = l
+					}
+				case <-timeout:
+					t.Fatal("the stream is still open 5s after its token became invalid")
+				}
+			}
+		})
 	}
 }

@@ -451,3 +451,31 @@ func (s *syncBuffer) String() string {
 func slogTo(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+// challengeParam extracts name="value" from a WWW-Authenticate challenge
+// (values as the tokens package quotes them), as a client reads it.
+func challengeParam(challenge, name string) string {
+	i := strings.Index(challenge, " "+name+`="`)
+	if i < 0 {
+		i = strings.Index(challenge, ","+name+`="`)
+		if i < 0 {
+			return ""
+		}
+	}
+	rest := challenge[i+len(name)+3:]
+	var b strings.Builder
+	for j := 0; j < len(rest); j++ {
+		switch rest[j] {
+		case '\\':
+			if j+1 < len(rest) {
+				j++
+				b.WriteByte(rest[j])
+			}
+		case '"':
+			return b.String()
+		default:
+			b.WriteByte(rest[j])
+		}
+	}
+	return b.String()
+}

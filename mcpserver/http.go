@@ -10,7 +10,6 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +30,7 @@ import (
 //     is no session to terminate, and 405 is the spec's answer for that;
 //     Codex sends DELETE on exit, typically after its token was revoked),
 //     and so does anything else.
-//  4. Bearer authentication by the tokens middleware: 401 with a
+//  4. Bearer authentication (tokens.Authorize): 401 with a
 //     WWW-Authenticate challenge naming the RFC 9728 metadata, 400 for a
 //     malformed request, 503 when revocation cannot be checked.
 //  5. Per-token rate limit: 429 with Retry-After.
@@ -42,17 +41,21 @@ import (
 
 const allowedMethods = "GET, POST, OPTIONS"
 
+// streamRecheck is how often an open GET stream's token is verified again,
+// so that a revoked token's stream ends within it.
+const streamRecheck = 500 * time.Millisecond
+
 // maxStreamsPerToken bounds the GET streams one token may hold open.
 const maxStreamsPerToken = 8
 
 func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 	origin := r.Header.Get("Origin")
-	if !s.origins.allows(origin) {
+	if !s.origins.Allows(origin) {
 		s.metrics.refused.With("origin").Inc()
 		writeError(w, http.StatusForbidden, "forbidden_origin", "this Origin may not call the MCP endpoint")
 		return
 	}
-	if origin != "" && s.corsOrigins.allows(origin) {
+	if origin != "" && s.corsOrigins.Allows(origin) {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Add("Vary", "Origin")
@@ -63,7 +66,7 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodOptions:
 		h := w.Header()
 		h.Set("Allow", allowedMethods)
-		if origin != "" && s.corsOrigins.allows(origin) {
+		if origin != "" && s.corsOrigins.Allows(origin) {
 			h.Set("Access-Control-Allow-Methods", allowedMethods)
 			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Mcp-Protocol-Version, Mcp-Session-Id, Last-Event-ID")
 			h.Set("Access-Control-Max-Age", "600")
@@ -82,109 +85,39 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 		s.serveAuthenticated(w, r.WithContext(tokens.ContextWithClaims(r.Context(), *s.fixed)))
 		return
 	}
-	if s.authenticated == nil { // fixed identity only, and a token was sent
+	if s.auth == nil { // fixed identity only, and a token was sent
 		writeError(w, http.StatusUnauthorized, "invalid_token", "this server does not verify tokens")
 		return
 	}
-	rec := &authRecorder{ResponseWriter: w}
-	s.authenticated.ServeHTTP(rec, r)
-	if !rec.passed {
-		s.metrics.authFailures.With(authFailureReason(rec.status, rec.Header().Get("WWW-Authenticate"))).Inc()
+	raw, ref := tokens.RequestToken(r, s.policy)
+	var c tokens.Claims
+	if ref == nil {
+		c, ref = s.auth.Authorize(r.Context(), raw, s.policy)
 	}
+	if ref != nil {
+		s.refuse(w, r, ref)
+		return
+	}
+	s.serveAuthenticated(w, r.WithContext(withToken(tokens.ContextWithClaims(r.Context(), c), raw)))
 }
 
-// authRecorder sees what the tokens middleware answers when it refuses a
-// request; a request it lets through is served on the original writer.
-type authRecorder struct {
-	http.ResponseWriter
-	status int
-	passed bool
+// refuse answers a request Authorize refused, counting it by reason and
+// telling the observer of a revoked token's use.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, ref *tokens.Refusal) {
+	var rev *tokens.RevokedError
+	if s.revocations != nil && errors.As(ref.Err, &rev) {
+		s.revocations.RevokedTokenUsed(r.Context(), rev.Claims)
+	}
+	s.metrics.authFailures.With(string(ref.Reason)).Inc()
+	ref.Write(w)
 }
 
-func (a *authRecorder) WriteHeader(code int) {
-	if a.status == 0 {
-		a.status = code
-	}
-	a.ResponseWriter.WriteHeader(code)
-}
+type rawTokenKey struct{}
 
-func (a *authRecorder) Unwrap() http.ResponseWriter { return a.ResponseWriter }
-
-// passAuthenticated is what the tokens middleware calls for a verified
-// token.
-func (s *Server) passAuthenticated(w http.ResponseWriter, r *http.Request) {
-	if rec, ok := w.(*authRecorder); ok {
-		rec.passed = true
-		w = rec.ResponseWriter
-	}
-	s.serveAuthenticated(w, r)
-}
-
-// authFailureReason turns the middleware's refusal into a metric label.
-// The descriptions are the tokens package's fixed vocabulary.
-func authFailureReason(status int, challenge string) string {
-	switch status {
-	case http.StatusBadRequest:
-		return "invalid_request"
-	case http.StatusServiceUnavailable:
-		return "unavailable"
-	case http.StatusForbidden:
-		return "insufficient_scope"
-	case http.StatusUnauthorized:
-	default:
-		return "other"
-	}
-	code := challengeParam(challenge, "error")
-	if code == "" {
-		return "missing_token"
-	}
-	switch challengeParam(challenge, "error_description") {
-	case "token expired":
-		return "expired"
-	case "token revoked":
-		return "revoked"
-	case "token not valid for this resource":
-		return "wrong_audience"
-	case "invalid signature":
-		return "bad_signature"
-	case "unknown signing key", "signing key retired":
-		return "unknown_key"
-	case "token not yet valid":
-		return "not_yet_valid"
-	case "wrong issuer":
-		return "wrong_issuer"
-	case "token too large", "wrong token type", "missing required claim", "malformed token":
-		return "malformed"
-	}
-	return "invalid_token"
-}
-
-// challengeParam extracts name="value" from a WWW-Authenticate challenge
-// (values as the tokens middleware quotes them).
-func challengeParam(challenge, name string) string {
-	i := strings.Index(challenge, " "+name+`="`)
-	if i < 0 {
-		i = strings.Index(challenge, ","+name+`="`)
-		if i < 0 {
-			return ""
-		}
-	}
-	rest := challenge[i+len(name)+3:]
-	var b strings.Builder
-	for j := 0; j < len(rest); j++ {
-		switch rest[j] {
-		case '\\':
-			if j+1 < len(rest) {
-				j++
-				b.WriteByte(rest[j])
-			}
-		case '"':
-			return b.String()
-		default:
-			b.WriteByte(rest[j])
-		}
-	}
-	return b.String()
+// withToken keeps the raw token in the request's context, for serveStream
+// to re-check it while the stream is open.
+func withToken(ctx context.Context, raw string) context.Context {
+	return context.WithValue(ctx, rawTokenKey{}, raw)
 }
 
 func (s *Server) serveAuthenticated(w http.ResponseWriter, r *http.Request) {
@@ -397,7 +330,8 @@ func (s *Server) insufficientScope(w http.ResponseWriter, r *http.Request, c tok
 // were split between its own response and whichever GET stream was open
 // (half of them lost in a test, in stateful and stateless mode alike, and
 // in stateless mode delivered to other tokens' streams).
-// The stream ends when the client goes, the token expires, or Close.
+// The stream ends when the client goes, the token expires (at its exp) or
+// is refused by a re-check (revoked: within streamRecheck), or Close.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, c tokens.Claims) {
 	select {
 	case <-s.closing:
@@ -433,6 +367,21 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, c tokens.Cl
 		defer t.Stop()
 		expired = t.C
 	}
+	// A token revoked while its stream is open: re-verified every
+	// streamRecheck (Verify is cached, and revocation reads are too).
+	var recheck <-chan time.Time
+	raw, _ := r.Context().Value(rawTokenKey{}).(string)
+	if raw != "" {
+		t := time.NewTicker(streamRecheck)
+		defer t.Stop()
+		recheck = t.C
+	}
+	end := func(why string) {
+		s.log.LogAttrs(r.Context(), slog.LevelDebug, "mcp GET stream ended", slog.String("reason", why), logAttrsForClaims(c))
+		if _, err := io.WriteString(w, ": "+why+"\n\n"); err == nil {
+			_ = rc.Flush()
+		}
+	}
 	tick := time.NewTicker(s.keepAlive)
 	defer tick.Stop()
 	for {
@@ -442,7 +391,13 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, c tokens.Cl
 		case <-s.closing:
 			return
 		case <-expired:
+			end("token expired")
 			return
+		case <-recheck:
+			if _, ref := s.auth.Authorize(r.Context(), raw, s.policy); ref != nil {
+				end(ref.Description)
+				return
+			}
 		case <-tick.C:
 			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
 				return

@@ -16,6 +16,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/agentbroker/agentbroker/internal/metrics"
+	"github.com/agentbroker/agentbroker/internal/origins"
 	"github.com/agentbroker/agentbroker/store"
 	"github.com/agentbroker/agentbroker/tokens"
 )
@@ -38,10 +39,10 @@ type Store interface {
 
 var _ Store = store.Store(nil)
 
-// Authenticator builds the bearer-token middleware (*tokens.Service
-// satisfies it).
+// Authenticator decides whether a bearer token passes a policy
+// (*tokens.Service satisfies it).
 type Authenticator interface {
-	MiddlewareWith(o tokens.MiddlewareOptions) func(http.Handler) http.Handler
+	Authorize(ctx context.Context, raw string, p tokens.Policy) (tokens.Claims, *tokens.Refusal)
 }
 
 var _ Authenticator = (*tokens.Service)(nil)
@@ -121,14 +122,16 @@ type Server struct {
 	metadataURL string
 	metadata    []byte
 
-	origins       originSet
-	corsOrigins   originSet // the explicitly allowed ones, which get CORS headers
-	limiter       *limiter  // nil: no rate limiting
-	tools         map[string]*toolDef
-	mcp           *server.MCPServer
-	transport     *server.StreamableHTTPServer
-	authenticated http.Handler // the tokens middleware around serveAuthenticated
-	handler       http.Handler
+	origins     origins.Set // the server's own origin and the allowed ones
+	corsOrigins origins.Set // the explicitly allowed ones, which get CORS headers
+	limiter     *limiter    // nil: no rate limiting
+	tools       map[string]*toolDef
+	mcp         *server.MCPServer
+	transport   *server.StreamableHTTPServer
+	auth        Authenticator // nil: fixed identity only
+	policy      tokens.Policy
+	revocations RevocationObserver // nil: nobody
+	handler     http.Handler
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -188,11 +191,11 @@ func New(opts *Options) (*Server, error) {
 	if o.StreamKeepAlive <= 0 {
 		o.StreamKeepAlive = 25 * time.Second
 	}
-	cors, err := newOriginSet(o.AllowedOrigins)
+	cors, err := origins.New(o.AllowedOrigins...)
 	if err != nil {
 		return nil, fmt.Errorf("mcpserver: new: allowed origins: %w", err)
 	}
-	origins, err := newOriginSet(append(defaultOrigins(resource), o.AllowedOrigins...))
+	allowed, err := origins.ForPublicURL(resource.String(), o.AllowedOrigins)
 	if err != nil {
 		return nil, fmt.Errorf("mcpserver: new: allowed origins: %w", err)
 	}
@@ -208,7 +211,7 @@ func New(opts *Options) (*Server, error) {
 		keepAlive:   o.StreamKeepAlive,
 		resource:    resource,
 		metadataURL: metadataURL(resource),
-		origins:     origins,
+		origins:     allowed,
 		corsOrigins: cors,
 		limiter:     newLimiter(o.RateLimit),
 		tools:       make(map[string]*toolDef),
@@ -243,19 +246,9 @@ func New(opts *Options) (*Server, error) {
 		server.WithStreamableHTTPLogger(o.Logger),
 	)
 	if o.Tokens != nil {
-		mo := tokens.MiddlewareOptions{
-			Audience:         tokens.AudienceMCP,
-			ResourceMetadata: s.metadataURL,
-		}
-		if ro, ok := o.Observer.(RevocationObserver); ok {
-			mo.OnRefused = func(r *http.Request, err error) {
-				var rev *tokens.RevokedError
-				if errors.As(err, &rev) {
-					ro.RevokedTokenUsed(r.Context(), rev.Claims)
-				}
-			}
-		}
-		s.authenticated = o.Tokens.MiddlewareWith(mo)(http.HandlerFunc(s.passAuthenticated))
+		s.auth = o.Tokens
+		s.policy = tokens.Policy{Audience: tokens.AudienceMCP, ResourceMetadata: s.metadataURL}
+		s.revocations, _ = o.Observer.(RevocationObserver)
 	}
 	s.handler = http.HandlerFunc(s.serveMCP)
 	if s.fixed != nil {

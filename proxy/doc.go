@@ -27,8 +27,8 @@
 // Every refusal is answered in the API's own error shape (Anthropic's
 // {"type":"error","error":{…}}, OpenAI's {"error":{…}}) with a message that
 // says what to do (the replacement of a retired model, for instance) and
-// x-should-retry: false; the token middleware's refusals keep their status
-// codes and challenge but get the same shape.
+// x-should-retry: false; a token refused by tokens.Authorize keeps the
+// refusal's status code and challenge but gets the same shape.
 //
 // The body is forwarded byte for byte. The client's credentials never are:
 // Authorization and x-api-key are replaced by the upstream's own header

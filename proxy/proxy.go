@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -142,6 +140,7 @@ type Proxy struct {
 	m         *meters
 	bufs      sync.Pool
 	handlers  map[Route]http.Handler
+	policy    tokens.Policy // what a request's token must pass
 }
 
 type upstream struct {
@@ -201,14 +200,14 @@ func New(opts *Options) (*Proxy, error) {
 	p.m = newMeters(reg)
 	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	p.handlers = map[Route]http.Handler{}
-	auth := o.Tokens.MiddlewareWith(tokens.MiddlewareOptions{
+	p.policy = tokens.Policy{
 		Audience:     tokens.AudienceProxy,
 		Scopes:       []tokens.Scope{tokens.ScopeInference},
 		AcceptAPIKey: true,
 		Realm:        "agentbroker-proxy",
-	})
+	}
 	for _, rt := range routes {
-		p.handlers[rt.name] = p.authenticated(auth, rt)
+		p.handlers[rt.name] = p.authenticated(rt)
 	}
 	return p, nil
 }
@@ -262,89 +261,48 @@ func routeList(prefix string) string {
 	return strings.Join(out, ", ")
 }
 
-// authCapture is the ResponseWriter the token middleware gets: what it
-// writes when it refuses a request is held, to be rewritten in the API's
-// shape; when it lets the request through, the handler writes to real.
-type authCapture struct {
-	real   http.ResponseWriter
-	header http.Header
-	status int
-	body   bytes.Buffer
-	passed bool
-	start  time.Time
-}
-
-func (c *authCapture) Header() http.Header { return c.header }
-
-func (c *authCapture) WriteHeader(status int) {
-	if c.status == 0 {
-		c.status = status
-	}
-}
-
-func (c *authCapture) Write(b []byte) (int, error) {
-	if c.status == 0 {
-		c.status = http.StatusOK
-	}
-	if c.body.Len() < 4<<10 {
-		c.body.Write(b[:min(len(b), 4<<10-c.body.Len())])
-	}
-	return len(b), nil
-}
-
-// authenticated wraps the route's handler in the token middleware and
-// rewrites the middleware's refusals in the API's shape (same status, same
-// WWW-Authenticate challenge).
-func (p *Proxy) authenticated(auth func(http.Handler) http.Handler, rt route) http.Handler {
-	inner := auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, ok := w.(*authCapture)
-		if !ok {
-			panic("proxy: the token middleware replaced the ResponseWriter")
-		}
-		c.passed = true
-		p.serve(c.real, r, rt, c.start)
-	}))
+// authenticated decides on the request's token (tokens.Authorize) and
+// serves the route, or answers the refusal in the API's shape (with the
+// refusal's status and WWW-Authenticate challenge).
+func (p *Proxy) authenticated(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := &authCapture{real: w, header: http.Header{}, start: time.Now()}
-		inner.ServeHTTP(c, r)
-		if !c.passed {
-			p.authRefused(w, r, rt, c)
+		start := time.Now()
+		c, ref := p.tokens.AuthorizeRequest(r, p.policy)
+		if ref != nil {
+			p.authRefused(w, r, rt, ref)
+			return
 		}
+		p.serve(w, r.WithContext(tokens.ContextWithClaims(r.Context(), c)), rt, start)
 	})
 }
 
-func (p *Proxy) authRefused(w http.ResponseWriter, r *http.Request, rt route, c *authCapture) {
-	var body struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-	_ = json.Unmarshal(c.body.Bytes(), &body)
-	for _, h := range []string{"WWW-Authenticate", "Retry-After"} {
-		if v := c.header.Get(h); v != "" {
-			w.Header().Set(h, v)
-		}
-	}
-	e := apiError{status: c.status, message: "agentbroker proxy: " + body.Description}
-	switch c.status {
+func (p *Proxy) authRefused(w http.ResponseWriter, r *http.Request, rt route, ref *tokens.Refusal) {
+	e := apiError{status: ref.Status, message: "agentbroker proxy: " + ref.Description}
+	switch ref.Status {
 	case http.StatusUnauthorized:
 		e.reason, e.code = ReasonUnauthenticated, "invalid_api_key"
-		if body.Error == "invalid_token" && body.Description != "missing bearer token" {
-			e.message = "agentbroker proxy: inference token refused: " + body.Description
-		} else {
+		if ref.Reason == tokens.ReasonMissing {
 			e.message = "agentbroker proxy: no inference token: send the session's inference token as x-api-key or Authorization: Bearer"
+		} else {
+			e.message = "agentbroker proxy: inference token refused: " + ref.Description
 		}
 	case http.StatusForbidden:
 		e.reason, e.code = ReasonForbidden, "insufficient_permissions"
-		e.message = "agentbroker proxy: inference token refused: " + body.Description
+		e.message = "agentbroker proxy: inference token refused: " + ref.Description
 	case http.StatusServiceUnavailable:
 		e.reason, e.retry = ReasonAuthUnavailable, true
 		e.message = "agentbroker proxy: cannot verify the inference token now; retry shortly"
+		w.Header().Set("Retry-After", "1")
 	default:
 		e.reason = ReasonBadAuthRequest
 	}
+	if ref.Status != http.StatusServiceUnavailable {
+		w.Header().Set("WWW-Authenticate", ref.Challenge())
+	}
 	p.m.refusals.With(string(e.reason)).Inc()
 	p.log.LogAttrs(r.Context(), slog.LevelInfo, "proxy refused a request", slog.String("route", string(rt.name)),
-		slog.String("reason", string(e.reason)), slog.Int("status", e.status), slog.String("message", e.message))
+		slog.String("reason", string(e.reason)), slog.String("token_refusal", string(ref.Reason)),
+		slog.Int("status", e.status), slog.String("message", e.message))
 	e.write(w, rt.family)
 }
 

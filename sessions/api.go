@@ -35,7 +35,8 @@ func (m *Manager) Mount(mux Mux) {
 	mux.Handle("POST /v1/sessions/{id}/cancel", m.sessionAuth(tokens.ScopeSessionControl, m.handleCancel))
 	mux.Handle("POST /v1/sessions/{id}/permissions/{rid}", m.sessionAuth(tokens.ScopeSessionControl, m.handlePermission))
 	mux.Handle("GET /v1/sessions/{id}/events", ViewerHandler(ViewerOptions{
-		Tokens: m.opts.Tokens, Logs: m, Control: m, AllowedOrigins: m.opts.AllowedOrigins, Logger: m.log,
+		Tokens: m.opts.Tokens, Logs: m, Control: m, PublicURL: m.opts.PublicURL, AllowedOrigins: m.opts.AllowedOrigins,
+		Logger: m.log,
 	}))
 }
 
@@ -43,17 +44,12 @@ func (m *Manager) Mount(mux Mux) {
 // the path holding scope.
 func (m *Manager) sessionAuth(scope tokens.Scope, next func(http.ResponseWriter, *http.Request, tokens.Claims)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, code, why := authorizeSession(r, m.opts.Tokens, r.PathValue("id"), scope)
-		if code != 0 {
-			if code == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="agentbroker"`)
-				server.WriteError(w, code, "invalid_token", why)
-				return
-			}
-			server.WriteError(w, code, "insufficient_scope", why)
+		g, ref := authorizeSession(r, m.opts.Tokens, r.PathValue("id"), scope, false)
+		if ref != nil {
+			ref.Write(w)
 			return
 		}
-		next(w, r, c)
+		next(w, r, g.claims)
 	})
 }
 

@@ -110,7 +110,9 @@
 //
 // Admin routes need an admin-audience token with the admin scope (the
 // tokens middleware: 401/403 with a challenge). Session routes take that
-// admin token, or the session's viewer token with the scope named.
+// admin token, or the session's viewer token with the scope named, decided
+// by tokens.Authorize and refused the same way (401 invalid_token, 403
+// insufficient_scope, with the RFC 6750 challenge).
 // Errors are {"error": kind, "error_description": text}.
 //
 //	POST   /v1/sessions                          admin
@@ -138,6 +140,16 @@
 //	    (ViewerHandler; viewers with session:control may send
 //	    {"type":"prompt","text"}, {"type":"cancel"},
 //	    {"type":"permission","request_id","option_id"})
+//	    The token comes from Authorization or, for browsers, a
+//	    "bearer.<token>" subprotocol. A browser's Origin must be the
+//	    broker's public URL's or an allowed one (Options.AllowedOrigins),
+//	    else 403 before the upgrade; the Host header plays no part. The
+//	    token is checked again on every message and every 500ms: once it is
+//	    expired or revoked the socket is closed with CloseTokenInvalid
+//	    (4401, reason "token expired" / "token revoked") and the message is
+//	    not acted on. Other close codes: CloseSessionEnded (4000),
+//	    CloseSlowViewer (4008, "resume after N"), CloseAuthUnavailable
+//	    (4503).
 //
 // Info carries id, project, agent (the profile), catalog_agent, model,
 // state, title, live, cwd, permission_policy, credential (the kind),

@@ -198,6 +198,10 @@ type Options struct {
 	// RestartBackoff is the wait before the first relaunch, doubled for
 	// each further one. Default 500ms.
 	RestartBackoff time.Duration
+	// PublicURL is the broker's public URL (http://127.0.0.1:7420), whose
+	// origin browsers on the broker's own pages send: they may open the
+	// events WebSocket (ViewerOptions.PublicURL). Empty: MCPURL's origin.
+	PublicURL string
 	// AllowedOrigins are browser origins allowed to open the events
 	// WebSocket besides the broker's own (ViewerOptions.AllowedOrigins).
 	AllowedOrigins []string
@@ -217,6 +221,12 @@ func (o *Options) defaults() error {
 		return errors.New("sessions: Options.SessionsDir is required")
 	case o.MCPURL == "":
 		return errors.New("sessions: Options.MCPURL is required")
+	}
+	if o.PublicURL == "" {
+		o.PublicURL = o.MCPURL
+	}
+	if _, err := allowedOrigins(o.PublicURL, o.AllowedOrigins); err != nil {
+		return fmt.Errorf("sessions: Options: origins: %w", err)
 	}
 	dir, err := filepath.Abs(o.SessionsDir)
 	if err != nil {

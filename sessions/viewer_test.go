@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -56,6 +57,13 @@ type viewerFixture struct {
 
 func newViewerFixture(t *testing.T, opts ViewerOptions) *viewerFixture {
 	t.Helper()
+	return newViewerFixtureAt(t, func(string) ViewerOptions { return opts })
+}
+
+// newViewerFixtureAt is newViewerFixture with options that may name the
+// server's own URL.
+func newViewerFixtureAt(t *testing.T, options func(url string) ViewerOptions) *viewerFixture {
+	t.Helper()
 	db := openDB(t)
 	newSession(t, db, "s1")
 	j := NewJournal(db, nil)
@@ -70,11 +78,12 @@ func newViewerFixture(t *testing.T, opts ViewerOptions) *viewerFixture {
 		t.Fatal(err)
 	}
 	f := &viewerFixture{t: t, log: l, svc: svc, ctrl: &recordingController{}}
-	opts.Tokens, opts.Logs, opts.Control = svc, logMap{"s1": l}, f.ctrl
 	mux := http.NewServeMux()
-	mux.Handle("GET /v1/sessions/{id}/events", ViewerHandler(opts))
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
+	opts := options(f.srv.URL)
+	opts.Tokens, opts.Logs, opts.Control = svc, logMap{"s1": l}, f.ctrl
+	mux.Handle("GET /v1/sessions/{id}/events", ViewerHandler(opts))
 	f.watch = f.mint(tokens.AudienceViewer, "s1", tokens.ScopeSessionView)
 	f.drive = f.mint(tokens.AudienceViewer, "s1", tokens.ScopeSessionView, tokens.ScopeSessionControl)
 	return f
@@ -423,6 +432,151 @@ func TestViewerHeartbeat(t *testing.T) {
 				t.Fatalf("the silent viewer is still connected")
 			}
 			break
+		}
+	}
+}
+
+// closedWith reads from c until the server closes it, and returns the close
+// code and reason; frames before the close are skipped. The bound is
+// generous: the contract is a second.
+func closedWith(t *testing.T, c *websocket.Conn) (int, string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, _, err := c.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) {
+			t.Fatalf("the socket was not closed by the server within 5s: %v", err)
+		}
+		return ce.Code, ce.Text
+	}
+}
+
+func (f *viewerFixture) mintFor(lifetime time.Duration, aud tokens.Audience, scopes ...tokens.Scope) (string, tokens.Claims) {
+	f.t.Helper()
+	g := tokens.Grant{Subject: "u", Audience: aud, Scopes: scopes, Lifetime: lifetime}
+	if aud != tokens.AudienceAdmin {
+		g.Project, g.Session = "p", "s1"
+	}
+	raw, c, err := f.svc.Mint(context.Background(), g)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return raw, c
+}
+
+// TestViewerTokenRevokedOrExpired: a socket is authorized for as long as its
+// token is valid, not just at the handshake. Revoking the token (or its
+// session), or its expiry, closes the socket (CloseTokenInvalid, with the
+// reason) even if the viewer sends nothing; admin tokens likewise.
+func TestViewerTokenRevokedOrExpired(t *testing.T) {
+	t.Parallel()
+	f := newViewerFixture(t, ViewerOptions{})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		token  func() (string, func())
+		reason string
+	}{
+		{"viewer token revoked", func() (string, func()) {
+			raw, c := f.mintFor(time.Hour, tokens.AudienceViewer, tokens.ScopeSessionView, tokens.ScopeSessionControl)
+			return raw, func() { f.svc.Revoke(ctx, c.ID, c.ExpiresAt) }
+		}, "token revoked"},
+		{"admin token revoked", func() (string, func()) {
+			raw, c := f.mintFor(time.Hour, tokens.AudienceAdmin, tokens.ScopeAdmin)
+			return raw, func() { f.svc.Revoke(ctx, c.ID, c.ExpiresAt) }
+		}, "token revoked"},
+		{"viewer token expired", func() (string, func()) {
+			raw, _ := f.mintFor(2*time.Second, tokens.AudienceViewer, tokens.ScopeSessionView)
+			return raw, func() {}
+		}, "token expired"},
+		// Last: it revokes every token of s1.
+		{"session revoked", func() (string, func()) {
+			raw, _ := f.mintFor(time.Hour, tokens.AudienceViewer, tokens.ScopeSessionView)
+			return raw, func() { f.svc.RevokeSession(ctx, "s1") }
+		}, "token revoked"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, invalidate := tc.token()
+			c, _, err := f.dial(raw, 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			invalidate()
+			if code, reason := closedWith(t, c); code != CloseTokenInvalid || reason != tc.reason {
+				t.Fatalf("closed with %d %q; want %d %q", code, reason, CloseTokenInvalid, tc.reason)
+			}
+		})
+	}
+}
+
+// TestViewerMessageAfterRevocation: a message sent with a token revoked
+// since the handshake is not acted on, even before the periodic re-check
+// comes round (here: never): the socket is closed in answer.
+func TestViewerMessageAfterRevocation(t *testing.T) {
+	t.Parallel()
+	f := newViewerFixture(t, ViewerOptions{RecheckInterval: time.Hour})
+	raw, claims := f.mintFor(time.Hour, tokens.AudienceViewer, tokens.ScopeSessionView, tokens.ScopeSessionControl)
+	c, _, err := f.dial(raw, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A message the controller refuses, to know it was acted on.
+	c.WriteJSON(ClientMessage{Type: "prompt", Text: "explode"})
+	if fr := readFrame(t, c); fr.Type != "error" || fr.Error != "cannot do that" {
+		t.Fatalf("before the revocation: %+v", fr)
+	}
+	if err := f.svc.Revoke(context.Background(), claims.ID, claims.ExpiresAt); err != nil {
+		t.Fatal(err)
+	}
+	c.WriteJSON(ClientMessage{Type: "prompt", Text: "after"})
+	if code, reason := closedWith(t, c); code != CloseTokenInvalid || reason != "token revoked" {
+		t.Fatalf("closed with %d %q; want %d token revoked", code, reason, CloseTokenInvalid)
+	}
+	f.ctrl.mu.Lock()
+	defer f.ctrl.mu.Unlock()
+	if len(f.ctrl.msgs) != 0 {
+		t.Fatalf("controller got %+v after the revocation", f.ctrl.msgs)
+	}
+}
+
+// TestViewerOriginIgnoresHost: the Origin rule is the broker's public URL
+// and the allowed list, never the request's own Host: a DNS-rebinding page
+// (Origin http://evil.example:PORT, Host evil.example:PORT) is refused with
+// 403 and no upgrade.
+func TestViewerOriginIgnoresHost(t *testing.T) {
+	t.Parallel()
+	f := newViewerFixtureAt(t, func(url string) ViewerOptions {
+		return ViewerOptions{PublicURL: url, AllowedOrigins: []string{"https://console.example"}}
+	})
+	port := f.srv.Listener.Addr().(*net.TCPAddr).Port
+	evil := fmt.Sprintf("evil.example:%d", port)
+	for _, tc := range []struct {
+		name string
+		hdr  http.Header
+		code int
+	}{
+		{"DNS rebinding", http.Header{"Origin": {"http://" + evil}, "Host": {evil}}, 403},
+		{"foreign origin", http.Header{"Origin": {"http://" + evil}}, 403},
+		{"own origin", http.Header{"Origin": {f.srv.URL}}, 101},
+		{"own origin, localhost", http.Header{"Origin": {fmt.Sprintf("http://localhost:%d", port)}}, 101},
+		{"allowed origin", http.Header{"Origin": {"https://console.example"}}, 101},
+		{"no origin", nil, 101},
+	} {
+		c, resp, err := f.dial(f.watch, 0, tc.hdr)
+		if c != nil {
+			c.Close()
+		}
+		if resp == nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if resp.StatusCode != tc.code {
+			t.Errorf("%s: status %d; want %d", tc.name, resp.StatusCode, tc.code)
 		}
 	}
 }

@@ -19,6 +19,12 @@
 //     is checked on every call, so Service.Revoke and Service.RevokeSession
 //     take effect on the next request, in every process sharing the store.
 //   - Claims.Require and RequireScope check what a verified token is for.
+//   - Service.Authorize (a raw token) and Service.AuthorizeRequest (an
+//     http.Request) decide, for a Policy (audience, scopes, session, where
+//     the token may come from), and write nothing: the claims, or a Refusal
+//     carrying its status, OAuth error code, Reason and description, which
+//     can write itself as an RFC 6750 challenge. Every consumer of tokens
+//     decides through it.
 //   - Service.Middleware does all of it for an http.Handler, with RFC 6750
 //     challenges (and RFC 9728 resource_metadata when asked).
 //   - KeyRing.Rotate and KeyRing.Retire rotate keys; KeyRing.JWKSHandler

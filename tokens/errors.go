@@ -59,34 +59,41 @@ var (
 )
 
 // refusals lists the verification sentinels, most specific first, with the
-// short description sent to clients in error_description.
+// short description sent to clients in error_description and the Reason.
 var refusals = []struct {
-	err  error
-	desc string
+	err    error
+	desc   string
+	reason Reason
 }{
-	{ErrTooLarge, "token too large"},
-	{ErrWrongType, "wrong token type"},
-	{ErrMissingClaim, "missing required claim"},
-	{ErrMalformed, "malformed token"},
-	{ErrBadSignature, "invalid signature"},
-	{ErrKeyRetired, "signing key retired"},
-	{ErrUnknownKey, "unknown signing key"},
-	{ErrExpired, "token expired"},
-	{ErrNotYetValid, "token not yet valid"},
-	{ErrWrongIssuer, "wrong issuer"},
-	{ErrWrongAudience, "token not valid for this resource"},
-	{ErrRevoked, "token revoked"},
+	{ErrTooLarge, "token too large", ReasonMalformed},
+	{ErrWrongType, "wrong token type", ReasonMalformed},
+	{ErrMissingClaim, "missing required claim", ReasonMalformed},
+	{ErrMalformed, "malformed token", ReasonMalformed},
+	{ErrBadSignature, "invalid signature", ReasonBadSignature},
+	{ErrKeyRetired, "signing key retired", ReasonUnknownKey},
+	{ErrUnknownKey, "unknown signing key", ReasonUnknownKey},
+	{ErrExpired, "token expired", ReasonExpired},
+	{ErrNotYetValid, "token not yet valid", ReasonNotYetValid},
+	{ErrWrongIssuer, "wrong issuer", ReasonWrongIssuer},
+	{ErrWrongAudience, "token not valid for this resource", ReasonWrongAudience},
+	{ErrRevoked, "token revoked", ReasonRevoked},
 }
 
 // refusal returns the client-facing description of a verification error,
 // and false when err is not a refusal (a store failure, a cancelled context).
 func refusal(err error) (string, bool) {
+	desc, _, ok := refusalOf(err)
+	return desc, ok
+}
+
+// refusalOf is refusal with the Reason.
+func refusalOf(err error) (string, Reason, bool) {
 	for _, r := range refusals {
 		if errors.Is(err, r.err) {
-			return r.desc, true
+			return r.desc, r.reason, true
 		}
 	}
-	return "", false
+	return "", "", false
 }
 
 // RevokedError is what Verify returns for a revoked token: it says

@@ -107,3 +107,34 @@ func ExampleCheckDelegation() {
 	// <nil>
 	// true
 }
+
+// Deciding without writing: a WebSocket, say, keeps the raw token and asks
+// again on each message; a refusal says why, for a metric, a close frame or
+// (Refusal.Write) an HTTP answer.
+func ExampleService_Authorize() {
+	ctx := context.Background()
+	db := memstore.New()
+	svc, err := tokens.New(ctx, db, db, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	raw, claims, err := svc.Mint(ctx, tokens.Grant{Subject: "alice", Project: "p", Session: "s",
+		Audience: tokens.AudienceViewer, Scopes: []tokens.Scope{tokens.ScopeSessionView}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	p := tokens.Policy{Audience: tokens.AudienceViewer, Scopes: []tokens.Scope{tokens.ScopeSessionView}, Session: "s"}
+	c, ref := svc.Authorize(ctx, raw, p)
+	fmt.Println(c.Subject, ref == nil)
+
+	if err := svc.Revoke(ctx, claims.ID, claims.ExpiresAt); err != nil {
+		log.Fatal(err)
+	}
+	_, ref = svc.Authorize(ctx, raw, p)
+	fmt.Println(ref.Status, ref.Code, ref.Reason, ref.Description)
+	fmt.Println(ref.Challenge())
+	// Output:
+	// alice true
+	// 401 invalid_token revoked token revoked
+	// Bearer realm="agentbroker", error="invalid_token", error_description="token revoked"
+}

@@ -3,9 +3,7 @@ package tokens
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 )
 
@@ -40,7 +38,8 @@ func (s *Service) Middleware(audience Audience, required ...Scope) func(http.Han
 	return s.MiddlewareWith(MiddlewareOptions{Audience: audience, Scopes: required})
 }
 
-// MiddlewareWith is Middleware with options.
+// MiddlewareWith is Middleware with options. It decides with
+// Service.AuthorizeRequest and answers a refusal with Refusal.Write.
 //
 // The token is accepted from "Authorization: Bearer <token>" (the scheme
 // case-insensitively, RFC 7235; so "bearer" is fine) and, with AcceptAPIKey,
@@ -69,107 +68,21 @@ func (s *Service) MiddlewareWith(o MiddlewareOptions) func(http.Handler) http.Ha
 	if err != nil {
 		panic(fmt.Sprintf("tokens: middleware: %v", err))
 	}
-	if o.Realm == "" {
-		o.Realm = "agentbroker"
-	}
+	p := Policy{Audience: o.Audience, Scopes: required.List(), AcceptAPIKey: o.AcceptAPIKey,
+		Realm: o.Realm, ResourceMetadata: o.ResourceMetadata}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			raw, bad := extractToken(r, o.AcceptAPIKey)
-			switch {
-			case bad != "":
-				s.challenge(w, o, http.StatusBadRequest, "invalid_request", bad, "")
-				return
-			case raw == "":
-				s.challenge(w, o, http.StatusUnauthorized, "", "missing bearer token", "")
-				return
-			}
-			c, err := s.Verify(r.Context(), raw, o.Audience)
-			if err != nil {
-				if o.OnRefused != nil {
-					o.OnRefused(r, err)
+			c, f := s.AuthorizeRequest(r, p)
+			if f != nil {
+				if f.Err != nil && o.OnRefused != nil {
+					o.OnRefused(r, f.Err)
 				}
-				desc, ok := refusal(err)
-				if !ok {
-					s.log.LogAttrs(r.Context(), slog.LevelWarn, "token check failed", slog.String("error", err.Error()))
-					writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "cannot verify the token now")
-					return
-				}
-				s.challenge(w, o, http.StatusUnauthorized, "invalid_token", desc, "")
-				return
-			}
-			var missing []string
-			for _, sc := range required.List() {
-				if !c.HasScope(sc) {
-					missing = append(missing, string(sc))
-				}
-			}
-			if len(missing) > 0 {
-				s.log.LogAttrs(r.Context(), slog.LevelDebug, "token lacks scope",
-					slog.String("jti", c.ID), slog.String("missing", strings.Join(missing, " ")))
-				s.challenge(w, o, http.StatusForbidden, "insufficient_scope",
-					"token lacks scope "+strings.Join(missing, " "), required.String())
+				f.Write(w)
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(ContextWithClaims(r.Context(), c)))
 		})
 	}
-}
-
-// extractToken returns the bearer token ("" if none) or, for a request to
-// refuse with 400, a description of what is wrong with it.
-func extractToken(r *http.Request, acceptAPIKey bool) (raw, bad string) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if q.Has("access_token") || err != nil && strings.Contains(r.URL.RawQuery, "access_token") {
-		return "", "tokens are not accepted in the query string"
-	}
-	auth := r.Header.Values("Authorization")
-	if len(auth) > 1 {
-		return "", "more than one Authorization header"
-	}
-	if len(auth) == 1 {
-		scheme, rest, _ := strings.Cut(auth[0], " ")
-		if strings.EqualFold(scheme, "Bearer") {
-			raw = strings.TrimLeft(rest, " ")
-			if raw == "" {
-				return "", "empty bearer token"
-			}
-		}
-	}
-	if acceptAPIKey {
-		keys := r.Header.Values("X-Api-Key")
-		if len(keys) > 1 {
-			return "", "more than one x-api-key header"
-		}
-		if len(keys) == 1 && keys[0] != "" {
-			if raw != "" && raw != keys[0] {
-				return "", "different tokens in Authorization and x-api-key"
-			}
-			raw = keys[0]
-		}
-	}
-	return raw, ""
-}
-
-// challenge writes a 400/401/403 with its WWW-Authenticate header.
-func (s *Service) challenge(w http.ResponseWriter, o MiddlewareOptions, status int, code, desc, scope string) {
-	var b strings.Builder
-	b.WriteString("Bearer realm=")
-	b.WriteString(quote(o.Realm))
-	if code != "" {
-		b.WriteString(", error=" + quote(code))
-		b.WriteString(", error_description=" + quote(desc))
-	}
-	if scope != "" {
-		b.WriteString(", scope=" + quote(scope))
-	}
-	if o.ResourceMetadata != "" {
-		b.WriteString(", resource_metadata=" + quote(o.ResourceMetadata))
-	}
-	w.Header().Set("WWW-Authenticate", b.String())
-	if code == "" {
-		code = "invalid_token"
-	}
-	writeError(w, status, code, desc)
 }
 
 // quote makes an RFC 7230 quoted-string; characters a header cannot hold

@@ -145,6 +145,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 		MCPURL:         publicURL + "/mcp",
 		BridgeCommand:  self,
 		ProxyBaseURL:   publicURL,
+		PublicURL:      publicURL,
 		Agents:         agents,
 		TokenLifetime:  c.TokenMaxTTL,
 		AllowedOrigins: c.AllowedOrigins,
