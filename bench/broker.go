@@ -180,3 +180,10 @@ func procField(path, field string) (int64, error) {
 	}
 	return 0, fmt.Errorf("no %s in %s", field, path)
 }
+
+// agentCwd makes a working directory the agents can write whichever user
+// they run as.
+func agentCwd(dir string) {
+	_ = os.MkdirAll(dir, 0o777)
+	_ = os.Chmod(dir, 0o777)
+}

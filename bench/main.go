@@ -91,6 +91,11 @@ func main() {
 		fatal(err)
 	}
 	defer os.RemoveAll(root)
+	// The broker confines its agents, and as root runs them as nobody, who
+	// must reach their programs and working directories here.
+	if err := os.Chmod(root, 0o711); err != nil {
+		fatal(err)
+	}
 	bin, err := build(ctx, root)
 	if err != nil {
 		fatal(err)

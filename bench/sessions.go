@@ -58,7 +58,7 @@ func benchSessions(ctx context.Context, bin binaries, root string, n int) (sessi
 	}
 	prompt := fmt.Sprintf(`call get_task with {"id":%q}`, task.ID)
 	cwd := filepath.Join(root, "cwd")
-	os.MkdirAll(cwd, 0o700)
+	agentCwd(cwd)
 
 	// Baseline: spawn + handshake + one turn, no broker in between.
 	m := n

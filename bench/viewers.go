@@ -48,7 +48,7 @@ func runViewers(ctx context.Context, e *env) error {
 		return err
 	}
 	cwd := filepath.Join(e.root, "cwd")
-	os.MkdirAll(cwd, 0o700)
+	agentCwd(cwd)
 	ids, err := parallel(ctx, nSessions, 8, func(i int) (string, error) {
 		var out struct{ Session struct{ ID string } }
 		err := b.call(ctx, "POST", "/v1/sessions", map[string]any{

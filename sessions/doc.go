@@ -4,7 +4,7 @@
 //
 // # Using it
 //
-//	m, err := sessions.New(sessions.Options{Store: db, Tokens: svc, DataDir: dir,
+//	m, err := sessions.New(sessions.Options{Store: db, Tokens: svc, SessionsDir: dir,
 //		MCPURL: "http://127.0.0.1:7420/mcp", Agents: agents, ProxyBaseURL: base})
 //	mcp, err := mcpserver.New(&mcpserver.Options{..., Observer: m}) // readiness, tool calls
 //	px, err := proxy.New(&proxy.Options{..., Recorder: m})         // usage
@@ -32,8 +32,10 @@
 // (store.PutSession, ID "ses_…") and, as the first event of its log, a
 // "config" event with its MCP server configuration — URL, server name and
 // the token's ID (jti), never the token — before the launch. The launch
-// writes the agent's files through its profile in DataDir/sessions/<id>
-// (0700), starts it under the supervisor, runs the ACP handshake with our
+// writes the agent's files through its profile in SessionsDir/<id>
+// (0700), starts it under the supervisor, confined (Options.Confinement:
+// the session's directory and working directory writable, its adapter
+// readable, TCP to the broker only; see acp/sandbox), runs the ACP handshake with our
 // MCP server entry, records the ACP session ID ("acp_session" event), sets
 // the profile's initial mode, and waits up to ReadyTimeout for the readiness
 // signal: the session's MCP token reaching tools/list (ToolsListed). An
