@@ -29,7 +29,7 @@ func TestServeEventsSocket(t *testing.T) {
 	admin := adminToken(t, dataDir)
 	fx := newFixtures(t, b, admin)
 	resp, body := b.do("POST", "/v1/sessions", admin, strings.NewReader(fmt.Sprintf(
-		`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q}`, fx.project, t.TempDir())))
+		`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q}`, fx.project, agentDir(t))))
 	var created sessions.CreateResponse
 	if resp.StatusCode != 201 || json.Unmarshal([]byte(body), &created) != nil {
 		t.Fatalf("create session = %d %s", resp.StatusCode, body)

@@ -55,7 +55,7 @@ func TestSessionCLIEscapesControls(t *testing.T) {
 
 	env := map[string]string{"AGENTBROKER_DATA_DIR": dataDir, "AGENTBROKER_URL": b.url("")}
 	out, stderr, err := runCLI(t, env, "", "session", "start", "--project", p.ID, "--agent", "custom", "--credential", "none",
-		"--policy", "allow-all", "--cwd", t.TempDir(), "--title", "s"+hostile)
+		"--policy", "allow-all", "--cwd", agentDir(t), "--title", "s"+hostile)
 	if err != nil {
 		t.Fatalf("session start: %v\n%s\n%s", err, stderr, b.log())
 	}
