@@ -352,6 +352,21 @@ func TestServeBadStart(t *testing.T) {
 		{"bad listen address", []string{"AGENTBROKER_DATA_DIR=" + tmp + "/ok", "AGENTBROKER_LISTEN=nonsense"}, "listen on nonsense"},
 		{"bad catalog file", []string{"AGENTBROKER_DATA_DIR=" + tmp + "/ok2", "AGENTBROKER_CATALOG_FILE=" + badCatalog}, "catalog file"},
 		{"bad duration in env", []string{"AGENTBROKER_SHUTDOWN_TIMEOUT=soon"}, "AGENTBROKER_SHUTDOWN_TIMEOUT"},
+		{"bad sandbox mode", []string{"AGENTBROKER_AGENT_SANDBOX=maybe"}, `--agent-sandbox "maybe"`},
+		{"bad agent network", []string{"AGENTBROKER_AGENT_NETWORK=lan"}, `--agent-network "lan"`},
+		{"agents as root", []string{"AGENTBROKER_AGENT_USER=root"}, "--agent-user root"},
+		{"no such agent user", []string{"AGENTBROKER_AGENT_USER=no-such-user-here"}, "--agent-user no-such-user-here"},
+		{"port with an open network", []string{"AGENTBROKER_AGENT_NETWORK=open", "AGENTBROKER_AGENT_ALLOW_PORT=22"}, "--agent-allow-port needs"},
+	}
+	if os.Geteuid() == 0 {
+		// Agents run as nobody, who cannot reach a directory under a 0700 one.
+		tests = append(tests, struct {
+			name string
+			env  []string
+			want string
+		}{"sessions out of the agent user's reach", []string{"AGENTBROKER_DATA_DIR=" + tmp + "/ok3", "AGENTBROKER_SESSIONS_DIR=" + tmp + "/private/sessions"},
+			"cannot reach the sessions directory"})
+		os.Mkdir(filepath.Join(tmp, "private"), 0o700)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
