@@ -3,11 +3,9 @@ package sessions
 import (
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 
 	"github.com/agentbroker/agentbroker/acp/profile"
 	"github.com/agentbroker/agentbroker/acp/sandbox"
@@ -102,16 +100,29 @@ func (c *Confinement) policy(sessionDir string, l *profile.Launch, ac AgentConfi
 		p.Read = appendNew(p.Read, bridge)
 	}
 	if p.RestrictNet && (cred.Kind == profile.KindAPIKey || cred.Kind == profile.KindOAuthToken) {
-		for _, port := range c.DirectPorts {
+		ports := slices.Clone(c.DirectPorts)
+		if port, err := sandbox.PortOf(cred.BaseURL); err == nil {
+			ports = append(ports, port)
+		}
+		for _, port := range ports {
 			if !slices.Contains(p.ConnectTCP, port) {
 				p.ConnectTCP = append(p.ConnectTCP, port)
 			}
 		}
-		if port := urlPort(cred.BaseURL); port != 0 && !slices.Contains(p.ConnectTCP, port) {
-			p.ConnectTCP = append(p.ConnectTCP, port)
-		}
 	}
 	return &p, p.Summary()
+}
+
+// takeBack makes the session's directory the broker's again before the
+// profile writes into it (a relaunch): as root, the broker must not work in
+// a directory another user can change under it, and a process of the last
+// launch that escaped its process group could. Prepare then refuses any
+// symlink it finds, with nobody left to swap one in.
+func (c *Confinement) takeBack(dir string) error {
+	if c == nil || c.Policy.User == nil {
+		return nil
+	}
+	return chownTree(dir, os.Geteuid(), os.Getegid())
 }
 
 // giveTo makes the session's directory the agent user's, once the profile
@@ -120,12 +131,17 @@ func (c *Confinement) giveTo(dir string) error {
 	if c == nil || c.Policy.User == nil {
 		return nil
 	}
-	u := c.Policy.User
+	return chownTree(dir, c.Policy.User.UID, c.Policy.User.GID)
+}
+
+// chownTree changes the owner of dir and everything below it, symlinks
+// themselves rather than what they point to.
+func chownTree(dir string, uid, gid int) error {
 	return filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		return os.Lchown(path, u.UID, u.GID)
+		return os.Lchown(path, uid, gid)
 	})
 }
 
@@ -136,26 +152,4 @@ func appendNew(list []string, paths ...string) []string {
 		}
 	}
 	return list
-}
-
-// urlPort is the TCP port a URL connects to, 0 when it has none.
-func urlPort(raw string) uint16 {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return 0
-	}
-	if p := u.Port(); p != "" {
-		n, err := strconv.ParseUint(p, 10, 16)
-		if err != nil {
-			return 0
-		}
-		return uint16(n)
-	}
-	switch u.Scheme {
-	case "https":
-		return 443
-	case "http":
-		return 80
-	}
-	return 0
 }

@@ -366,10 +366,13 @@ func (s *session) launch(resume string, attempt int) (*agentProc, error) {
 	if err != nil {
 		return nil, err
 	}
+	conf := m.opts.Confinement
+	if err := conf.takeBack(dir); err != nil {
+		return nil, fmt.Errorf("session directory: %w", err)
+	}
 	if err := l.Prepare(); err != nil {
 		return nil, err
 	}
-	conf := m.opts.Confinement
 	if err := conf.giveTo(dir); err != nil {
 		return nil, fmt.Errorf("session directory for the agent user: %w", err)
 	}

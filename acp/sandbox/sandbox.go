@@ -30,6 +30,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -192,6 +193,24 @@ func supportFor(abi int) Support {
 		missing = append(missing, "signals to the broker and abstract UNIX sockets are not restricted (needs ABI 6)")
 	}
 	return Support{ABI: abi, Reason: strings.Join(missing, "; ")}
+}
+
+// PortOf is the TCP port a URL connects to: its own, or its scheme's
+// (http 80, https 443).
+func PortOf(rawURL string) (uint16, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return 0, fmt.Errorf("sandbox: %q is not a URL with a host", rawURL)
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("sandbox: %q has no TCP port", rawURL)
+	}
+	return uint16(n), nil
 }
 
 // launch is what the broker sends the launcher.

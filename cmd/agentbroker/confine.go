@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -81,9 +80,9 @@ func (c *config) confinement(publicURL string, log *slog.Logger) (*sessions.Conf
 		p.Write = append(p.Write, filepath.Clean(path))
 	}
 	if c.AgentNetwork == "broker" {
-		port, err := urlPort(publicURL)
+		port, err := sandbox.PortOf(publicURL)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("public URL: %w", err)
 		}
 		p.RestrictNet, p.ConnectTCP = true, []uint16{port}
 		for _, s := range c.AgentPorts {
@@ -225,20 +224,4 @@ func searchable(dir string, u *sandbox.User) error {
 			return nil
 		}
 	}
-}
-
-func urlPort(raw string) (uint16, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return 0, fmt.Errorf("public URL %q: %w", raw, err)
-	}
-	port := u.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
-	}
-	n, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		return 0, fmt.Errorf("public URL %q: no TCP port", raw)
-	}
-	return uint16(n), nil
 }
