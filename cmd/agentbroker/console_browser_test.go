@@ -65,16 +65,26 @@ type relay struct {
 	closed bool
 }
 
-func startRelay(t *testing.T, target string) *relay {
+// startRelay listens at once; it relays to the target set with to. The
+// browser reaches the broker through it, so its origin is the relay's: the
+// broker allows it (--allowed-origin), as it would a reverse proxy's.
+func startRelay(t *testing.T) *relay {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	r.wg.Go(r.accept)
+	r := &relay{ln: ln, conns: map[net.Conn]struct{}{}}
 	t.Cleanup(r.close)
 	return r
+}
+
+// to starts relaying to target.
+func (r *relay) to(target string) {
+	r.mu.Lock()
+	r.target = target
+	r.mu.Unlock()
+	r.wg.Go(r.accept)
 }
 
 func (r *relay) origin() string { return "http://" + r.ln.Addr().String() }
@@ -387,8 +397,11 @@ func TestConsoleBrowser(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	// Amp is offered only with a command; the picker test needs it offered
 	// (the command is never run here).
+	rl := startRelay(t)
+	origin := rl.origin()
 	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagentBin, "AGENTBROKER_CATALOG_FILE="+override,
-		"AGENTBROKER_AMP_COMMAND="+refagentBin)
+		"AGENTBROKER_AMP_COMMAND="+refagentBin, "AGENTBROKER_ALLOWED_ORIGIN="+origin)
+	rl.to(b.addr)
 	admin := adminToken(t, dataDir)
 	var proj, task, know struct{ ID string }
 	_, body := b.do("POST", "/v1/projects", admin, strings.NewReader(
@@ -404,8 +417,6 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatalf("fixtures not created: %+v %+v %+v", proj, task, know)
 	}
 
-	rl := startRelay(t, b.addr)
-	origin := rl.origin()
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium),
