@@ -74,23 +74,7 @@ func openDir(t *testing.T) string {
 // run starts sh -c script under policy and returns its output and error.
 func run(t *testing.T, p sandbox.Policy, dir, script string) (string, error) {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := sandbox.Wrap(self, p, "/bin/sh", []string{"-c", script})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(c.Path, c.Args...)
-	cmd.ExtraFiles = []*os.File{c.PolicyFile}
-	cmd.Dir = dir
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
-	c.PolicyFile.Close()
-	return out.String(), err
+	return runProgramEnv(t, p, dir, []string{"PATH=/usr/bin:/bin", "HOME=" + dir}, "/bin/sh", "-c", script)
 }
 
 func requireLandlock(t *testing.T) {
