@@ -417,7 +417,6 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatalf("fixtures not created: %+v %+v %+v", proj, task, know)
 	}
 
-
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium),
 		chromedp.NoSandbox,
