@@ -3,8 +3,6 @@
 package sandbox
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -58,17 +56,8 @@ func runLauncher(argv []string) error {
 	if err != nil {
 		return fmt.Errorf("read the policy: %w", err)
 	}
-	if len(data) > maxPolicyBytes {
-		return errors.New("the policy is too large")
-	}
-	var l launch
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&l); err != nil {
-		return fmt.Errorf("decode the policy: %w", err)
-	}
-	p := l.Policy
-	if err := p.Validate(); err != nil {
+	p, err := decodePolicy(data)
+	if err != nil {
 		return err
 	}
 

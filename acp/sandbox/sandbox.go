@@ -27,6 +27,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -216,6 +217,27 @@ func PortOf(rawURL string) (uint16, error) {
 // launch is what the broker sends the launcher.
 type launch struct {
 	Policy Policy `json:"policy"`
+}
+
+// decodePolicy reads what the broker sent the launcher: one JSON object,
+// no unknown field, at most maxPolicyBytes, a valid policy.
+func decodePolicy(data []byte) (Policy, error) {
+	if len(data) > maxPolicyBytes {
+		return Policy{}, errors.New("sandbox: the policy is too large")
+	}
+	var l launch
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&l); err != nil {
+		return Policy{}, fmt.Errorf("sandbox: decode the policy: %w", err)
+	}
+	if dec.More() {
+		return Policy{}, errors.New("sandbox: more than one policy")
+	}
+	if err := l.Policy.Validate(); err != nil {
+		return Policy{}, err
+	}
+	return l.Policy, nil
 }
 
 // Command is how to start an agent under a policy.
