@@ -53,6 +53,7 @@ func Run(t *testing.T, open Open) {
 		{"SearchAfterUpdate", testSearchAfterUpdate},
 		{"HostileSearch", testHostileSearch},
 		{"Events", testEvents},
+		{"Usage", testUsage},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
