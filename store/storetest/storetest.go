@@ -54,6 +54,7 @@ func Run(t *testing.T, open Open) {
 		{"HostileSearch", testHostileSearch},
 		{"Events", testEvents},
 		{"Usage", testUsage},
+		{"TaskBudget", testTaskBudget},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

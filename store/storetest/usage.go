@@ -116,3 +116,27 @@ func testUsage(t *testing.T, s store.Store) {
 		t.Errorf("refused records were kept: %d calls in project p; want 5", got[0].Calls)
 	}
 }
+
+// testTaskBudget: a task's budget is kept, changed and removed; a negative
+// one is refused.
+func testTaskBudget(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	p := newProject(t, s, "p")
+	task := must[store.Task](t, "CreateTask")(s.CreateTask(ctx, store.Task{ProjectID: p.ID, Title: "t", BudgetPicoUSD: 5_000_000_000_000}))
+	if got := must[store.Task](t, "GetTask")(s.GetTask(ctx, p.ID, task.ID)); got.BudgetPicoUSD != 5_000_000_000_000 {
+		t.Errorf("budget read back = %d", got.BudgetPicoUSD)
+	}
+	if got := must[store.Task](t, "UpdateTask")(s.UpdateTask(ctx, p.ID, task.ID, store.TaskUpdate{BudgetPicoUSD: ptr[int64](1)})); got.BudgetPicoUSD != 1 {
+		t.Errorf("budget after update = %d", got.BudgetPicoUSD)
+	}
+	if got := must[store.Task](t, "UpdateTask")(s.UpdateTask(ctx, p.ID, task.ID, store.TaskUpdate{Notes: ptr("n")})); got.BudgetPicoUSD != 1 {
+		t.Errorf("an update without a budget changed it to %d", got.BudgetPicoUSD)
+	}
+	if got := must[[]store.Task](t, "ListTasks")(s.ListTasks(ctx, p.ID, store.TaskFilter{})); len(got) != 1 || got[0].BudgetPicoUSD != 1 {
+		t.Errorf("listed = %+v", got)
+	}
+	_, err := s.UpdateTask(ctx, p.ID, task.ID, store.TaskUpdate{BudgetPicoUSD: ptr[int64](-1)})
+	wantErr(t, "UpdateTask with a negative budget", err, store.ErrInvalid)
+	_, err = s.CreateTask(ctx, store.Task{ProjectID: p.ID, Title: "t", BudgetPicoUSD: -1})
+	wantErr(t, "CreateTask with a negative budget", err, store.ErrInvalid)
+}
