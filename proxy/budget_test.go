@@ -90,4 +90,6 @@ func TestBudgetUnavailable(t *testing.T) {
 
 type failingBudget struct{}
 
-func (failingBudget) Allow(context.Context, tokens.Claims) error { return errors.New("no such session") }
+func (failingBudget) Allow(context.Context, tokens.Claims) error {
+	return errors.New("no such session")
+}
