@@ -66,6 +66,8 @@ func anthropicType(status int) string {
 		return "invalid_request_error"
 	case http.StatusUnauthorized:
 		return "authentication_error"
+	case http.StatusPaymentRequired:
+		return "billing_error"
 	case http.StatusForbidden:
 		return "permission_error"
 	case http.StatusNotFound:
@@ -83,6 +85,9 @@ func anthropicType(status int) string {
 
 // openAIType is OpenAI's error.type for a status.
 func openAIType(status int) string {
+	if status == http.StatusPaymentRequired {
+		return "insufficient_quota"
+	}
 	if status >= 500 {
 		return "server_error"
 	}

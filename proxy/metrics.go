@@ -10,6 +10,7 @@ type meters struct {
 	requests *metrics.CounterVec
 	tokens   *metrics.CounterVec
 	cost     *metrics.CounterVec
+	costUSD  *metrics.ScaledCounterVec
 	refusals *metrics.CounterVec
 	ttfb     *metrics.HistogramVec
 }
@@ -25,6 +26,9 @@ func newMeters(reg *metrics.Registry) *meters {
 		cost: reg.NewCounterVec("agentbroker_proxy_cost_picousd_total",
 			"Cost of the reported usage at catalog prices, in pico-USD (1e-12 USD), by canonical model.",
 			"model"),
+		costUSD: reg.NewScaledCounterVec("agentbroker_proxy_cost_usd_total",
+			"Cost of the reported usage at catalog prices, in USD, by provider and canonical model (summed exactly in pico-USD, written as a float).",
+			1_000_000_000_000, "provider", "model"),
 		refusals: reg.NewCounterVec("agentbroker_proxy_refusals_total",
 			"Requests the proxy refused before any upstream call, by reason.",
 			"reason"),
@@ -58,5 +62,6 @@ func (m *meters) record(rec *UsageRecord) {
 	}
 	if rec.Cost > 0 {
 		m.cost.With(model).Add(uint64(rec.Cost))
+		m.costUSD.With(provider, model).Add(uint64(rec.Cost))
 	}
 }

@@ -106,6 +106,9 @@ type Options struct {
 	// Recorder receives one UsageRecord per authenticated request. Nil
 	// means none.
 	Recorder Recorder
+	// Budget, when set, is asked before each upstream call whether the
+	// session may still spend (see Budget). Nil means no budgets.
+	Budget Budget
 	// Metrics is where the proxy's series are registered (once: two
 	// proxies cannot share a registry). Nil means a private registry.
 	Metrics *metrics.Registry
@@ -133,6 +136,7 @@ type Proxy struct {
 	upstreams map[catalog.Provider]upstream
 	userKey   func(context.Context, tokens.Claims, catalog.Provider) (string, bool)
 	recorder  Recorder
+	budget    Budget
 	log       *slog.Logger
 	maxBody   int64
 	transport http.RoundTripper
@@ -154,7 +158,7 @@ func New(opts *Options) (*Proxy, error) {
 		return nil, errors.New("proxy: new: Options.Tokens is required")
 	}
 	o := *opts
-	p := &Proxy{tokens: o.Tokens, catalog: o.Catalog, userKey: o.UserKey, recorder: o.Recorder, log: o.Logger,
+	p := &Proxy{tokens: o.Tokens, catalog: o.Catalog, userKey: o.UserKey, recorder: o.Recorder, budget: o.Budget, log: o.Logger,
 		maxBody: o.MaxBodyBytes, transport: o.Transport, upstreams: map[catalog.Provider]upstream{}}
 	if p.catalog == nil {
 		p.catalog = catalog.Embedded()

@@ -861,6 +861,9 @@ func TestUsageAndCost(t *testing.T) {
 		`agentbroker_proxy_cost_picousd_total{model="claude-opus-4-8"} 40750000000`,
 		`agentbroker_proxy_cost_picousd_total{model="gpt-5.5"} 26000000000`,
 		`agentbroker_proxy_cost_picousd_total{model="o4-mini"} 3080000000`,
+		`agentbroker_proxy_cost_usd_total{provider="anthropic",model="claude-opus-4-8"} 0.04075`,
+		`agentbroker_proxy_cost_usd_total{provider="openai",model="gpt-5.5"} 0.026`,
+		`agentbroker_proxy_cost_usd_total{provider="openai",model="o4-mini"} 0.00308`,
 		`agentbroker_proxy_time_to_first_byte_seconds_count{provider="anthropic"} 3`,
 		`agentbroker_proxy_time_to_first_byte_seconds_count{provider="openai"} 3`,
 	} {

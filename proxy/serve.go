@@ -98,6 +98,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, rt route, start ti
 		p.log.LogAttrs(r.Context(), slog.LevelInfo, "proxy: deprecated model", slog.String("session", c.Session),
 			slog.String("model", res.Model.ID), slog.String("replacement", res.Replacement))
 	}
+	if !p.admit(w, r, rt, c, &rec) {
+		return
+	}
 	p.forward(w, r, rt, up, key, body, res.Model, &rec)
 }
 

@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/agentbroker/agentbroker/acp"
 	"github.com/agentbroker/agentbroker/acp/profile"
+	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/internal/server"
 	"github.com/agentbroker/agentbroker/store"
 	"github.com/agentbroker/agentbroker/tokens"
@@ -29,6 +31,7 @@ func (m *Manager) Mount(mux Mux) {
 	admin := m.opts.Tokens.Middleware(tokens.AudienceAdmin, tokens.ScopeAdmin)
 	mux.Handle("POST /v1/sessions", admin(http.HandlerFunc(m.handleCreate)))
 	mux.Handle("GET /v1/sessions", admin(http.HandlerFunc(m.handleList)))
+	mux.Handle("GET /v1/usage", admin(http.HandlerFunc(m.handleUsage)))
 	mux.Handle("GET /v1/sessions/{id}", m.sessionAuth(tokens.ScopeSessionView, m.handleGet))
 	mux.Handle("DELETE /v1/sessions/{id}", admin(http.HandlerFunc(m.handleStop)))
 	mux.Handle("POST /v1/sessions/{id}/prompt", m.sessionAuth(tokens.ScopeSessionControl, m.handlePrompt))
@@ -70,6 +73,27 @@ type CreateRequest struct {
 	PermissionPolicy string `json:"permission_policy,omitempty"`
 	Prompt           string `json:"prompt,omitempty"`
 	Title            string `json:"title,omitempty"`
+	// Task is a task of the project the session works on (Spec.Task).
+	Task string `json:"task,omitempty"`
+	// BudgetUSD is the session's budget in decimal dollars ("5.00"; a
+	// JSON string, or a number written the same way): Spec.Budget.
+	BudgetUSD USD `json:"budget_usd,omitempty"`
+}
+
+// USD is a decimal dollar amount on the wire: a JSON string ("5.00") or a
+// number (5.00), read exactly (catalog.ParseUSD), never through a float.
+type USD string
+
+// UnmarshalJSON takes a string or a number's literal text.
+func (u *USD) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if len(s) >= 2 && s[0] == '"' {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+	}
+	*u = USD(s)
+	return nil
 }
 
 // CreateResponse is the answer to POST /v1/sessions (201).
@@ -106,6 +130,16 @@ func (m *Manager) handleCreate(w http.ResponseWriter, r *http.Request) {
 		Credential: profile.Credential{Kind: profile.CredentialKind(req.Credential.Kind),
 			Secret: profile.NewSecret(req.Credential.Secret), BaseURL: req.Credential.BaseURL},
 		ViaProxy: req.Credential.ViaProxy,
+		Task:     req.Task,
+	}
+	if req.BudgetUSD != "" {
+		b, err := catalog.ParseUSD(string(req.BudgetUSD))
+		if err != nil || b <= 0 {
+			server.WriteError(w, http.StatusBadRequest, "invalid_request",
+				fmt.Sprintf("budget_usd %q: want a positive decimal dollar amount such as \"5.00\"", truncateUTF8(string(req.BudgetUSD), 64)))
+			return
+		}
+		spec.Budget = b
 	}
 	req.Credential.Secret = ""
 	created, err := m.Create(r.Context(), spec)

@@ -37,6 +37,7 @@ type Store interface {
 	GetSession(ctx context.Context, projectID, id string) (store.SessionRecord, error)
 	ListSessions(ctx context.Context, projectID string, limit int) ([]store.SessionRecord, error)
 	AppendMessages(ctx context.Context, msgs []store.Message) ([]store.Message, error)
+	UsageStore
 }
 
 // Models checks models against the catalog (*catalog.Catalog does).
@@ -283,6 +284,7 @@ type Manager struct {
 	mu     sync.Mutex
 	live   map[string]*session
 	known  map[string]string // session ID → project ID, for lookups
+	tasks  map[string]*spend // project and task → what the task spent
 	closed bool
 
 	launches atomic.Int64 // agent processes started (tests)
@@ -291,6 +293,7 @@ type Manager struct {
 var (
 	_ mcpserver.Observer = (*Manager)(nil)
 	_ proxy.Recorder     = (*Manager)(nil)
+	_ proxy.Budget       = (*Manager)(nil)
 	_ LogSource          = (*Manager)(nil)
 	_ Controller         = (*Manager)(nil)
 )
@@ -348,6 +351,13 @@ type Spec struct {
 	// CreatedBy is who asked (the admin token's subject), the subject of
 	// the session's tokens.
 	CreatedBy string
+	// Task, if set, is the ID of a task of the project the session works
+	// on: its model calls count towards the task's usage and budget.
+	Task string
+	// Budget, if positive, is the most the session's model calls may
+	// cost: once its recorded calls cost that much, the proxy refuses
+	// more (budget_exceeded). Zero means no budget.
+	Budget catalog.Amount
 }
 
 // Created is a new session and its viewer token (a secret for the caller).
@@ -384,6 +394,10 @@ type sessionConfig struct {
 	CreatedBy        string    `json:"created_by"`
 	// Sandbox says how the agent is confined (or that it is not, and why).
 	Sandbox string `json:"sandbox,omitempty"`
+	// Task is the task the session works on; BudgetUSD its budget in
+	// decimal dollars (catalog.Amount.USD).
+	Task      string `json:"task,omitempty"`
+	BudgetUSD string `json:"budget_usd,omitempty"`
 }
 
 // Create starts a session: the model check, the tokens, the record and its
@@ -544,6 +558,17 @@ func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string,
 	if fi, err := os.Stat(spec.Cwd); err != nil || !fi.IsDir() {
 		return cfg, "", fmt.Errorf("%w: cwd %q is not a directory", ErrInvalidRequest, spec.Cwd)
 	}
+	if spec.Task != "" {
+		if _, err := m.st.GetTask(ctx, spec.Project, spec.Task); err != nil {
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+				return cfg, "", fmt.Errorf("%w: task %q not found in project %q", ErrInvalidRequest, truncateUTF8(spec.Task, 200), spec.Project)
+			}
+			return cfg, "", err
+		}
+	}
+	if spec.Budget < 0 {
+		return cfg, "", fmt.Errorf("%w: budget_usd must be positive", ErrInvalidRequest)
+	}
 	if spec.CreatedBy == "" {
 		spec.CreatedBy = "agentbroker"
 	}
@@ -560,6 +585,10 @@ func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string,
 	cfg.MCP.Name = m.opts.MCPServerName
 	cfg.MCP.URL = m.opts.MCPURL
 	cfg.CreatedBy = spec.CreatedBy
+	cfg.Task = spec.Task
+	if spec.Budget > 0 {
+		cfg.BudgetUSD = spec.Budget.USD()
+	}
 	return cfg, catalogAgent, nil
 }
 
@@ -613,7 +642,7 @@ func (m *Manager) newSession(id string, spec Spec, cfg sessionConfig) *session {
 		cred = profile.Credential{Kind: profile.KindPlatformProxy, Secret: profile.NewSecret("placeholder-inference-token")}
 	}
 	s := m.newSessionFrom(id, spec.Project, spec.Title, cred, cfg)
-	s.userKey = userKey
+	s.userKey, s.budget = userKey, spec.Budget
 	return s
 }
 
@@ -774,18 +803,22 @@ func (m *Manager) record(ctx context.Context, id string) (store.SessionRecord, e
 
 // Get describes a session, live or recorded.
 func (m *Manager) Get(ctx context.Context, id string) (Info, error) {
+	var info Info
 	if s := m.liveSession(id); s != nil {
-		return s.info(), nil
+		info = s.info()
+	} else {
+		r, err := m.record(ctx, id)
+		if err != nil {
+			return Info{}, err
+		}
+		info = recordInfo(r)
+		if sc, err := m.scan(ctx, id); err == nil {
+			sc.fill(&info)
+		}
 	}
-	r, err := m.record(ctx, id)
-	if err != nil {
-		return Info{}, err
-	}
-	info := recordInfo(r)
-	if sc, err := m.scan(ctx, id); err == nil {
-		sc.fill(&info)
-	}
-	return info, nil
+	one := []Info{info}
+	m.withUsage(ctx, "", one)
+	return one[0], nil
 }
 
 // List describes the sessions of a project (all projects when project is
@@ -821,6 +854,7 @@ func (m *Manager) List(ctx context.Context, project string) ([]Info, error) {
 		}
 	}
 	slices.SortStableFunc(out, func(a, b Info) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	m.withUsage(ctx, project, out)
 	return out, nil
 }
 
@@ -951,11 +985,28 @@ func (m *Manager) RecordUsage(_ context.Context, r proxy.UsageRecord) {
 			"cache_write_1h_tokens": r.Usage.CacheWrite1hTokens,
 		}
 		ev["cost_micro_usd"] = r.Cost.MicroUSD()
+		ev["cost_usd"] = r.Cost.USD()
 	}
 	if r.Reason != "" {
 		ev["reason"], ev["message"] = r.Reason, r.Message
 	}
-	s.enqueue(EventUsage, ev)
+	// Counted before the handler returns, so that the next call's budget
+	// check sees it; stored with the event, off this goroutine.
+	s.addSpent(r.Cost)
+	s.mu.Lock()
+	task := s.cfg.Task
+	s.mu.Unlock()
+	at := r.Start
+	if at.IsZero() {
+		at = time.Now()
+	}
+	s.enqueueUsage(EventUsage, ev, &store.UsageRecord{SessionID: s.id, ProjectID: s.project, TaskID: task,
+		Model: r.Model, Provider: string(r.Provider), InputTokens: r.Usage.InputTokens, OutputTokens: r.Usage.OutputTokens,
+		CacheReadTokens: r.Usage.CacheReadTokens, CacheWriteTokens: r.Usage.CacheWrite5mTokens + r.Usage.CacheWrite1hTokens,
+		CostPicoUSD: int64(max(r.Cost, 0)), Outcome: string(r.Outcome), At: at})
+	if r.Reason == proxy.ReasonBudgetExceeded {
+		s.budgetRefused(r)
+	}
 }
 
 // Close shuts every live session down (staged, in parallel) and closes the

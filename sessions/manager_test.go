@@ -66,6 +66,7 @@ type broker struct {
 	mgr     *Manager
 	mcp     *mcpserver.Server
 	srv     *httptest.Server
+	mux     Mux // the broker's routes, for more (the proxy)
 	admin   string
 	dataDir string
 	project store.Project
@@ -114,7 +115,7 @@ func newBroker(t *testing.T, o brokerOpts) *broker {
 	// The broker's own HTTP front, middleware included (the events
 	// WebSocket must get through it).
 	mux := server.New(&server.Options{})
-	b.srv = httptest.NewServer(mux.Handler())
+	b.srv, b.mux = httptest.NewServer(mux.Handler()), mux
 	t.Cleanup(b.srv.Close)
 	mcpURL := b.srv.URL + "/mcp"
 	if o.mcpURL != "" {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentbroker/agentbroker/acp/profile"
+	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/store"
 )
 
@@ -138,6 +139,9 @@ func (m *Manager) prepareRecovery(ctx context.Context, r store.SessionRecord, sc
 	cfg.MCP.Name, cfg.MCP.URL = m.opts.MCPServerName, m.opts.MCPURL
 	cred := profile.Credential{Kind: cfg.Credential.Kind, BaseURL: cfg.Credential.BaseURL}
 	s := m.newSessionFrom(r.ID, r.ProjectID, r.Title, cred, cfg)
+	if cfg.BudgetUSD != "" {
+		s.budget, _ = catalog.ParseUSD(cfg.BudgetUSD) // written by check from a parsed amount
+	}
 	s.state, s.createdAt = State(r.State), r.CreatedAt
 	s.acpID, s.turns = sc.acpID, sc.turns
 	var err error
@@ -304,7 +308,7 @@ func (sc scanned) fill(in *Info) {
 	in.ACPSessionID, in.Turn, in.LastError, in.LastEventSeq = sc.acpID, sc.turns, sc.lastError, sc.lastSeq
 	if c := sc.cfg; c != nil {
 		in.CatalogAgent, in.Cwd, in.PermissionPolicy, in.Credential = c.CatalogAgent, c.Cwd, c.Policy, string(c.Credential.Kind)
-		in.Sandbox = c.Sandbox
+		in.Sandbox, in.Task, in.BudgetUSD = c.Sandbox, c.Task, c.BudgetUSD
 		in.MCP = &MCPInfo{Name: c.MCP.Name, URL: c.MCP.URL, TokenID: c.MCP.TokenID, Status: sc.mcpStatus}
 	}
 }

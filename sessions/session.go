@@ -17,6 +17,7 @@ import (
 	"github.com/agentbroker/agentbroker/acp"
 	"github.com/agentbroker/agentbroker/acp/profile"
 	"github.com/agentbroker/agentbroker/acp/supervisor"
+	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/store"
 	"github.com/agentbroker/agentbroker/tokens"
 )
@@ -69,6 +70,10 @@ type session struct {
 
 	dropped atomic.Int64
 	obsQ    chan obsEvent
+	// budget is the session's USD budget (0: none); spent what its
+	// recorded calls cost.
+	budget  catalog.Amount
+	spent   spend
 	obsDone chan struct{}
 	wg      sync.WaitGroup
 	tr      *transcript
@@ -106,6 +111,10 @@ type turn struct {
 	stop  acp.StopReason
 	err   string
 	reply string
+	// budget is the proxy's message once it refused a call of this turn
+	// for a spent budget.
+	budget      atomic.Pointer[string]
+	budgetEvent atomic.Bool // the turn's budget_exceeded event is recorded
 }
 
 // TurnResult is how a turn ended (or that it is still running).
@@ -137,6 +146,8 @@ type askRecord struct{ rid, by string }
 type obsEvent struct {
 	typ  string
 	data any
+	// usage, for a "usage" event, is stored before the event is queued.
+	usage *store.UsageRecord
 }
 
 type mintedToken struct {
@@ -628,6 +639,12 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 		s.saveMessages([]store.Message{{Role: store.RoleUser, Content: text}})
 	}()
 	stop, err := p.conn.Prompt(s.quitCtx, acpID, []acp.ContentBlock{acp.TextBlock(text)})
+	overBudget := t.budget.Load()
+	if overBudget != nil && err == nil {
+		// The broker cancelled the turn: the proxy refused a call for a
+		// spent budget. That is why it ended.
+		stop, t.err = StopBudgetExceeded, *overBudget
+	}
 	msgs, reply := s.tr.endTurn()
 	<-userSaved
 	s.saveMessages(msgs)
@@ -653,6 +670,9 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 		s.queueEvent(EventTurnFailed, map[string]any{"turn": t.n, "error": t.err, "stop_reason": stop})
 	} else {
 		end := map[string]any{"turn": t.n, "stop_reason": stop}
+		if t.err != "" {
+			end["error"] = t.err
+		}
 		if n := p.conn.Stats().SkippedLines; n > 0 {
 			// Lines on the agent's stdout that were not JSON-RPC (logs,
 			// banners, garbage): dropped, and counted here.
@@ -791,9 +811,12 @@ func (s *session) onPermission(d acp.PermissionDecision) {
 	s.queueEvent(EventPermissionAnswer, ev)
 }
 
-func (s *session) enqueue(typ string, data any) {
+func (s *session) enqueue(typ string, data any) { s.enqueueUsage(typ, data, nil) }
+
+// enqueueUsage queues an event and, for a "usage" event, its store record.
+func (s *session) enqueueUsage(typ string, data any, usage *store.UsageRecord) {
 	select {
-	case s.obsQ <- obsEvent{typ, data}:
+	case s.obsQ <- obsEvent{typ, data, usage}:
 	default:
 		s.dropped.Add(1)
 		s.m.log.Warn("sessions: observer queue full; event dropped", "session", s.id, "type", typ)
@@ -814,18 +837,31 @@ func (s *session) drainObserver() {
 	for {
 		select {
 		case e := <-s.obsQ:
-			s.queueEvent(e.typ, e.data)
+			s.observed(e)
 		case <-s.quitCtx.Done():
 			for {
 				select {
 				case e := <-s.obsQ:
-					s.queueEvent(e.typ, e.data)
+					s.observed(e)
 				default:
 					return
 				}
 			}
 		}
 	}
+}
+
+// observed records one queued notification: a usage record first, so
+// that once its event is seen the totals include it.
+func (s *session) observed(e obsEvent) {
+	if e.usage != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.quitCtx), 10*time.Second)
+		if err := s.m.st.AddUsage(ctx, *e.usage); err != nil {
+			s.m.log.Warn("sessions: usage record not stored", "session", s.id, "err", err)
+		}
+		cancel()
+	}
+	s.queueEvent(e.typ, e.data)
 }
 
 // watch notices the end of an agent process we did not ask for: a crash,
@@ -1010,7 +1046,14 @@ type Info struct {
 	LastError        string    `json:"last_error,omitempty"`
 	DroppedEvents    int64     `json:"dropped_events,omitempty"`
 	// Sandbox says how the agent is confined, or that it is not and why.
-	Sandbox      string    `json:"sandbox,omitempty"`
+	Sandbox string `json:"sandbox,omitempty"`
+	// Task is the task the session works on, if any.
+	Task string `json:"task,omitempty"`
+	// BudgetUSD is the session's budget in decimal dollars, if any.
+	BudgetUSD string `json:"budget_usd,omitempty"`
+	// Usage is what the session's model calls used and cost (in GET
+	// /v1/sessions/{id} and the list).
+	Usage        *Usage    `json:"usage,omitempty"`
 	LastEventSeq int64     `json:"last_event_seq"`
 	CreatedAt    time.Time `json:"created_at,omitzero"`
 	UpdatedAt    time.Time `json:"updated_at,omitzero"`
@@ -1044,6 +1087,7 @@ func (s *session) info() Info {
 		MCP:  &MCPInfo{Name: s.cfg.MCP.Name, URL: s.cfg.MCP.URL, TokenID: s.cfg.MCP.TokenID, Status: s.mcpStatus},
 		Turn: s.turns, Prompting: s.turn != nil, Restarts: s.restarts, LastError: s.lastError,
 		DroppedEvents: s.dropped.Load(), CreatedAt: s.createdAt, Sandbox: s.cfg.Sandbox,
+		Task: s.cfg.Task, BudgetUSD: s.cfg.BudgetUSD,
 	}
 	for _, w := range s.pending {
 		in.Pending = append(in.Pending, Pending{RequestID: w.id, ToolCall: w.toolCall, Options: w.options, AskedAt: w.askedAt})

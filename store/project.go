@@ -99,6 +99,9 @@ type Task struct {
 	Notes         string
 	OutputSummary string
 	SessionID     string // the session working on it, if any; not checked against sessions
+	// BudgetPicoUSD is the most its sessions' model calls may cost, in
+	// pico-USD (catalog.Amount); 0 means no budget. Negative is ErrInvalid.
+	BudgetPicoUSD int64
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 }
@@ -111,6 +114,7 @@ type TaskUpdate struct {
 	Notes         *string
 	OutputSummary *string
 	SessionID     *string
+	BudgetPicoUSD *int64
 }
 
 // TaskFilter narrows ListTasks. Zero fields match everything.

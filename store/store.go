@@ -69,6 +69,7 @@ type Store interface {
 	KnowledgeBase
 	Transcripts
 	Events
+	Usage
 	Close() error
 }
 

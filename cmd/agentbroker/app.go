@@ -73,6 +73,7 @@ func commands() []*command {
 		taskCommand(),
 		knowledgeCommand(),
 		catalogCommand(),
+		usageCommand(),
 		keysCommand(),
 		tokenCommand(),
 		bridgeCommand(),

@@ -195,6 +195,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 		Catalog:   cat,
 		Upstreams: upstreams,
 		Recorder:  mgr,
+		Budget:    mgr,
 		UserKey:   mgr.UserKey,
 		Metrics:   reg,
 		Logger:    log,

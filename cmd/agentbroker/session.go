@@ -215,10 +215,17 @@ func sessionCommand() *command {
 						return err
 					}
 					tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "ID\tPROJECT\tAGENT\tMODEL\tSTATE\tCREATED")
+					fmt.Fprintln(tw, "ID\tPROJECT\tAGENT\tMODEL\tSTATE\tCOST USD\tBUDGET USD\tCREATED")
 					for _, s := range out.Sessions {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Project, s.Agent, s.Model, s.State,
-							s.CreatedAt.Local().Format(time.DateTime))
+						cost, budget := "-", "-"
+						if s.Usage != nil {
+							cost = s.Usage.CostUSD
+						}
+						if s.BudgetUSD != "" {
+							budget = s.BudgetUSD
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Project, s.Agent, s.Model, s.State,
+							cost, budget, s.CreatedAt.Local().Format(time.DateTime))
 					}
 					return tw.Flush()
 				},

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/internal/server"
 	"github.com/agentbroker/agentbroker/store"
 	"github.com/agentbroker/agentbroker/tokens"
@@ -124,11 +125,20 @@ type TaskJSON struct {
 	Notes         string           `json:"notes"`
 	OutputSummary string           `json:"output_summary"`
 	SessionID     string           `json:"session_id,omitempty"`
-	CreatedAt     time.Time        `json:"created_at"`
-	UpdatedAt     time.Time        `json:"updated_at"`
+	// BudgetUSD is the task's budget in decimal dollars, absent when none.
+	BudgetUSD string    `json:"budget_usd,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
-func taskJSON(t store.Task) TaskJSON { return TaskJSON(t) }
+func taskJSON(t store.Task) TaskJSON {
+	j := TaskJSON{ID: t.ID, ProjectID: t.ProjectID, Title: t.Title, Description: t.Description, Status: t.Status,
+		Notes: t.Notes, OutputSummary: t.OutputSummary, SessionID: t.SessionID, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt}
+	if t.BudgetPicoUSD > 0 {
+		j.BudgetUSD = catalog.Amount(t.BudgetPicoUSD).USD()
+	}
+	return j
+}
 
 // TaskPatch is the body of POST and PATCH …/tasks.
 type TaskPatch struct {
@@ -138,6 +148,24 @@ type TaskPatch struct {
 	Notes         *string           `json:"notes"`
 	OutputSummary *string           `json:"output_summary"`
 	SessionID     *string           `json:"session_id"`
+	// BudgetUSD sets the task's budget in decimal dollars ("5.00"); "0"
+	// removes it.
+	BudgetUSD *string `json:"budget_usd"`
+}
+
+// update is the patch as a store update, or an error for the client.
+func (tp TaskPatch) update() (store.TaskUpdate, error) {
+	u := store.TaskUpdate{Title: tp.Title, Description: tp.Description, Status: tp.Status, Notes: tp.Notes,
+		OutputSummary: tp.OutputSummary, SessionID: tp.SessionID}
+	if tp.BudgetUSD != nil {
+		b, err := catalog.ParseUSD(*tp.BudgetUSD)
+		if err != nil {
+			return u, fmt.Errorf("budget_usd: %w: want a decimal dollar amount such as \"5.00\"", store.ErrInvalid)
+		}
+		n := int64(b)
+		u.BudgetPicoUSD = &n
+	}
+	return u, nil
 }
 
 // KnowledgeJSON is a knowledge entry on the wire.
@@ -311,7 +339,15 @@ func (p *projects) createTask(w http.ResponseWriter, r *http.Request) {
 	if req.SessionID != nil {
 		t.SessionID = *req.SessionID
 	}
-	t, err := p.st.CreateTask(r.Context(), t)
+	u, err := req.update()
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	if u.BudgetPicoUSD != nil {
+		t.BudgetPicoUSD = *u.BudgetPicoUSD
+	}
+	t, err = p.st.CreateTask(r.Context(), t)
 	if err != nil {
 		storeError(w, err)
 		return
@@ -334,7 +370,12 @@ func (p *projects) updateTask(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	t, err := p.st.UpdateTask(r.Context(), r.PathValue("project"), r.PathValue("task"), store.TaskUpdate(req))
+	u, err := req.update()
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	t, err := p.st.UpdateTask(r.Context(), r.PathValue("project"), r.PathValue("task"), u)
 	if err != nil {
 		storeError(w, err)
 		return

@@ -186,6 +186,35 @@ func (c *CounterVec) write(b *bytes.Buffer) {
 	}
 }
 
+// ScaledCounterVec is a family of counters kept as integers of a small
+// unit and written as a float of a larger one: cost added in pico-USD
+// and exposed in USD, so that sums never accumulate float rounding.
+type ScaledCounterVec struct {
+	v   *vec[Counter]
+	per float64
+}
+
+// NewScaledCounterVec registers a counter family whose series count units
+// and are written as value = units / unitsPerValue (e.g. 1e12 pico-USD per USD).
+func (r *Registry) NewScaledCounterVec(name, help string, unitsPerValue uint64, labels ...string) *ScaledCounterVec {
+	if unitsPerValue == 0 {
+		panic(fmt.Sprintf("metrics: %s: zero units per value", name))
+	}
+	c := &ScaledCounterVec{v: newVec(name, help, "counter", labels, func() *Counter { return new(Counter) }), per: float64(unitsPerValue)}
+	r.register(name, c)
+	return c
+}
+
+// With returns the counter (in units) for these label values, creating it at zero.
+func (c *ScaledCounterVec) With(values ...string) *Counter { return c.v.with(values...) }
+
+func (c *ScaledCounterVec) write(b *bytes.Buffer) {
+	c.v.header(b)
+	for _, s := range c.v.sorted() {
+		fmt.Fprintf(b, "%s%s %s\n", c.v.name, labelString(c.v.labels, s.values), formatFloat(float64(s.v.Value())/c.per))
+	}
+}
+
 // Gauge is a value that goes up and down.
 type Gauge struct{ bits atomic.Uint64 }
 

@@ -112,3 +112,25 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("counter total %d, gauge %v; want 8000 each", total, g.With().Value())
 	}
 }
+
+// TestScaledCounter: a cost counted in pico-USD is written in USD, and
+// many small additions sum exactly (a float counter would drift).
+func TestScaledCounter(t *testing.T) {
+	t.Parallel()
+	r := NewRegistry()
+	c := r.NewScaledCounterVec("agentbroker_cost_usd_total", "Cost.", 1_000_000_000_000, "model")
+	for range 10 {
+		c.With("m").Add(100_000_000_000) // $0.1, ten times
+	}
+	c.With("n").Add(1)
+	var b bytes.Buffer
+	r.WriteText(&b)
+	want := `# HELP agentbroker_cost_usd_total Cost.
+# TYPE agentbroker_cost_usd_total counter
+agentbroker_cost_usd_total{model="m"} 1
+agentbroker_cost_usd_total{model="n"} 1e-12
+`
+	if got := b.String(); got != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
+	}
+}

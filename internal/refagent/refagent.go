@@ -21,6 +21,12 @@
 //     (an unknown notification and an unknown request to the client),
 //     `fault:crash-after N` (N chunks, then exit without answering),
 //     `fault:noise N` (one non-JSON line of N bytes, then a normal reply).
+//   - `model:call N`: N model calls, one after the other, to the Anthropic
+//     Messages API at Options.ModelURL (ANTHROPIC_BASE_URL) with
+//     Options.ModelKey (ANTHROPIC_API_KEY) as x-api-key, for
+//     Options.Model (ANTHROPIC_MODEL); the first refused call ends the
+//     turn with its status and error message in the reply, as an agent
+//     shows it.
 //   - anything else: a thought and the reply "You said: <prompt>".
 //
 // session/cancel stops the turn (stopReason cancelled). Only JSON-RPC goes
@@ -28,12 +34,14 @@
 package refagent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -85,6 +93,10 @@ type Options struct {
 	// StateDir, if set, keeps session histories on disk so that another
 	// process can session/load them.
 	StateDir string
+	// ModelURL, ModelKey and Model are where `model:call` sends its
+	// requests (an Anthropic Messages base URL without /v1), the key and
+	// the model. Empty ModelURL: model:call fails.
+	ModelURL, ModelKey, Model string
 }
 
 // OptionsFromEnv reads REFAGENT_MCP_HTTP=0, REFAGENT_REQUIRE_AUTH=1,
@@ -95,6 +107,9 @@ func OptionsFromEnv(getenv func(string) string) Options {
 		RequireAuth: getenv("REFAGENT_REQUIRE_AUTH") == "1",
 		IgnoreEOF:   getenv("REFAGENT_IGNORE_EOF") == "1",
 		StateDir:    getenv("REFAGENT_STATE_DIR"),
+		ModelURL:    getenv("ANTHROPIC_BASE_URL"),
+		ModelKey:    getenv("ANTHROPIC_API_KEY"),
+		Model:       getenv("ANTHROPIC_MODEL"),
 	}
 }
 
@@ -492,6 +507,19 @@ func (a *agent) prompt(p acp.PromptRequest) (any, error) {
 		reply("about to exit")
 		a.cancel(ErrExitMidTurn)
 		return nil, errNoReply
+	case "model:call":
+		n, err := strconv.Atoi(arg)
+		if err != nil || n < 1 {
+			reply("model:call wants a positive count")
+			return end()
+		}
+		made, err := a.callModel(ctx, n)
+		if err != nil {
+			reply(fmt.Sprintf("model call %d failed: %v", made+1, err))
+			return end()
+		}
+		reply(fmt.Sprintf("made %d model calls", made))
+		return end()
 	case "fault:garbage":
 		for _, g := range []string{"this is not JSON", "{not json either", "[1,2,3]", `"a string"`,
 			`{"jsonrpc":"2.0","id":null,"result":{}}`, `{"no":"method"}`, "\x00\x01\x02 binary", "   "} {
@@ -749,3 +777,38 @@ type logAdapter struct{ log *slog.Logger }
 func (l logAdapter) Printf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 
 func (a *agent) conn() *jsonrpc2.Conn { return a.rpc.Load() }
+
+// callModel makes n Messages calls, one after the other; it returns how
+// many succeeded and the first failure.
+func (a *agent) callModel(ctx context.Context, n int) (int, error) {
+	if a.opts.ModelURL == "" {
+		return 0, errors.New("no model URL (ANTHROPIC_BASE_URL)")
+	}
+	body, _ := json.Marshal(map[string]any{"model": a.opts.Model, "max_tokens": 64,
+		"messages": []map[string]string{{"role": "user", "content": "hello"}}})
+	for i := range n {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(a.opts.ModelURL, "/")+"/v1/messages", bytes.NewReader(body))
+		if err != nil {
+			return i, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Api-Key", a.opts.ModelKey)
+		req.Header.Set("Anthropic-Version", "2023-06-01")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return i, err
+		}
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			var e struct {
+				Error struct {
+					Message string `json:"message"`
+				} `json:"error"`
+			}
+			_ = json.Unmarshal(raw, &e)
+			return i, fmt.Errorf("%d %s", resp.StatusCode, e.Error.Message)
+		}
+	}
+	return n, nil
+}

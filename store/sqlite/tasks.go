@@ -9,17 +9,17 @@ import (
 	"github.com/agentbroker/agentbroker/store"
 )
 
-const taskColumns = `id, project_id, title, description, status, notes, output_summary, session_id, created_at, updated_at`
+const taskColumns = `id, project_id, title, description, status, notes, output_summary, session_id, budget_pico_usd, created_at, updated_at`
 
 // taskColumnsT is taskColumns qualified by a table alias, for joins.
-const taskColumnsT = `t.id, t.project_id, t.title, t.description, t.status, t.notes, t.output_summary, t.session_id, t.created_at, t.updated_at`
+const taskColumnsT = `t.id, t.project_id, t.title, t.description, t.status, t.notes, t.output_summary, t.session_id, t.budget_pico_usd, t.created_at, t.updated_at`
 
 func scanTask(s scanner) (store.Task, error) {
 	var (
 		t                store.Task
 		created, updated int64
 	)
-	err := s.Scan(&t.ID, &t.ProjectID, &t.Title, &t.Description, &t.Status, &t.Notes, &t.OutputSummary, &t.SessionID, &created, &updated)
+	err := s.Scan(&t.ID, &t.ProjectID, &t.Title, &t.Description, &t.Status, &t.Notes, &t.OutputSummary, &t.SessionID, &t.BudgetPicoUSD, &created, &updated)
 	t.CreatedAt, t.UpdatedAt = fromMicros(created), fromMicros(updated)
 	return t, err
 }
@@ -27,6 +27,9 @@ func scanTask(s scanner) (store.Task, error) {
 func checkTask(t store.Task) error {
 	if !t.Status.Valid() {
 		return fmt.Errorf("unknown task status %q: %w", t.Status, store.ErrInvalid)
+	}
+	if t.BudgetPicoUSD < 0 {
+		return fmt.Errorf("negative task budget: %w", store.ErrInvalid)
 	}
 	return checkAll(
 		textField{"title", t.Title, store.MaxTitleLen, true},
@@ -55,8 +58,8 @@ func (db *DB) CreateTask(ctx context.Context, t store.Task) (store.Task, error) 
 		if err := requireProject(ctx, tx, t.ProjectID); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO tasks (`+taskColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			t.ID, t.ProjectID, t.Title, t.Description, t.Status, t.Notes, t.OutputSummary, t.SessionID,
+		_, err := tx.ExecContext(ctx, `INSERT INTO tasks (`+taskColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			t.ID, t.ProjectID, t.Title, t.Description, t.Status, t.Notes, t.OutputSummary, t.SessionID, t.BudgetPicoUSD,
 			micros(t.CreatedAt), micros(t.UpdatedAt))
 		return err
 	})
@@ -113,14 +116,15 @@ func (db *DB) UpdateTask(ctx context.Context, projectID, id string, u store.Task
 		set(&t.Notes, u.Notes)
 		set(&t.OutputSummary, u.OutputSummary)
 		set(&t.SessionID, u.SessionID)
+		set(&t.BudgetPicoUSD, u.BudgetPicoUSD)
 		if err := checkTask(t); err != nil {
 			return err
 		}
 		t.UpdatedAt = now()
 		_, err = tx.ExecContext(ctx, `UPDATE tasks SET
-			title = ?, description = ?, status = ?, notes = ?, output_summary = ?, session_id = ?, updated_at = ?
+			title = ?, description = ?, status = ?, notes = ?, output_summary = ?, session_id = ?, budget_pico_usd = ?, updated_at = ?
 			WHERE project_id = ? AND id = ?`,
-			t.Title, t.Description, t.Status, t.Notes, t.OutputSummary, t.SessionID, micros(t.UpdatedAt), projectID, id)
+			t.Title, t.Description, t.Status, t.Notes, t.OutputSummary, t.SessionID, t.BudgetPicoUSD, micros(t.UpdatedAt), projectID, id)
 		return err
 	})
 	db.changes.changed(slot(changedTasks, projectID, id))

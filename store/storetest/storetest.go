@@ -53,6 +53,8 @@ func Run(t *testing.T, open Open) {
 		{"SearchAfterUpdate", testSearchAfterUpdate},
 		{"HostileSearch", testHostileSearch},
 		{"Events", testEvents},
+		{"Usage", testUsage},
+		{"TaskBudget", testTaskBudget},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
