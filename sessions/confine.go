@@ -34,6 +34,11 @@ type Confinement struct {
 	// Enforced says what the kernel enforces ("landlock ABI 7", or partial
 	// with what is missing), for the sessions' records.
 	Enforced string
+	// Protected are the broker's own paths (its data directory, key and
+	// token files): an agent's working directory, which it may write, may
+	// be none of them, inside one, or above one. The sessions' root is
+	// always protected.
+	Protected []string
 }
 
 // Mode is the line every session records: whether its agent is confined,
@@ -57,6 +62,32 @@ func (c *Confinement) Mode() string {
 		}
 	}
 	return "on: " + c.Enforced + as + network
+}
+
+// CheckOpen refuses a path to open to agents (a working directory, or an
+// operator's --agent-read/--agent-write) that would give the agent the
+// broker's files: one of the protected paths or the sessions' root, a
+// directory inside one (another session's home), or one that holds one
+// ($HOME, with the data directory below it). Links are resolved first, as
+// Landlock resolves them.
+func (c *Confinement) CheckOpen(cwd, sessionsDir string) error {
+	if c == nil {
+		return nil
+	}
+	real, err := filepath.EvalSymlinks(cwd)
+	if err != nil {
+		return fmt.Errorf("cwd %q: %w", cwd, err)
+	}
+	for _, p := range append([]string{sessionsDir}, c.Protected...) {
+		rp, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			rp = filepath.Clean(p) // not there yet: compare as given
+		}
+		if sandbox.Within(real, rp) || sandbox.Within(rp, real) {
+			return fmt.Errorf("cwd %q overlaps %s, which holds the broker's own files: an agent may write its working directory, so give it one apart from them", cwd, p)
+		}
+	}
+	return nil
 }
 
 // prepareRoot creates the sessions' root: 0700, or 0711 when agents run as

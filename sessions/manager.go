@@ -558,6 +558,9 @@ func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string,
 	if fi, err := os.Stat(spec.Cwd); err != nil || !fi.IsDir() {
 		return cfg, "", fmt.Errorf("%w: cwd %q is not a directory", ErrInvalidRequest, spec.Cwd)
 	}
+	if err := m.opts.Confinement.CheckOpen(spec.Cwd, m.opts.SessionsDir); err != nil {
+		return cfg, "", fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+	}
 	if spec.Task != "" {
 		if _, err := m.st.GetTask(ctx, spec.Project, spec.Task); err != nil {
 			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {

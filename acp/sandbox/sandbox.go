@@ -278,3 +278,49 @@ func Wrap(launcher string, policy Policy, program string, args []string) (*Comma
 	}
 	return &Command{Path: launcher, Args: append([]string{LauncherArg, program}, args...), PolicyFile: r}, nil
 }
+
+// Exclude returns paths with every protected path left out: a path that is
+// a protected one, or lies inside one, is dropped; a directory that holds
+// one is replaced by its entries, recursively, so that everything around
+// the protected path stays reachable and the path itself does not
+// (Landlock grants whole hierarchies, it cannot carve a hole). /opt with
+// the broker's data in /opt/agentbroker/data becomes /opt's other entries,
+// plus /opt/agentbroker's other entries.
+func Exclude(paths, protected []string) []string {
+	var out []string
+	for _, p := range paths {
+		out = append(out, exclude(filepath.Clean(p), protected)...)
+	}
+	return out
+}
+
+func exclude(path string, protected []string) []string {
+	holds := false
+	for _, p := range protected {
+		p = filepath.Clean(p)
+		if Within(path, p) {
+			return nil
+		}
+		if Within(p, path) {
+			holds = true
+		}
+	}
+	if !holds {
+		return []string{path}
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, exclude(filepath.Join(path, e.Name()), protected)...)
+	}
+	return out
+}
+
+// Within reports whether path is dir or below it (lexically).
+func Within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}

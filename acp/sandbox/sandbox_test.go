@@ -321,3 +321,21 @@ func TestValidate(t *testing.T) {
 		t.Error("a relative program: want an error")
 	}
 }
+
+func TestExclude(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"opt/tool/bin", "opt/agentbroker/data", "opt/agentbroker/agents", "usr/lib"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j := func(p string) string { return filepath.Join(root, p) }
+	got := sandbox.Exclude([]string{j("opt"), j("usr"), j("opt/agentbroker/data/x")}, []string{j("opt/agentbroker/data")})
+	want := []string{j("opt/agentbroker/agents"), j("opt/tool"), j("usr")}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("Exclude = %q, want %q", got, want)
+	}
+	if got := sandbox.Exclude([]string{j("opt")}, []string{j("opt")}); len(got) != 0 {
+		t.Errorf("the protected path itself: %q", got)
+	}
+}

@@ -221,3 +221,42 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestConfinementCwdApartFromBroker: an agent may write its working
+// directory, so a session whose cwd is the data directory, holds it, lies
+// in the sessions' root, or links to one of those is refused, with why.
+func TestConfinementCwdApartFromBroker(t *testing.T) {
+	top := t.TempDir()
+	dataDir := filepath.Join(top, "data")
+	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagentBin)
+	admin := adminToken(t, dataDir)
+	resp, body := b.do("POST", "/v1/projects", admin, strings.NewReader(`{"name":"cwd"}`))
+	var project struct{ ID string }
+	if resp.StatusCode != 201 || json.Unmarshal([]byte(body), &project) != nil {
+		t.Fatalf("create project = %d %s", resp.StatusCode, body)
+	}
+	link := filepath.Join(agentDir(t), "link")
+	if err := os.Symlink(dataDir, link); err != nil {
+		t.Fatal(err)
+	}
+	sessionsDir := sessionsDirFor(t, dataDir)
+	for name, cwd := range map[string]string{
+		"the data directory":           dataDir,
+		"a directory holding it":       top,
+		"/":                            "/",
+		"the sessions' root":           sessionsDir,
+		"a link to the data directory": link,
+	} {
+		resp, body := b.do("POST", "/v1/sessions", admin, strings.NewReader(fmt.Sprintf(
+			`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q}`, project.ID, cwd)))
+		if resp.StatusCode != 400 || !strings.Contains(body, "holds the broker's own files") {
+			t.Errorf("cwd %s (%s) = %d %s; want 400 saying why", name, cwd, resp.StatusCode, body)
+		}
+	}
+	// And an ordinary directory still works.
+	resp, body = b.do("POST", "/v1/sessions", admin, strings.NewReader(fmt.Sprintf(
+		`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q}`, project.ID, agentDir(t))))
+	if resp.StatusCode != 201 {
+		t.Fatalf("an ordinary cwd = %d %s", resp.StatusCode, body)
+	}
+}
