@@ -156,10 +156,16 @@ func (s *session) mint(ctx context.Context, aud tokens.Audience, scopes ...token
 	if agent == "" {
 		agent = string(s.cfg.Profile)
 	}
-	raw, c, err := s.m.opts.Tokens.Mint(ctx, tokens.Grant{
+	g := tokens.Grant{
 		Subject: s.cfg.CreatedBy, Project: s.project, Session: s.id, Agent: agent,
 		Audience: aud, Scopes: scopes, Lifetime: s.m.opts.TokenLifetime,
-	})
+	}
+	if aud == tokens.AudienceProxy && s.cfg.CatalogAgent != "" {
+		// The proxy lets this token use the session's model and the
+		// agent's side models, nothing else.
+		g.Model = s.cfg.Model
+	}
+	raw, c, err := s.m.opts.Tokens.Mint(ctx, g)
 	if err != nil {
 		return mintedToken{}, fmt.Errorf("mint %s token: %w", aud, err)
 	}
