@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agentbroker/agentbroker/acp"
+	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/acp/profile"
 	"github.com/agentbroker/agentbroker/acp/supervisor"
 	"github.com/agentbroker/agentbroker/store"
@@ -996,25 +997,29 @@ const reasonShutdown = "broker shutdown"
 
 // Info describes a session (GET /v1/sessions/{id}).
 type Info struct {
-	ID               string    `json:"id"`
-	Project          string    `json:"project"`
-	Agent            string    `json:"agent"`
-	CatalogAgent     string    `json:"catalog_agent,omitempty"`
-	Model            string    `json:"model,omitempty"`
-	State            State     `json:"state"`
-	Title            string    `json:"title,omitempty"`
-	Live             bool      `json:"live"`
-	Cwd              string    `json:"cwd,omitempty"`
-	PermissionPolicy string    `json:"permission_policy,omitempty"`
-	Credential       string    `json:"credential,omitempty"`
-	ACPSessionID     string    `json:"acp_session_id,omitempty"`
-	MCP              *MCPInfo  `json:"mcp,omitempty"`
-	Turn             int       `json:"turn,omitempty"`
-	Prompting        bool      `json:"prompting,omitempty"`
-	Pending          []Pending `json:"pending_permissions,omitempty"`
-	Restarts         int       `json:"restarts,omitempty"`
-	LastError        string    `json:"last_error,omitempty"`
-	DroppedEvents    int64     `json:"dropped_events,omitempty"`
+	ID           string `json:"id"`
+	Project      string `json:"project"`
+	Agent        string `json:"agent"`
+	CatalogAgent string `json:"catalog_agent,omitempty"`
+	Model        string `json:"model,omitempty"`
+	// SideModels are the models this session's agent may also use besides
+	// Model (the catalog's side models: titles, summaries, classifiers);
+	// its inference token is good for these and Model only. Live sessions.
+	SideModels       []catalog.SideModel `json:"side_models,omitempty"`
+	State            State               `json:"state"`
+	Title            string              `json:"title,omitempty"`
+	Live             bool                `json:"live"`
+	Cwd              string              `json:"cwd,omitempty"`
+	PermissionPolicy string              `json:"permission_policy,omitempty"`
+	Credential       string              `json:"credential,omitempty"`
+	ACPSessionID     string              `json:"acp_session_id,omitempty"`
+	MCP              *MCPInfo            `json:"mcp,omitempty"`
+	Turn             int                 `json:"turn,omitempty"`
+	Prompting        bool                `json:"prompting,omitempty"`
+	Pending          []Pending           `json:"pending_permissions,omitempty"`
+	Restarts         int                 `json:"restarts,omitempty"`
+	LastError        string              `json:"last_error,omitempty"`
+	DroppedEvents    int64               `json:"dropped_events,omitempty"`
 	// Sandbox says how the agent is confined, or that it is not and why.
 	Sandbox      string    `json:"sandbox,omitempty"`
 	LastEventSeq int64     `json:"last_event_seq"`
@@ -1050,6 +1055,15 @@ func (s *session) info() Info {
 		MCP:  &MCPInfo{Name: s.cfg.MCP.Name, URL: s.cfg.MCP.URL, TokenID: s.cfg.MCP.TokenID, Status: s.mcpStatus},
 		Turn: s.turns, Prompting: s.turn != nil, Restarts: s.restarts, LastError: s.lastError,
 		DroppedEvents: s.dropped.Load(), CreatedAt: s.createdAt, Sandbox: s.cfg.Sandbox,
+	}
+	if s.cfg.CatalogAgent != "" {
+		if p, err := s.m.opts.Models.Policy(s.cfg.CatalogAgent); err == nil {
+			for _, sm := range p.SideModels {
+				if sm.ID != s.cfg.Model {
+					in.SideModels = append(in.SideModels, sm)
+				}
+			}
+		}
 	}
 	for _, w := range s.pending {
 		in.Pending = append(in.Pending, Pending{RequestID: w.id, ToolCall: w.toolCall, Options: w.options, AskedAt: w.askedAt})
