@@ -159,12 +159,27 @@ type Policy struct {
 	// aliases are allowed with them). Side-call models (titles,
 	// summaries) are allowed without being selectable.
 	Allowed []string `json:"allowed"`
-	Note    string   `json:"note,omitempty"`
+	// SideModels are the models every session of this agent may also use
+	// besides the one it was given, whatever that one is: the agent's own
+	// side calls (titles, summaries, classifiers). Each is allowed and not
+	// retired. A session's inference token is good for its model and these
+	// (Catalog.ResolveSession); empty means the chosen model alone.
+	SideModels []SideModel `json:"side_models,omitempty"`
+	Note       string      `json:"note,omitempty"`
+}
+
+// SideModel is a model an agent calls on its own, next to the session's.
+type SideModel struct {
+	// ID is the canonical model ID.
+	ID string `json:"id"`
+	// Use says what the agent calls it for, for people and pickers.
+	Use string `json:"use"`
 }
 
 func (p Policy) clone() Policy {
 	p.Selectable = slices.Clone(p.Selectable)
 	p.Allowed = slices.Clone(p.Allowed)
+	p.SideModels = slices.Clone(p.SideModels)
 	return p
 }
 

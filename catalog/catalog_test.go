@@ -419,3 +419,60 @@ func TestErrorsQuoteLongIDsShort(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveSession binds a session to its model: the chosen model (or an
+// alias of it) and the agent's side models pass, another model the agent
+// may use is refused with ErrNotSessionModel, and no binding is Resolve.
+func TestResolveSession(t *testing.T) {
+	t.Parallel()
+	c := Embedded()
+	tests := []struct {
+		agent, chosen, wire string
+		wantErr             error
+	}{
+		{"claude-code", "claude-sonnet-4-6", "claude-sonnet-4-6", nil},
+		{"claude-code", "claude-sonnet-4-6", "claude-haiku-4-5", nil},          // the side model
+		{"claude-code", "claude-sonnet-4-6", "claude-haiku-4-5-20251001", nil}, // its alias
+		{"claude-code", "claude-sonnet-4-6", "claude-opus-4-8", ErrNotSessionModel},
+		{"claude-code", "claude-haiku-4-5", "claude-haiku-4-5", nil},
+		{"claude-code", "claude-sonnet-4-6", "claude-opus-5-5", ErrUnknownModel},
+		{"codex", "gpt-5.4", "gpt-5.4", nil},
+		{"codex", "gpt-5.4", "gpt-5.4-mini", ErrNotSessionModel},
+		{"codex", "gpt-5.4", "gpt-5.6-luna", ErrUnknownModel},
+		{"codex", "", "gpt-5.4-mini", nil}, // no binding: the agent's allowlist
+		{"amp", "claude-opus-4-6", "claude-haiku-4-5", nil},
+	}
+	for _, tt := range tests {
+		_, err := c.ResolveSession(tt.agent, tt.chosen, tt.wire)
+		if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+			t.Errorf("ResolveSession(%q, %q, %q) = %v, want %v", tt.agent, tt.chosen, tt.wire, err, tt.wantErr)
+		}
+	}
+}
+
+// TestSideModels: what a session will also use, for the picker and
+// session start; never the chosen model itself.
+func TestSideModels(t *testing.T) {
+	t.Parallel()
+	c := Embedded()
+	got, err := c.SideModels("claude-code", "claude-opus-4-8")
+	if err != nil || len(got) != 1 || got[0].ID != "claude-haiku-4-5" || got[0].Use == "" {
+		t.Fatalf("SideModels(claude-code, opus) = %v, %v; want claude-haiku-4-5 with its use", got, err)
+	}
+	if got, _ := c.SideModels("claude-code", "claude-haiku-4-5"); len(got) != 0 {
+		t.Errorf("a haiku session's side models = %v, want none (it is the chosen one)", got)
+	}
+	entries, err := c.ForUI("claude-code")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		want := 1
+		if e.ID == "claude-haiku-4-5" {
+			want = 0
+		}
+		if len(e.SideModels) != want {
+			t.Errorf("picker entry %s side models = %v, want %d", e.ID, e.SideModels, want)
+		}
+	}
+}

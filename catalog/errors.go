@@ -15,6 +15,10 @@ var (
 	ErrUnknownModel = errors.New("catalog: unknown model")
 	// ErrModelNotAllowed: the model exists but the agent's policy does not allow it.
 	ErrModelNotAllowed = errors.New("catalog: model not allowed")
+	// ErrNotSessionModel: the agent may use the model, but the session
+	// asking was given another one and the model is not one of the
+	// agent's side models.
+	ErrNotSessionModel = errors.New("catalog: not the session's model")
 	// ErrRetired: the model is retired upstream. The error is a *RetiredError
 	// naming the replacement.
 	ErrRetired = errors.New("catalog: model is retired")

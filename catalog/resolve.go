@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Resolved is a wire ID the proxy may route for an agent.
@@ -61,6 +62,59 @@ func (c *Catalog) Resolve(agent, wireID string) (Resolved, error) {
 	return r, nil
 }
 
+// ResolveSession is Resolve for a session bound to the model chosen (a
+// canonical ID or an alias): wireID must resolve for agent and be the
+// chosen model or one of the agent's side models, otherwise the error wraps
+// ErrNotSessionModel. An empty chosen binds nothing: it is Resolve.
+func (c *Catalog) ResolveSession(agent, chosen, wireID string) (Resolved, error) {
+	r, err := c.Resolve(agent, wireID)
+	if err != nil || chosen == "" {
+		return r, err
+	}
+	if cm, ok := c.byWire[chosen]; ok && cm == r.Model {
+		return r, nil
+	}
+	for _, sm := range c.policies[agent].SideModels {
+		if sm.ID == r.Model.ID {
+			return r, nil
+		}
+	}
+	return Resolved{}, fmt.Errorf("%w: this session was given %s; %s may use %s besides it, not %s",
+		ErrNotSessionModel, quote(chosen), agent, sideList(c.policies[agent].SideModels), quote(wireID))
+}
+
+// SideModels returns the models a session of agent given model will also
+// use: the agent's side models other than model itself (canonical IDs, in
+// the policy's order).
+func (c *Catalog) SideModels(agent, model string) ([]SideModel, error) {
+	p, err := c.policy(agent)
+	if err != nil {
+		return nil, err
+	}
+	canon := model
+	if m, ok := c.byWire[model]; ok {
+		canon = m.ID
+	}
+	out := []SideModel{}
+	for _, sm := range p.SideModels {
+		if sm.ID != canon {
+			out = append(out, sm)
+		}
+	}
+	return out, nil
+}
+
+func sideList(sms []SideModel) string {
+	if len(sms) == 0 {
+		return "no other model"
+	}
+	ids := make([]string, len(sms))
+	for i, sm := range sms {
+		ids[i] = strconv.Quote(sm.ID)
+	}
+	return strings.Join(ids, ", ")
+}
+
 // CheckEndpoint checks the API style of the route the proxy received
 // against the resolved model and agent: it fails with ErrWrongEndpoint when
 // the model does not serve ep, or when ep is not the API style the agent
@@ -101,6 +155,9 @@ type PickerEntry struct {
 	Default          bool     `json:"default"`
 	Limits           Limits   `json:"limits"`
 	ReasoningEfforts []string `json:"reasoning_efforts"`
+	// SideModels are the models a session given this one also uses
+	// (Catalog.SideModels): the agent's titles, summaries, classifiers.
+	SideModels []SideModel `json:"side_models"`
 }
 
 // ForUI returns the models a picker offers agent: the selectable models of
@@ -142,6 +199,12 @@ func (c *Catalog) ForUI(agent string) ([]PickerEntry, error) {
 			Default:          m.ID == p.Default,
 			Limits:           m.Limits,
 			ReasoningEfforts: append([]string{}, m.ReasoningEfforts...),
+			SideModels:       []SideModel{},
+		}
+		for _, sm := range p.SideModels {
+			if sm.ID != m.ID {
+				e.SideModels = append(e.SideModels, sm)
+			}
 		}
 		if m.Lifecycle.Status == StatusDeprecated {
 			e.Replacement = c.replacement(m)

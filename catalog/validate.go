@@ -421,6 +421,8 @@ func (v *validator) checkPolicy(p *Policy) {
 		}
 	}
 
+	v.checkSideModels(p, allowed)
+
 	switch m, ok := v.byID[p.Default]; {
 	case p.Default == "":
 		v.agent(p, "default", "every agent needs exactly one default model")
@@ -430,6 +432,29 @@ func (v *validator) checkPolicy(p *Policy) {
 		v.agent(p, "default", "%q is not selectable", p.Default)
 	case m.Lifecycle.Status != StatusActive:
 		v.agent(p, "default", "%q is %s; the default must be active", p.Default, m.Lifecycle.Status)
+	}
+}
+
+// checkSideModels checks that each side model is allowed, not retired, once.
+func (v *validator) checkSideModels(p *Policy, allowed map[string]bool) {
+	seen := make(map[string]bool, len(p.SideModels))
+	for j, sm := range p.SideModels {
+		field := fmt.Sprintf("side_models[%d]", j)
+		m, ok := v.byID[sm.ID]
+		switch {
+		case !ok:
+			v.agent(p, field+".id", "%q is not a canonical model ID in the catalog", sm.ID)
+		case !allowed[sm.ID]:
+			v.agent(p, field+".id", "%q is a side model but not allowed: the proxy would refuse it", sm.ID)
+		case m.Lifecycle.Status == StatusRetired:
+			v.agent(p, field+".id", "%q is retired and cannot be a side model", sm.ID)
+		case seen[sm.ID]:
+			v.agent(p, field+".id", "%q is listed twice", sm.ID)
+		}
+		seen[sm.ID] = true
+		if strings.TrimSpace(sm.Use) == "" {
+			v.agent(p, field+".use", "say what the agent uses %q for", sm.ID)
+		}
 	}
 }
 

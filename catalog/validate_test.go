@@ -64,6 +64,13 @@ func TestValidatorCatchesEachBreakage(t *testing.T) {
 			p.Allowed = append(p.Allowed, "claude-3-opus-20240229")
 			p.Selectable = append(p.Selectable, "claude-3-opus-20240229")
 		}, want{agent: "claude-code", field: "selectable[7]", text: "retired and may not be offered"}},
+		{"side model not allowed", func(t *testing.T, f *file) {
+			p := f.policy(t, "codex")
+			p.SideModels = append(p.SideModels, SideModel{ID: "gpt-5.5-pro", Use: "reviews"})
+		}, want{agent: "codex", field: "side_models[0].id", text: "side model but not allowed"}},
+		{"side model without a use", func(t *testing.T, f *file) {
+			f.policy(t, "claude-code").SideModels[0].Use = " "
+		}, want{agent: "claude-code", field: "side_models[0].use", text: "say what the agent uses"}},
 		{"default not selectable", func(t *testing.T, f *file) {
 			f.policy(t, "codex").Default = "gpt-5.4-nano"
 		}, want{agent: "codex", field: "default", text: "not selectable"}},

@@ -15,7 +15,7 @@
 # that exists only in the task. Then, with a second session's MCP token
 # revoked before the prompt, that none of that happens and the broker says so.
 #
-# Needs go, node and npm, and the npm registry for the first install (into
+# Needs go, node, npm and jq, and the npm registry for the first install (into
 # examples/.cache, which the scripts own). Exits non-zero on any failed check.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -65,6 +65,16 @@ check "the agent called get_task through MCP with this session's token, and it s
 check "the proxy saw the model calls and allowed them" \
   test "$(count "$ev" '"type":"usage"' "\"model\":\"$model\"" '"outcome":"ok"')" -ge 1
 check "the proxy refused none of them" test "$(count "$ev" '"type":"usage"' '"outcome":"refused"')" -eq 0
+# The session's inference token names its model: the proxy allows that model
+# and the agent's declared side models (the catalog's picker lists them).
+catalog_agent=$profile; [ "$profile" = codex-zed ] && catalog_agent=codex
+allowed=("$model" $(ab catalog list --agent "$catalog_agent" --json |
+  jq -r --arg m "$model" '.[] | select(.id == $m) | .side_models[].id'))
+others=$(grep -F '"type":"usage"' "$ev" | grep -o '"model":"[^"]*"' | sort -u |
+  grep -v -x -F -f <(printf '"model":"%s"\n' "${allowed[@]}") || true)
+check "every model call was $model or a declared side model (${allowed[*]:1}), none other: ${others:-none}" test -z "$others"
+check "no model was refused silently or otherwise (no model_refused event)" \
+  test "$(count "$ev" '"type":"model_refused"')" -eq 0
 check "the final reply contains the task's marker" grep -q -- "$marker" <<<"$reply"
 check "the scripted upstream never saw the inference token (it accepts only the platform key)" \
   test "$(grep -c 'status=401' "$work/fake.log" || true)" -eq 0

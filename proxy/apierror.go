@@ -33,6 +33,7 @@ const (
 	ReasonRetired           Reason = "retired"            // 404: retired; the message names the replacement
 	ReasonNotAllowed        Reason = "not_allowed"        // 403: the agent's policy does not allow it
 	ReasonUnknownAgent      Reason = "unknown_agent"      // 403: the token's agent has no policy
+	ReasonNotSessionModel   Reason = "not_session_model"  // 403: the token's session was given another model, and this is no side model
 	ReasonWrongEndpoint     Reason = "wrong_endpoint"     // 400: the model or agent does not speak this route's API
 	ReasonUnpricedOption    Reason = "unpriced_option"    // 400: speed or service_tier the catalog cannot price
 	ReasonNoUpstream        Reason = "no_upstream"        // 503: no upstream configured for the model's provider
@@ -44,6 +45,17 @@ const (
 	ReasonUpstreamTimeout   Reason = "upstream_timeout"   // 504: no response headers within Options.ResponseHeaderTimeout
 	ReasonUpstreamTruncated Reason = "upstream_truncated" // the upstream broke off mid-body (an error event ends the stream)
 )
+
+// ModelRefusal reports a refusal of the model asked for: unknown, retired,
+// not allowed for the agent, not the session's, or not on this API. The
+// session broker records these as "model_refused" events.
+func (r Reason) ModelRefusal() bool {
+	switch r {
+	case ReasonUnknownModel, ReasonRetired, ReasonNotAllowed, ReasonNotSessionModel, ReasonWrongEndpoint:
+		return true
+	}
+	return false
+}
 
 // apiError is an error answered in the API's own shape.
 type apiError struct {

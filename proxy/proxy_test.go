@@ -1003,3 +1003,79 @@ func TestHangUpAfterLastEvent(t *testing.T) {
 		t.Errorf("break record %+v", rec)
 	}
 }
+
+// TestSessionModelBinding: an inference token that names its session's
+// model is good for that model and the agent's declared side models. Any
+// other model, even one the agent's policy allows, is refused in the API's
+// own error shape before any upstream call, and recorded as a model
+// refusal. A token without a model claim keeps the agent's allowlist.
+func TestSessionModelBinding(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldConfig{})
+	bound := func(agent, model string) string {
+		raw, _, err := w.tokens.Mint(context.Background(), tokens.Grant{Subject: "user-1", Project: "proj-1",
+			Session: "sess-bound-" + agent, Agent: agent, Model: model, Audience: tokens.AudienceProxy,
+			Scopes: []tokens.Scope{tokens.ScopeInference}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	claude, codex := bound("claude-code", "claude-sonnet-4-6"), bound("codex", "gpt-5.4")
+
+	// Refused: models the agent may otherwise use, but not this session.
+	for _, tt := range []struct {
+		token, path, body, model string
+		anthType, oaiCode        string
+	}{
+		{claude, messagesPath, anthropicBody("claude-opus-4-8", true), "claude-opus-4-8", "permission_error", ""},
+		{claude, countPath, anthropicBody("claude-opus-4-8", false), "claude-opus-4-8", "permission_error", ""},
+		{codex, responsesPath, responsesBody("gpt-5.4-mini", true), "gpt-5.4-mini", "", "model_not_allowed"},
+	} {
+		resp := w.do(call{path: tt.path, body: tt.body, token: tt.token})
+		got := readAll(t, resp.Body)
+		if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Agentbroker-Refusal") != string(proxy.ReasonNotSessionModel) {
+			t.Errorf("%s on %s: %d %s %s, want 403 not_session_model", tt.model, tt.path, resp.StatusCode,
+				resp.Header.Get("X-Agentbroker-Refusal"), got)
+			continue
+		}
+		e := decodeErr(t, tt.path, got)
+		if tt.anthType != "" && e.Error.Type != tt.anthType {
+			t.Errorf("%s: error type %q, want %q", tt.model, e.Error.Type, tt.anthType)
+		}
+		if tt.oaiCode != "" && deref(e.Error.Code) != tt.oaiCode {
+			t.Errorf("%s: error code %q, want %q", tt.model, deref(e.Error.Code), tt.oaiCode)
+		}
+		if !strings.Contains(e.Error.Message, "this session was given") || !strings.Contains(e.Error.Message, tt.model) {
+			t.Errorf("%s: message %q does not say why", tt.model, e.Error.Message)
+		}
+	}
+	if n, m := w.anth.Count(), w.oai.Count(); n != 0 || m != 0 {
+		t.Fatalf("refused requests reached the upstreams: anthropic %d, openai %d", n, m)
+	}
+	recs := w.records(3)
+	for _, r := range recs {
+		if r.Outcome != proxy.OutcomeRefused || r.Reason != proxy.ReasonNotSessionModel || !r.Reason.ModelRefusal() ||
+			r.WireModel == "" || r.Session == "" {
+			t.Errorf("record %+v, want a model refusal of the session's call", r)
+		}
+	}
+
+	// Allowed: the chosen model, its declared side model, and an unbound
+	// token's whole allowlist.
+	for _, tt := range []struct{ token, path, body string }{
+		{claude, messagesPath, anthropicBody("claude-sonnet-4-6", false)},
+		{claude, messagesPath, anthropicBody("claude-haiku-4-5", false)},
+		{claude, messagesPath, anthropicBody("claude-haiku-4-5-20251001", false)},
+		{codex, responsesPath, responsesBody("gpt-5.4", false)},
+		{w.token("claude-code"), messagesPath, anthropicBody("claude-opus-4-8", false)},
+	} {
+		resp := w.do(call{path: tt.path, body: tt.body, token: tt.token})
+		if got := readAll(t, resp.Body); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d %s, want 200", tt.body, resp.StatusCode, got)
+		}
+	}
+	if n, m := w.anth.Count(), w.oai.Count(); n != 4 || m != 1 {
+		t.Errorf("upstream calls: anthropic %d, openai %d; want 4 and 1", n, m)
+	}
+}

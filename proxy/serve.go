@@ -58,7 +58,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, rt route, start ti
 		return
 	}
 
-	res, err := p.catalog.Resolve(c.Agent, f.Model)
+	// A token naming its session's model is good for that model and the
+	// agent's side models; one without keeps the agent's allowlist.
+	res, err := p.catalog.ResolveSession(c.Agent, c.Model, f.Model)
 	if err == nil {
 		rec.Model, rec.Provider = res.Model.ID, res.Model.Provider
 		err = res.CheckEndpoint(rt.endpoint)
@@ -132,6 +134,10 @@ func catalogRefusal(err error, agent, model string) apiError {
 	case errors.Is(err, catalog.ErrUnknownModel):
 		e.status, e.reason, e.code = http.StatusNotFound, ReasonUnknownModel, "model_not_found"
 		e.message = fmt.Sprintf("agentbroker proxy: model %s is not in the broker's model catalog", q)
+	case errors.Is(err, catalog.ErrNotSessionModel):
+		e.status, e.reason, e.code = http.StatusForbidden, ReasonNotSessionModel, "model_not_allowed"
+		e.message = "agentbroker proxy: " + strings.TrimPrefix(err.Error(), "catalog: not the session's model: ") +
+			"; start a session with that model to use it"
 	case errors.Is(err, catalog.ErrModelNotAllowed):
 		e.status, e.reason, e.code = http.StatusForbidden, ReasonNotAllowed, "model_not_allowed"
 		e.message = fmt.Sprintf("agentbroker proxy: model %s is not allowed for agent %q; pick one of the models the broker offers for it", q, agent)

@@ -83,7 +83,10 @@
 // options, project_tool, expires_at}, "permission_answer" {request_id,
 // option_id, kind, outcome, reason, answered_by}, "mcp_connected",
 // "mcp_not_connected", "tool_call_mcp" (mcpserver's ToolCalled), "usage"
-// (the proxy's RecordUsage), "agent_exited", "warning". MCP and proxy
+// (the proxy's RecordUsage), "model_refused" {route, wire_model, model,
+// reason, status, message, token_id} (the proxy refused the model asked
+// for: not the session's model nor a side model, unknown, retired),
+// "agent_exited", "warning". MCP and proxy
 // notifications pass through a bounded queue per session (they must not
 // block the request that reports them); when it is full they are dropped
 // and counted (Info.DroppedEvents). Updates the store refuses (its disk is

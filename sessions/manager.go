@@ -96,6 +96,7 @@ const (
 	EventMCPAuthFailed     = "mcp_auth_failed"
 	EventToolCallMCP       = "tool_call_mcp"
 	EventUsage             = "usage"
+	EventModelRefused      = "model_refused"
 	EventWarning           = "warning"
 )
 
@@ -173,6 +174,11 @@ type Options struct {
 	// (the agent is pointed at <base>/proxy/…). Empty: platform-proxy is
 	// refused.
 	ProxyBaseURL string
+	// PlatformKeys are the providers the inference proxy holds a platform
+	// key for: a platform-proxy session whose model's provider is not
+	// among them is refused at create (its every call would fail). Nil:
+	// not checked.
+	PlatformKeys map[catalog.Provider]bool
 	// Agents configures each profile that may be launched; a profile
 	// missing here is refused.
 	Agents map[profile.Name]AgentConfig
@@ -419,9 +425,14 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (Created, error) {
 	s := m.newSession(id, spec, cfg)
 
 	// Validate the launch before anything is minted or written: a missing
-	// secret or a bad command is the caller's mistake, not a failed session.
-	if _, err := profile.Build(spec.Agent, s.launchSpec("placeholder-token")); err != nil {
+	// secret, a bad command or an adapter not installed is the caller's
+	// (or the operator's) to fix, not a failed session.
+	l, err := profile.Build(spec.Agent, s.launchSpec("placeholder-token"))
+	if err != nil {
 		return Created{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	if err := l.CheckInstall(); err != nil {
+		return Created{}, fmt.Errorf("%w: the %s adapter is not installed on this broker: %w", ErrInvalidRequest, spec.Agent, err)
 	}
 
 	viewer, err := s.mintTokens(ctx)
@@ -531,6 +542,9 @@ func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string,
 			return cfg, "", fmt.Errorf("%w: a platform-proxy credential takes no secret: the broker mints it", ErrInvalidRequest)
 		}
 		spec.Credential.Secret = profile.NewSecret("placeholder-inference-token")
+		if err := m.checkPlatformKey(catalogAgent, spec.Model); err != nil {
+			return cfg, "", err
+		}
 	}
 	if spec.Project == "" {
 		return cfg, "", fmt.Errorf("%w: project is required", ErrInvalidRequest)
@@ -593,6 +607,30 @@ func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string,
 		cfg.BudgetUSD = spec.Budget.USD()
 	}
 	return cfg, catalogAgent, nil
+}
+
+// checkPlatformKey refuses a platform-proxy session whose model's provider
+// has no platform key: the proxy would refuse its every call.
+func (m *Manager) checkPlatformKey(catalogAgent, model string) error {
+	if m.opts.PlatformKeys == nil || catalogAgent == "" {
+		return nil
+	}
+	r, err := m.opts.Models.Resolve(catalogAgent, model)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrModelRefused, err)
+	}
+	if p := r.Model.Provider; !m.opts.PlatformKeys[p] {
+		return fmt.Errorf("%w: this broker has no platform key for %s, which serves %s: the operator sets one (agentbroker serve reads %s or --%s-key-file), or start the session with your own key (credential api-key, via_proxy)",
+			ErrInvalidRequest, p, r.Model.ID, keyEnv(p), p)
+	}
+	return nil
+}
+
+func keyEnv(p catalog.Provider) string {
+	if p == catalog.ProviderAnthropic {
+		return "ANTHROPIC_API_KEY"
+	}
+	return "OPENAI_API_KEY"
 }
 
 // checkSpecText refuses, before anything is minted or recorded, the text
@@ -970,7 +1008,9 @@ func providerOf(api catalog.Endpoint) catalog.Provider {
 }
 
 // RecordUsage implements proxy.Recorder: each inference request becomes a
-// "usage" event. It never blocks.
+// "usage" event, and a refusal of the model asked for also a
+// "model_refused" event (model is the session's, wire_model the one
+// asked). It never blocks.
 func (m *Manager) RecordUsage(_ context.Context, r proxy.UsageRecord) {
 	s := m.liveSession(r.Session)
 	if s == nil {
@@ -1009,6 +1049,15 @@ func (m *Manager) RecordUsage(_ context.Context, r proxy.UsageRecord) {
 		CostPicoUSD: int64(max(r.Cost, 0)), Outcome: string(r.Outcome), At: at})
 	if r.Reason == proxy.ReasonBudgetExceeded {
 		s.budgetRefused(r)
+	}
+	if r.Outcome == proxy.OutcomeRefused && r.Reason.ModelRefusal() {
+		s.mu.Lock()
+		model := s.cfg.Model
+		s.mu.Unlock()
+		s.enqueue(EventModelRefused, map[string]any{
+			"route": r.Route, "wire_model": r.WireModel, "model": model, "reason": r.Reason,
+			"status": r.Status, "message": r.Message, "token_id": r.TokenID,
+		})
 	}
 }
 

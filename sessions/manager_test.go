@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -760,12 +761,21 @@ func agentPid(b *broker, id string) int {
 	return pid
 }
 
-// A launch that fails after the session was recorded (here: Claude Code is
-// not installed) answers 502 with the failed session; its tokens, the
-// platform-proxy inference token among them, are revoked.
+// A launch that fails after the session was recorded (here: Claude Code's
+// adapter is installed but exits at once) answers 502 with the failed
+// session; its tokens, the platform-proxy inference token among them, are
+// revoked. (An adapter not installed at all is refused before anything is
+// recorded: TestCreateRefusesUnroutableSession.)
 func TestStartFailureFailsSession(t *testing.T) {
 	t.Parallel()
 	b := newBroker(t, brokerOpts{})
+	entry := filepath.Join(b.dataDir, "not-installed", "node_modules", "@agentclientprotocol", "claude-agent-acp", "dist", "index.js")
+	if err := os.MkdirAll(filepath.Dir(entry), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(entry, []byte("process.exit(3)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var resp struct {
 		Error   string `json:"error"`
 		Session Info   `json:"session"`
@@ -773,7 +783,7 @@ func TestStartFailureFailsSession(t *testing.T) {
 	code := b.do("POST", "/v1/sessions", b.admin, map[string]any{"project": b.project.ID, "agent": "claude-code",
 		"model": "claude-sonnet-4-6", "credential": map[string]string{"kind": "platform-proxy"}}, &resp)
 	if code != http.StatusBadGateway || resp.Error != "agent_start_failed" || resp.Session.State != StateFailed ||
-		!strings.Contains(resp.Session.LastError, "not installed") {
+		resp.Session.LastError == "" {
 		t.Fatalf("create = %d %+v", code, resp)
 	}
 	id := resp.Session.ID
@@ -787,9 +797,6 @@ func TestStartFailureFailsSession(t *testing.T) {
 	}
 	if got := b.states(id); !slices.Equal(got, []State{StateStarting, StateFailed}) {
 		t.Fatalf("states = %v", got)
-	}
-	if b.mgr.launches.Load() != 0 {
-		t.Fatal("a process was started")
 	}
 	// A platform-proxy credential carries no secret of the caller's.
 	code = b.do("POST", "/v1/sessions", b.admin, map[string]any{"project": b.project.ID, "agent": "claude-code",
@@ -925,4 +932,134 @@ func TestRevokedMCPTokenReported(t *testing.T) {
 	if info.MCP == nil || info.MCP.Status != MCPFailed {
 		t.Fatalf("MCP status = %+v; want failed", info.MCP)
 	}
+}
+
+// TestCreateRefusesUnroutableSession: a session whose route cannot work
+// (its adapter is not installed; platform-proxy with no platform key for
+// its model's provider) is refused with a 4xx that says what to do, before
+// anything is minted, recorded or started.
+func TestCreateRefusesUnroutableSession(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var minted int
+	b := newBroker(t, brokerOpts{tweak: func(o *Options) {
+		o.PlatformKeys = map[catalog.Provider]bool{catalog.ProviderAnthropic: false, catalog.ProviderOpenAI: true}
+		svc, err := tokens.New(context.Background(), o.Store.(*sqlite.DB), o.Store.(*sqlite.DB), &tokens.Options{
+			RefreshInterval: -1,
+			Logger: slog.New(countHandler{fn: func(msg string) {
+				if msg == "token minted" {
+					mu.Lock()
+					minted++
+					mu.Unlock()
+				}
+			}}),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Tokens = svc
+	}})
+	for _, tt := range []struct {
+		name string
+		body map[string]any
+		want []string
+	}{
+		{"adapter not installed", map[string]any{"project": b.project.ID, "agent": "claude-code",
+			"credential": map[string]string{"kind": "api-key", "secret": "sk-mine"}},
+			[]string{"not installed", "npm install"}},
+		{"no platform key", map[string]any{"project": b.project.ID, "agent": "claude-code", "model": "claude-sonnet-4-6",
+			"credential": map[string]string{"kind": "platform-proxy"}},
+			[]string{"no platform key for anthropic", "ANTHROPIC_API_KEY", "api-key"}},
+	} {
+		var resp struct {
+			Error   string `json:"error"`
+			Message string `json:"message"`
+		}
+		var raw json.RawMessage
+		code := b.do("POST", "/v1/sessions", b.admin, tt.body, &raw)
+		_ = json.Unmarshal(raw, &resp)
+		if code < 400 || code >= 500 {
+			t.Errorf("%s: %d %s, want a 4xx", tt.name, code, raw)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(string(raw), w) {
+				t.Errorf("%s: answer %s lacks %q", tt.name, raw, w)
+			}
+		}
+	}
+	recs, err := b.db.ListSessions(context.Background(), b.project.ID, 100)
+	if err != nil || len(recs) != 0 {
+		t.Errorf("sessions recorded: %v %v", recs, err)
+	}
+	if n := b.mgr.launches.Load(); n != 0 {
+		t.Errorf("%d processes started", n)
+	}
+	mu.Lock()
+	n := minted
+	mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d tokens minted", n)
+	}
+	if des, _ := os.ReadDir(filepath.Join(b.dataDir, "sessions")); len(des) != 0 {
+		t.Errorf("session directories left: %v", des)
+	}
+	// The controls: with a key for anthropic the same session gets past
+	// the key check (to the missing adapter), and a session that can
+	// start mints tokens, so the count above proves something.
+	b.mgr.opts.PlatformKeys[catalog.ProviderAnthropic] = true
+	var raw json.RawMessage
+	if code := b.do("POST", "/v1/sessions", b.admin, map[string]any{"project": b.project.ID, "agent": "claude-code",
+		"model": "claude-sonnet-4-6", "credential": map[string]string{"kind": "platform-proxy"}}, &raw); code != http.StatusBadRequest ||
+		!strings.Contains(string(raw), "not installed") {
+		t.Fatalf("with a key: %d %s, want the adapter refusal", code, raw)
+	}
+	b.create("allow-all", "")
+	mu.Lock()
+	n = minted
+	mu.Unlock()
+	if n == 0 {
+		t.Error("the control session minted no token: the count proves nothing")
+	}
+}
+
+// countHandler calls fn with each record's message.
+type countHandler struct{ fn func(string) }
+
+func (h countHandler) Enabled(context.Context, slog.Level) bool      { return true }
+func (h countHandler) Handle(_ context.Context, r slog.Record) error { h.fn(r.Message); return nil }
+func (h countHandler) WithAttrs([]slog.Attr) slog.Handler            { return h }
+func (h countHandler) WithGroup(string) slog.Handler                 { return h }
+
+// TestInferenceTokenNamesModel: a platform-proxy session's inference token
+// carries the session's model, and a model refusal the proxy reports
+// becomes a "model_refused" event next to its "usage" event.
+func TestInferenceTokenNamesModel(t *testing.T) {
+	t.Parallel()
+	b := newBroker(t, brokerOpts{})
+	ctx := context.Background()
+	s := b.mgr.newSession("ses_minttest", Spec{Project: b.project.ID,
+		Credential: profile.Credential{Kind: profile.KindPlatformProxy}},
+		sessionConfig{Profile: profile.ClaudeCode, Model: "claude-sonnet-4-6", CatalogAgent: "claude-code", CreatedBy: "tester"})
+	if err := s.mintAgentTokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.svc.Verify(ctx, s.cred.Secret.Reveal(), tokens.AudienceProxy)
+	if err != nil || c.Model != "claude-sonnet-4-6" || c.Agent != "claude-code" {
+		t.Fatalf("inference token claims = %+v, %v; want model claude-sonnet-4-6", c, err)
+	}
+	m, err := b.svc.Verify(ctx, s.mcpToken, tokens.AudienceMCP)
+	if err != nil || m.Model != "" {
+		t.Errorf("MCP token claims = %+v, %v; want no model claim", m, err)
+	}
+
+	id := b.create("allow-all", "").Session.ID
+	b.mgr.RecordUsage(ctx, proxy.UsageRecord{Session: id, Route: proxy.RouteMessages,
+		WireModel: "claude-sonnet-4-6", Status: 403, Outcome: proxy.OutcomeRefused, Reason: proxy.ReasonNotSessionModel,
+		Message: "not the session's model"})
+	_, ev := b.waitEvent(id, 0, EventModelRefused, nil)
+	if ev["wire_model"] != "claude-sonnet-4-6" || ev["model"] != "claude-opus-4-8" || ev["reason"] != "not_session_model" {
+		t.Errorf("model_refused event = %v", ev)
+	}
+	b.waitEvent(id, 0, EventUsage, func(d map[string]any) bool { return d["outcome"] == "refused" })
 }

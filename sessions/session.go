@@ -167,10 +167,16 @@ func (s *session) mint(ctx context.Context, aud tokens.Audience, scopes ...token
 	if agent == "" {
 		agent = string(s.cfg.Profile)
 	}
-	raw, c, err := s.m.opts.Tokens.Mint(ctx, tokens.Grant{
+	g := tokens.Grant{
 		Subject: s.cfg.CreatedBy, Project: s.project, Session: s.id, Agent: agent,
 		Audience: aud, Scopes: scopes, Lifetime: s.m.opts.TokenLifetime,
-	})
+	}
+	if aud == tokens.AudienceProxy && s.cfg.CatalogAgent != "" {
+		// The proxy lets this token use the session's model and the
+		// agent's side models, nothing else.
+		g.Model = s.cfg.Model
+	}
+	raw, c, err := s.m.opts.Tokens.Mint(ctx, g)
 	if err != nil {
 		return mintedToken{}, fmt.Errorf("mint %s token: %w", aud, err)
 	}
@@ -1026,25 +1032,29 @@ const reasonShutdown = "broker shutdown"
 
 // Info describes a session (GET /v1/sessions/{id}).
 type Info struct {
-	ID               string    `json:"id"`
-	Project          string    `json:"project"`
-	Agent            string    `json:"agent"`
-	CatalogAgent     string    `json:"catalog_agent,omitempty"`
-	Model            string    `json:"model,omitempty"`
-	State            State     `json:"state"`
-	Title            string    `json:"title,omitempty"`
-	Live             bool      `json:"live"`
-	Cwd              string    `json:"cwd,omitempty"`
-	PermissionPolicy string    `json:"permission_policy,omitempty"`
-	Credential       string    `json:"credential,omitempty"`
-	ACPSessionID     string    `json:"acp_session_id,omitempty"`
-	MCP              *MCPInfo  `json:"mcp,omitempty"`
-	Turn             int       `json:"turn,omitempty"`
-	Prompting        bool      `json:"prompting,omitempty"`
-	Pending          []Pending `json:"pending_permissions,omitempty"`
-	Restarts         int       `json:"restarts,omitempty"`
-	LastError        string    `json:"last_error,omitempty"`
-	DroppedEvents    int64     `json:"dropped_events,omitempty"`
+	ID           string `json:"id"`
+	Project      string `json:"project"`
+	Agent        string `json:"agent"`
+	CatalogAgent string `json:"catalog_agent,omitempty"`
+	Model        string `json:"model,omitempty"`
+	// SideModels are the models this session's agent may also use besides
+	// Model (the catalog's side models: titles, summaries, classifiers);
+	// its inference token is good for these and Model only. Live sessions.
+	SideModels       []catalog.SideModel `json:"side_models,omitempty"`
+	State            State               `json:"state"`
+	Title            string              `json:"title,omitempty"`
+	Live             bool                `json:"live"`
+	Cwd              string              `json:"cwd,omitempty"`
+	PermissionPolicy string              `json:"permission_policy,omitempty"`
+	Credential       string              `json:"credential,omitempty"`
+	ACPSessionID     string              `json:"acp_session_id,omitempty"`
+	MCP              *MCPInfo            `json:"mcp,omitempty"`
+	Turn             int                 `json:"turn,omitempty"`
+	Prompting        bool                `json:"prompting,omitempty"`
+	Pending          []Pending           `json:"pending_permissions,omitempty"`
+	Restarts         int                 `json:"restarts,omitempty"`
+	LastError        string              `json:"last_error,omitempty"`
+	DroppedEvents    int64               `json:"dropped_events,omitempty"`
 	// Sandbox says how the agent is confined, or that it is not and why.
 	Sandbox string `json:"sandbox,omitempty"`
 	// Task is the task the session works on, if any.
@@ -1088,6 +1098,15 @@ func (s *session) info() Info {
 		Turn: s.turns, Prompting: s.turn != nil, Restarts: s.restarts, LastError: s.lastError,
 		DroppedEvents: s.dropped.Load(), CreatedAt: s.createdAt, Sandbox: s.cfg.Sandbox,
 		Task: s.cfg.Task, BudgetUSD: s.cfg.BudgetUSD,
+	}
+	if s.cfg.CatalogAgent != "" {
+		if p, err := s.m.opts.Models.Policy(s.cfg.CatalogAgent); err == nil {
+			for _, sm := range p.SideModels {
+				if sm.ID != s.cfg.Model {
+					in.SideModels = append(in.SideModels, sm)
+				}
+			}
+		}
 	}
 	for _, w := range s.pending {
 		in.Pending = append(in.Pending, Pending{RequestID: w.id, ToolCall: w.toolCall, Options: w.options, AskedAt: w.askedAt})

@@ -18,8 +18,9 @@ import (
 //
 // On the wire (an RFC 9068 JWT access token, header typ "at+jwt"): iss, sub,
 // aud (one string), exp, nbf, iat, jti, scope (space-separated), and ours:
-// "project", "sid" (the session, as the registered claim of that name) and
-// "agent".
+// "project", "sid" (the session, as the registered claim of that name),
+// "agent" and "model" (the model an inference token's session was given;
+// absent on older tokens and on tokens minted by hand).
 //
 // Times are UTC and whole seconds, so Claims compare with ==.
 type Claims struct {
@@ -29,6 +30,7 @@ type Claims struct {
 	Project   string    `json:"project,omitempty"`
 	Session   string    `json:"sid,omitempty"`
 	Agent     string    `json:"agent,omitempty"`
+	Model     string    `json:"model,omitempty"`
 	Scopes    Scopes    `json:"scope"`
 	ID        string    `json:"jti"`
 	KeyID     string    `json:"kid"`
@@ -96,6 +98,7 @@ func (c Claims) LogValue() slog.Value {
 		slog.String("project", c.Project),
 		slog.String("session", c.Session),
 		slog.String("agent", c.Agent),
+		slog.String("model", c.Model),
 		slog.String("scope", c.Scopes.String()),
 		slog.Time("exp", c.ExpiresAt),
 	)
@@ -125,6 +128,10 @@ type Grant struct {
 	Session string
 	// Agent names the agent (claude, codex, amp, …). Optional.
 	Agent string
+	// Model binds the token to the model its session was given: the
+	// inference proxy then allows that model and the agent's side models
+	// only. Optional (empty: the agent's whole allowlist).
+	Model string
 	// Audience is the one place the token opens. Required, one of the
 	// Audience constants.
 	Audience Audience
@@ -148,6 +155,7 @@ func (g Grant) LogValue() slog.Value {
 		slog.String("project", g.Project),
 		slog.String("session", g.Session),
 		slog.String("agent", g.Agent),
+		slog.String("model", g.Model),
 		slog.Any("scopes", scopes),
 		slog.Duration("lifetime", g.Lifetime),
 	)
@@ -197,6 +205,7 @@ func (g Grant) validate() (Scopes, error) {
 		{"project", g.Project, bound},
 		{"session", g.Session, bound},
 		{"agent", g.Agent, false},
+		{"model", g.Model, false},
 	} {
 		if err := checkField(f.name, f.v, f.required); err != nil {
 			return Scopes{}, err
@@ -235,6 +244,7 @@ type wireClaims struct {
 	Project   string           `json:"project,omitempty"`
 	Session   string           `json:"sid,omitempty"`
 	Agent     string           `json:"agent,omitempty"`
+	Model     string           `json:"model,omitempty"`
 }
 
 var _ jwt.Claims = (*wireClaims)(nil)
@@ -262,6 +272,7 @@ func (c Claims) toWire() *wireClaims {
 		Project:   c.Project,
 		Session:   c.Session,
 		Agent:     c.Agent,
+		Model:     c.Model,
 	}
 }
 
@@ -273,6 +284,7 @@ func (w *wireClaims) claims(kid string) Claims {
 		Project: w.Project,
 		Session: w.Session,
 		Agent:   w.Agent,
+		Model:   w.Model,
 		Scopes:  parseKnownScopes(w.Scope),
 		ID:      w.ID,
 		KeyID:   kid,

@@ -58,6 +58,9 @@ func CheckDelegation(minter Claims, g Grant, now time.Time) error {
 		if minter.Agent != "" && g.Agent != minter.Agent {
 			return fmt.Errorf("%w: a token without the admin scope mints only for its own agent", ErrEscalation)
 		}
+		if minter.Model != "" && g.Model != minter.Model {
+			return fmt.Errorf("%w: a token bound to a model mints only for that model", ErrEscalation)
+		}
 	}
 	for _, s := range g.Scopes {
 		if !minter.HasScope(s) {

@@ -56,6 +56,11 @@ func TestCheckDelegation(t *testing.T) {
 		{"session token mints for another project", mcp, withGrant(sessionGrant, func(g *Grant) { g.Project = "proj-2" }), false},
 		{"session token mints for another subject", mcp, withGrant(sessionGrant, func(g *Grant) { g.Subject = "user-2" }), false},
 		{"session token mints for another agent", mcp, withGrant(sessionGrant, func(g *Grant) { g.Agent = "codex" }), false},
+		{"model-bound token mints for its model", withClaims(mcp, func(c *Claims) { c.Model = "m-1" }),
+			withGrant(sessionGrant, func(g *Grant) { g.Model = "m-1" }), true},
+		{"model-bound token mints an unbound token", withClaims(mcp, func(c *Claims) { c.Model = "m-1" }), sessionGrant, false},
+		{"model-bound token mints for another model", withClaims(mcp, func(c *Claims) { c.Model = "m-1" }),
+			withGrant(sessionGrant, func(g *Grant) { g.Model = "m-2" }), false},
 		{"session token mints longer", mcp, withGrant(sessionGrant, func(g *Grant) { g.Lifetime = 2 * time.Hour }), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -310,3 +310,35 @@ func TestRevokeArguments(t *testing.T) {
 		t.Errorf("token minted after its session was revoked: %v", err)
 	}
 }
+
+// TestMintModelClaim: an inference token names its session's model as the
+// "model" claim, which Verify returns; a grant without one carries none.
+func TestMintModelClaim(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	g := proxyGrant()
+	g.Model = "claude-sonnet-4-6"
+	raw, c, err := f.svc.Mint(context.Background(), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.svc.Verify(context.Background(), raw, AudienceProxy)
+	if err != nil || got.Model != "claude-sonnet-4-6" || got != c {
+		t.Fatalf("Verify = %+v, %v; want the model claim back", got, err)
+	}
+	in, err := Inspect(raw)
+	if err != nil || in.Payload["model"] != "claude-sonnet-4-6" {
+		t.Fatalf("payload model = %v (%v)", in.Payload["model"], err)
+	}
+	raw, _, err = f.svc.Mint(context.Background(), proxyGrant())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := Inspect(raw); in.Payload["model"] != nil {
+		t.Errorf("an unbound grant's token carries model %v", in.Payload["model"])
+	}
+	g.Model = "bad\nmodel"
+	if _, _, err := f.svc.Mint(context.Background(), g); !errors.Is(err, ErrInvalidGrant) {
+		t.Errorf("a model with a newline: %v, want ErrInvalidGrant", err)
+	}
+}

@@ -227,6 +227,7 @@ func (s *Service) mint(ctx context.Context, g Grant, minter *Claims) (string, Cl
 		Project:   g.Project,
 		Session:   g.Session,
 		Agent:     g.Agent,
+		Model:     g.Model,
 		Scopes:    scopes,
 		ID:        jti,
 		KeyID:     key.id,

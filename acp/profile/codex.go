@@ -95,8 +95,8 @@ type codexConfig struct {
 }
 
 const codexHeader = `# Written by agentbroker before the agent starts. It owns model, model_provider,
-# [model_providers.agentbroker] and its own [mcp_servers.*] entry; other keys are
-# kept on rewrite, comments are not.
+# approvals_reviewer, [model_providers.agentbroker] and its own [mcp_servers.*]
+# entry; other keys are kept on rewrite, comments are not.
 
 `
 
@@ -141,6 +141,12 @@ func (cc *codexConfig) merge(existing []byte) ([]byte, error) {
 	if cc.model != "" {
 		cfg["model"] = cc.model
 	}
+	// Codex 0.166's default reviewer of approvals ("auto_review") is a model
+	// call to gpt-5.6-luna, which no source we trust prices or limits (the
+	// catalog leaves it out and the proxy refuses it). Approvals go to the
+	// user instead: the broker, through session/request_permission, where
+	// the session's permission policy decides.
+	cfg["approvals_reviewer"] = "user"
 	if err := checkCodexConfig(cfg, cc.env, cc.oauth); err != nil {
 		return nil, err
 	}

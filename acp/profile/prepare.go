@@ -24,6 +24,20 @@ func (l *Launch) Prepare() error {
 	return nil
 }
 
+// CheckInstall reports, as an error wrapping ErrNotInstalled that says how
+// to install it, an adapter whose entry point is missing; nil when it is
+// there or the launch runs a command of its own. Prepare checks it too; a
+// caller checks it earlier to refuse a session before anything is started.
+func (l *Launch) CheckInstall() error {
+	if l.requires == "" {
+		return nil
+	}
+	if _, err := os.Stat(l.requires); err != nil {
+		return fmt.Errorf("%w: %s is missing (%s)", ErrNotInstalled, l.requires, l.install)
+	}
+	return nil
+}
+
 func (l *Launch) prepare() error {
 	fi, err := os.Lstat(l.sessionDir)
 	switch {
@@ -37,10 +51,8 @@ func (l *Launch) prepare() error {
 	if fi, err := os.Stat(l.Dir); err != nil || !fi.IsDir() {
 		return fmt.Errorf("%w: working directory %s is not a directory", ErrBadValue, l.Dir)
 	}
-	if l.requires != "" {
-		if _, err := os.Stat(l.requires); err != nil {
-			return fmt.Errorf("%w: %s is missing (%s)", ErrNotInstalled, l.requires, l.install)
-		}
+	if err := l.CheckInstall(); err != nil {
+		return err
 	}
 	// Every merge and check runs before anything is written, so that a
 	// refused config leaves no half-prepared session behind.

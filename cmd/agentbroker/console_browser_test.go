@@ -784,6 +784,7 @@ func checkRenderer(p *page) {
 	p.t.Helper()
 	type result struct {
 		Usage, Failed, Warn, Unknown string
+		ModelRefused                 string
 		Orphan                       []string
 		Seqs                         []int64
 		Ours                         []bool
@@ -808,6 +809,7 @@ func checkRenderer(p *page) {
 			{ type: "something_new", data: {} },
 			{ type: "update", data: { sessionUpdate: "agent_message_chunk", content: { type: "text", text: "<img src=x>" } } },
 			{ type: "update", data: { sessionUpdate: "agent_message_chunk", content: { type: "text", text: " and more" } } },
+			{ type: "model_refused", data: { route: "responses", wire_model: "gpt-5.4-mini", model: "gpt-5.5", reason: "not_session_model", message: "not this session's model" } },
 		].forEach((f, i) => r.frame({ seq: i + 1, ...f }));
 		return {
 			Usage: usage.textContent,
@@ -818,6 +820,7 @@ func checkRenderer(p *page) {
 			Orphan: [...list.querySelectorAll('li.tool[data-tool-call-id="c3"]')].map((li) => li.dataset.status + " " + li.querySelector("pre.result")?.textContent),
 			Warn: list.querySelector("li.warn")?.textContent || "",
 			Unknown: list.querySelector('[data-type="something_new"]')?.textContent || "",
+			ModelRefused: list.querySelector('[data-type="model_refused"]')?.textContent || "",
 			Images: list.querySelectorAll("img").length,
 			Messages: [...list.querySelectorAll("li.agent")].map((li) => li.textContent),
 		};
@@ -829,7 +832,11 @@ func checkRenderer(p *page) {
 	if want := "Usage so far: 2 model calls, 1500 input and 300 output tokens, $0.0173"; r.Usage != want {
 		t.Errorf("usage = %q; want %q", r.Usage, want)
 	}
-	contiguous(t, r.Seqs, 13)
+	contiguous(t, r.Seqs, 14)
+	if !strings.Contains(r.ModelRefused, "Model refused") || !strings.Contains(r.ModelRefused, "gpt-5.4-mini") ||
+		!strings.Contains(r.ModelRefused, "gpt-5.5") || !strings.Contains(r.ModelRefused, "not this session's model") {
+		t.Errorf("model_refused line = %q", r.ModelRefused)
+	}
 	if !slices.Equal(r.Ours, []bool{true, false, false}) || r.Failed != "failed true" {
 		t.Errorf("tool cards: ours %v, the other's status and result %q", r.Ours, r.Failed)
 	}

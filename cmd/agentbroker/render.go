@@ -129,6 +129,9 @@ func (r *renderer) frame(f sessions.Frame) *permissionQuestion {
 		r.line(fmt.Sprintf("! %s %s", f.Type, string(f.Data)))
 	case "usage":
 		r.line(usageLine(d))
+	case "model_refused":
+		r.line(fmt.Sprintf("! model refused: %s asked for %s (the session's model is %s): %s",
+			str(d, "route"), str(d, "wire_model"), str(d, "model"), str(d, "message")))
 	}
 	return nil
 }

@@ -136,6 +136,14 @@ func serve(ctx context.Context, c *config, e *env) error {
 	if err := checkReachable(confinement.Policy.User, c.sessionsDir(), reach, log); err != nil {
 		return err
 	}
+	upstreams, err := c.upstreams(e.getenv, log)
+	if err != nil {
+		return err
+	}
+	platformKeys := map[catalog.Provider]bool{}
+	for p, u := range upstreams {
+		platformKeys[p] = u.APIKey != ""
+	}
 	mgr, err := sessions.New(sessions.Options{
 		Store:          st,
 		Tokens:         svc,
@@ -147,6 +155,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 		ProxyBaseURL:   publicURL,
 		PublicURL:      publicURL,
 		Agents:         agents,
+		PlatformKeys:   platformKeys,
 		TokenLifetime:  c.TokenMaxTTL,
 		AllowedOrigins: c.AllowedOrigins,
 		Logger:         log,
@@ -186,10 +195,6 @@ func serve(ctx context.Context, c *config, e *env) error {
 		OnShutdown:      []func(){func() { mcp.Close() }},
 	})
 	mcp.Mount(srv)
-	upstreams, err := c.upstreams(e.getenv, log)
-	if err != nil {
-		return err
-	}
 	px, err := proxy.New(&proxy.Options{
 		Tokens:    svc,
 		Catalog:   cat,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/sessions"
 )
 
@@ -152,6 +153,9 @@ func sessionCommand() *command {
 					fmt.Fprintln(e.stdout, out.Session.ID)
 					fmt.Fprintf(e.stderr, "session %s is %s; watch it with: agentbroker session attach %s\n",
 						out.Session.ID, out.Session.State, out.Session.ID)
+					if out.Session.Model != "" {
+						fmt.Fprintf(e.stderr, "model %s%s\n", out.Session.Model, sideModelsText(out.Session.SideModels))
+					}
 					if out.Session.MCP != nil && out.Session.MCP.Status != "" && out.Session.MCP.Status != "connected" {
 						fmt.Fprintf(e.stderr, "warning: the agent's MCP connection is %s\n", out.Session.MCP.Status)
 					}
@@ -437,4 +441,16 @@ func dumpEvents(ctx context.Context, a *apiClient, id string, upTo int64, w io.W
 		}
 	}
 	return err
+}
+
+// sideModelsText says which side models a session also uses, or "".
+func sideModelsText(sms []catalog.SideModel) string {
+	if len(sms) == 0 {
+		return ""
+	}
+	parts := make([]string, len(sms))
+	for i, sm := range sms {
+		parts[i] = sm.ID + " (" + sm.Use + ")"
+	}
+	return "; the agent may also use " + strings.Join(parts, ", ")
 }

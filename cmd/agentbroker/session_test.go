@@ -263,3 +263,19 @@ func TestUsageLine(t *testing.T) {
 		}
 	}
 }
+
+// TestRendererModelRefused: `session attach` shows the proxy's refusal of
+// a model, with the model asked, the session's, and why.
+func TestRendererModelRefused(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	r := newRenderer(&b)
+	r.frame(sessions.Frame{Seq: 1, Type: "model_refused", Data: []byte(`{"route":"messages","wire_model":"claude-opus-4-8",` +
+		`"model":"claude-sonnet-4-6","reason":"not_session_model","message":"agentbroker proxy: this session was given \"claude-sonnet-4-6\""}`)})
+	out := b.String()
+	for _, want := range []string{"model refused", "claude-opus-4-8", "claude-sonnet-4-6", "this session was given"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("attach output %q lacks %q", out, want)
+		}
+	}
+}

@@ -223,6 +223,9 @@ export class Renderer {
         return this.permissionAnswer(f, d);
       case "usage":
         return this.usageEvent(f, d);
+      case "model_refused":
+        return this.add(f, "warn", h("strong", {}, "Model refused"),
+          `: the agent asked for ${str(d.wire_model)} (this session's model is ${str(d.model) || "unset"}): ${str(d.message)}`);
       case "turn_failed":
       case "agent_exited":
       case "mcp_not_connected":
