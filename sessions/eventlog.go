@@ -258,7 +258,9 @@ func (l *Log) enqueue(ctx context.Context, typ string, data any) (store.Event, f
 		l.mu.Unlock()
 		return store.Event{}, nil, ErrLogClosed
 	}
-	e := store.Event{SessionID: l.id, Seq: l.next, Type: typ, Data: raw, CreatedAt: time.Now().UTC()}
+	// At the store's precision (microseconds), so that an event read back
+	// after a restart is the event viewers were sent live, time included.
+	e := store.Event{SessionID: l.id, Seq: l.next, Type: typ, Data: raw, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
 	gen := l.gen
 	l.next++
 	l.pending[e.Seq] = pendingEvent{e, gen}

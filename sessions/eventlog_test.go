@@ -264,3 +264,37 @@ func TestLogSync(t *testing.T) {
 		t.Fatalf("append after Close = %v", err)
 	}
 }
+
+// TestLogTimeLiveEqualsStored: an event's time is the same whether a
+// viewer got it live or read it back from the store after a restart.
+func TestLogTimeLiveEqualsStored(t *testing.T) {
+	t.Parallel()
+	db := openDB(t)
+	newSession(t, db, "s1")
+	j := NewJournal(db, nil)
+	defer j.Close()
+	ctx := context.Background()
+	l, err := j.OpenLog(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var live []store.Event
+	for i := range 5 {
+		e, err := l.Append(ctx, "update", i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		live = append(live, e)
+	}
+	l.Close()
+	l2, _ := j.OpenLog(ctx, "s1")
+	stored, err := l2.Read(ctx, 0, 0)
+	if err != nil || len(stored) != len(live) {
+		t.Fatalf("read back %d events, %v", len(stored), err)
+	}
+	for i := range live {
+		if !live[i].CreatedAt.Equal(stored[i].CreatedAt) {
+			t.Errorf("seq %d: live time %s, stored %s", live[i].Seq, live[i].CreatedAt.Format(time.RFC3339Nano), stored[i].CreatedAt.Format(time.RFC3339Nano))
+		}
+	}
+}
