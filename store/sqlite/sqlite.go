@@ -129,6 +129,13 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("open store: no data directory given")
 	}
+	// The driver takes a file: URI, in which a relative path would read as
+	// an authority ("invalid uri authority: d").
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	opts.Dir = dir
 	if opts.Readers <= 0 {
 		opts.Readers = 4
 	}

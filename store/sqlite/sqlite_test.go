@@ -234,3 +234,20 @@ func TestClosed(t *testing.T) {
 		t.Fatalf("SearchTasks after Close = %v; want ErrClosed", err)
 	}
 }
+
+// TestRelativeDir: a data directory given relative to the working
+// directory opens (the driver's URI would read "d" as an authority).
+func TestRelativeDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	db, err := Open(context.Background(), Options{Dir: "d"})
+	if err != nil {
+		t.Fatalf("Open(d) = %v", err)
+	}
+	defer db.Close()
+	if _, err := db.CreateProject(context.Background(), store.Project{Name: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(db.Path()) || filepath.Base(filepath.Dir(db.Path())) != "d" {
+		t.Errorf("Path = %q", db.Path())
+	}
+}
