@@ -584,3 +584,36 @@ func checkMCP(t *testing.T, b *broker, admin string) {
 		t.Fatalf("get_task through /mcp = %+v, %v", res, err)
 	}
 }
+
+// TestOneBrokerPerDataDir: a second serve on the data directory of a
+// running one refuses to start, naming the first one's pid, and the first
+// keeps working (issue 17: the second used to "recover" the first's
+// sessions and break them).
+func TestOneBrokerPerDataDir(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagentBin)
+	admin := adminToken(t, dataDir)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "serve")
+	cmd.Env = []string{"HOME=" + t.TempDir(), "AGENTBROKER_LISTEN=127.0.0.1:0", "AGENTBROKER_DATA_DIR=" + dataDir,
+		"AGENTBROKER_SESSIONS_DIR=" + sessionsDirFor(t, dataDir)}
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
+		t.Fatalf("second serve = %v; want a failing exit\n%s", err, out)
+	}
+	if want := fmt.Sprintf("another broker (pid %d) serves the data directory", b.cmd.Process.Pid); !strings.Contains(string(out), want) {
+		t.Fatalf("second serve's output lacks %q:\n%s", want, out)
+	}
+	if resp, body := b.do("GET", "/v1/keys", admin, nil); resp.StatusCode != 200 {
+		t.Fatalf("the first broker after the second's attempt: %d %s", resp.StatusCode, body)
+	}
+	// Once the first has stopped, the directory is free.
+	if err := b.stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	b2 := startBroker(t, dataDir)
+	if resp, _ := b2.do("GET", "/readyz", "", nil); resp.StatusCode != 200 {
+		t.Fatalf("a broker after the first stopped: %d", resp.StatusCode)
+	}
+}

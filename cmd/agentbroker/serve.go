@@ -89,6 +89,11 @@ func serve(ctx context.Context, c *config, e *env) error {
 		log.Warn("listening on a non-loopback address: anyone who can reach it can try the API", "addr", ln.Addr().String())
 	}
 
+	unlock, err := sqlite.LockServe(c.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := sqlite.Open(ctx, sqlite.Options{Dir: c.DataDir, Logger: log})
 	if err != nil {
 		return err
