@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentbroker/agentbroker/acp/profile"
+	"github.com/agentbroker/agentbroker/acp/supervisor"
 	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/store"
 )
@@ -154,6 +155,15 @@ func (m *Manager) prepareRecovery(ctx context.Context, r store.SessionRecord, sc
 		return nil, false, ErrClosed
 	}
 	s.startObserverQueue()
+	// An agent that ignores end of input outlives a broker killed with
+	// SIGKILL: it goes before the session is resumed or ended, or the
+	// session would have two agents.
+	if killed, err := supervisor.KillStale(sc.agent); err != nil {
+		m.log.Warn("sessions: stale agent", "session", r.ID, "pid", sc.agent.PID, "err", err)
+	} else if killed {
+		m.log.Warn("sessions: an agent of the previous broker was still running: stopped", "session", r.ID, "pid", sc.agent.PID)
+		s.appendEvent(EventWarning, map[string]any{"warning": "an agent of the previous broker was still running: stopped", "pid": sc.agent.PID})
+	}
 	giveUp := func(why string) (*session, bool, error) {
 		s.giveUp(bg, why)
 		return s, false, errors.New(why)
@@ -234,6 +244,7 @@ type scanned struct {
 	mcpStatus string
 	lastError string
 	lastSeq   int64
+	agent     supervisor.Identity // the last agent started
 }
 
 // scan reads a session's events (all of them: the store has no column for
@@ -293,6 +304,12 @@ func (sc *scanned) apply(e store.Event) {
 		sc.mcpStatus = MCPNotConnected
 	case EventAgentStarted:
 		sc.mcpStatus = MCPPending
+		var v struct {
+			Identity supervisor.Identity `json:"identity"`
+		}
+		if json.Unmarshal(e.Data, &v) == nil {
+			sc.agent = v.Identity
+		}
 	case EventAgentExited, EventTurnFailed:
 		var v struct {
 			Error string `json:"error"`

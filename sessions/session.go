@@ -414,7 +414,7 @@ func (s *session) launch(resume string, attempt int) (*agentProc, error) {
 	}
 	m.launches.Add(1)
 	s.appendEvent(EventAgentStarted, map[string]any{"pid": proc.Pid(), "attempt": attempt, "profile": l.Profile,
-		"resume": resume, "mcp_connect": l.MCPConnect, "sandbox": confined})
+		"resume": resume, "mcp_connect": l.MCPConnect, "sandbox": confined, "identity": proc.Identity()})
 
 	ctx, cancel := context.WithCancel(m.ctx)
 	p := &agentProc{proc: proc, cancel: cancel, launch: l}

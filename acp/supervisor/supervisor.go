@@ -100,13 +100,14 @@ type Spec struct {
 // for concurrent use. Call Stop or Kill exactly when the session ends, even
 // if the process has already exited: that releases its pipes.
 type Process struct {
-	spec   Spec
-	cmd    *exec.Cmd
-	pid    int
-	log    *slog.Logger
-	stdin  *onceCloser
-	stdout *stdoutPipe
-	stderr *onceCloser
+	spec     Spec
+	cmd      *exec.Cmd
+	pid      int
+	identity Identity
+	log      *slog.Logger
+	stdin    *onceCloser
+	stdout   *stdoutPipe
+	stderr   *onceCloser
 
 	ready      chan struct{} // closed by MarkReady
 	exited     chan struct{} // closed once reaped
@@ -232,6 +233,7 @@ func Start(ctx context.Context, spec Spec) (*Process, error) {
 		spec:       spec,
 		cmd:        cmd,
 		pid:        cmd.Process.Pid,
+		identity:   identify(cmd.Process.Pid),
 		log:        logger,
 		stdin:      &onceCloser{f: stdinW},
 		stdout:     &stdoutPipe{onceCloser{f: stdoutR}},

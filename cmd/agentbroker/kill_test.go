@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -234,4 +235,79 @@ func TestKill9Random(t *testing.T) {
 			t.Fatalf("round %d: a token revoked before the kill: /mcp = %d %s; want 401", round, resp.StatusCode, body)
 		}
 	}
+}
+
+// TestKill9StaleAgentStopped: an agent that ignores end of input outlives
+// a broker killed with SIGKILL; the restarted broker finds it by the
+// identity it recorded (pid, start time, boot) and stops it before the
+// session is resumed, so the session never has two agents (issue 17).
+func TestKill9StaleAgentStopped(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	args := []string{"--custom-agent", refagentBin, "--custom-agent-env", "REFAGENT_IGNORE_EOF=1"}
+	b := startBrokerArgs(t, dataDir, args)
+	admin := adminToken(t, dataDir)
+	var p struct{ ID string }
+	_, body := b.do("POST", "/v1/projects", admin, strings.NewReader(`{"name":"stale"}`))
+	json.Unmarshal([]byte(body), &p)
+	resp, body := b.do("POST", "/v1/sessions", admin, strings.NewReader(fmt.Sprintf(
+		`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q}`, p.ID, agentDir(t))))
+	var created sessions.CreateResponse
+	if resp.StatusCode != 201 || json.Unmarshal([]byte(body), &created) != nil {
+		t.Fatalf("create session = %d %s", resp.StatusCode, body)
+	}
+	pid := agentPidOf(t, b, admin, created.Session.ID)
+	b.cmd.Process.Kill()
+	<-b.exited
+	time.Sleep(200 * time.Millisecond) // the agent sees EOF on stdin, and ignores it
+	if !alive(pid) {
+		t.Fatalf("the agent (pid %d) did not outlive the broker: the test proves nothing", pid)
+	}
+
+	b2 := startBrokerArgs(t, dataDir, args)
+	deadline := time.Now().Add(30 * time.Second)
+	for alive(pid) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if alive(pid) {
+		t.Fatalf("the old agent (pid %d) still runs after the broker's restart", pid)
+	}
+	_, body = b2.do("GET", "/v1/sessions/"+created.Session.ID+"/events?after=0", admin, nil)
+	if !strings.Contains(b2.log(), "an agent of the previous broker was still running") {
+		t.Errorf("the restarted broker did not say it stopped the old agent:\n%s", b2.log())
+	}
+}
+
+// agentPidOf is the pid of a session's current agent, from its events.
+func agentPidOf(t *testing.T, b *broker, admin, id string) int {
+	t.Helper()
+	out, _, err := runCLI(t, map[string]string{"AGENTBROKER_DATA_DIR": b.dataDir, "AGENTBROKER_URL": b.url("")}, "", "session", "events", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := 0
+	for _, line := range strings.Split(out, "\n") {
+		var e struct {
+			Type string
+			Data struct{ PID int }
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Type == "agent_started" {
+			pid = e.Data.PID
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("no agent_started event:\n%s", out)
+	}
+	return pid
+}
+
+// alive reports whether pid runs (a zombie does not count).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
 }

@@ -32,6 +32,12 @@ func main() {
 		}
 	}
 	opts := refagent.OptionsFromEnv(os.Getenv)
+	if opts.IgnoreEOF {
+		// As Node and Rust agents do: a write to a closed stderr or stdout
+		// fails with EPIPE instead of killing the process, so an agent that
+		// ignores EOF outlives its broker as theirs do.
+		signal.Ignore(syscall.SIGPIPE)
+	}
 	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	err := refagent.Run(ctx, os.Stdin, os.Stdout, opts)
 	switch {
