@@ -107,6 +107,18 @@ func (m *Manager) BeginRecovery(ctx context.Context) (finish func() ([]Recovered
 			if err != nil {
 				return finish, fmt.Errorf("recover %s: %w", r.ID, err)
 			}
+			// A state change is its event, then the record: a broker killed
+			// between the two left the record behind. The log is the truth.
+			if sc.state != "" && sc.state != from {
+				m.log.Warn("sessions: record and log disagree; the log wins", "session", r.ID, "record", from, "log", sc.state)
+				from, r.State = sc.state, string(sc.state)
+				if from.Final() && from != StateInterrupted {
+					if err := m.st.PutSession(ctx, r); err != nil {
+						return finish, fmt.Errorf("recover %s: %w", r.ID, err)
+					}
+					continue
+				}
+			}
 			if from == StateInterrupted && !sc.resumable {
 				continue
 			}
@@ -245,6 +257,7 @@ type scanned struct {
 	lastError string
 	lastSeq   int64
 	agent     supervisor.Identity // the last agent started
+	state     State               // the last state event's
 }
 
 // scan reads a session's events (all of them: the store has no column for
@@ -297,6 +310,7 @@ func (sc *scanned) apply(e store.Event) {
 		}
 		if json.Unmarshal(e.Data, &v) == nil {
 			sc.resumable = v.State == StateInterrupted && v.Resumable
+			sc.state = v.State
 		}
 	case EventMCPConnected:
 		sc.mcpStatus = MCPConnected
