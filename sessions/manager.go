@@ -38,6 +38,7 @@ type Store interface {
 	ListSessions(ctx context.Context, projectID string, limit int) ([]store.SessionRecord, error)
 	AppendMessages(ctx context.Context, msgs []store.Message) ([]store.Message, error)
 	UsageStore
+	RunStore
 }
 
 // Models checks models against the catalog (*catalog.Catalog does).
@@ -287,11 +288,14 @@ type Manager struct {
 	ctx    context.Context // ends at Close, after the agents are stopped
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	live   map[string]*session
-	known  map[string]string // session ID → project ID, for lookups
-	tasks  map[string]*spend // project and task → what the task spent
-	closed bool
+	mu    sync.Mutex
+	live  map[string]*session
+	known map[string]string // session ID → project ID, for lookups
+	tasks map[string]*spend // project and task → what the task spent
+	// starting holds the tasks (project/task) whose run is being started.
+	starting map[string]bool
+	runEnds  sync.Mutex // serializes the ends of task runs (finishRun)
+	closed   bool
 
 	launches atomic.Int64 // agent processes started (tests)
 }
@@ -364,6 +368,9 @@ type Spec struct {
 	// cost: once its recorded calls cost that much, the proxy refuses
 	// more (budget_exceeded). Zero means no budget.
 	Budget catalog.Amount
+
+	// run, set by RunTask, makes the session a task run.
+	run *runStart
 }
 
 // Created is a new session and its viewer token (a secret for the caller).
@@ -404,6 +411,8 @@ type sessionConfig struct {
 	// decimal dollars (catalog.Amount.USD).
 	Task      string `json:"task,omitempty"`
 	BudgetUSD string `json:"budget_usd,omitempty"`
+	// Run marks a task run's session (RunTask): never resumed.
+	Run bool `json:"run,omitempty"`
 }
 
 // Create starts a session: the model check, the tokens, the record and its
@@ -463,6 +472,16 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (Created, error) {
 	}
 	s.startObserverQueue()
 
+	if spec.run != nil {
+		if err := s.beginRun(ctx, spec.run); err != nil {
+			s.mu.Lock()
+			s.lastError = err.Error()
+			s.mu.Unlock()
+			s.shutdown(bg, StateFailed, "the task run could not be recorded", true, true)
+			created.Session = s.info()
+			return created, err
+		}
+	}
 	if err := s.start("", 0); err != nil {
 		s.mu.Lock()
 		s.lastError = err.Error()
@@ -472,8 +491,21 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (Created, error) {
 		return created, fmt.Errorf("%w: %w", ErrStartFailed, err)
 	}
 	if spec.Prompt != "" {
-		if _, err := s.prompt(ctx, spec.Prompt, "creator"); err != nil {
+		t, err := s.prompt(ctx, spec.Prompt, "creator")
+		switch {
+		case err != nil:
 			created.FirstPromptError = err.Error()
+			if spec.run != nil {
+				s.shutdown(bg, StateFailed, "the task run's prompt did not start: "+err.Error(), true, true)
+			}
+		case spec.run != nil:
+			// The run ends with this turn (awaitRun), or with the session.
+			s.transMu.Lock()
+			if !s.ending {
+				s.wg.Add(1)
+				go s.awaitRun(t)
+			}
+			s.transMu.Unlock()
 		}
 	}
 	created.Session = s.info()
@@ -603,6 +635,7 @@ func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string,
 	cfg.MCP.URL = m.opts.MCPURL
 	cfg.CreatedBy = spec.CreatedBy
 	cfg.Task = spec.Task
+	cfg.Run = spec.run != nil
 	if spec.Budget > 0 {
 		cfg.BudgetUSD = spec.Budget.USD()
 	}
@@ -684,6 +717,7 @@ func (m *Manager) newSession(id string, spec Spec, cfg sessionConfig) *session {
 	}
 	s := m.newSessionFrom(id, spec.Project, spec.Title, cred, cfg)
 	s.userKey, s.budget = userKey, spec.Budget
+	s.run = spec.run != nil
 	return s
 }
 

@@ -137,6 +137,9 @@ func (m *Manager) BeginRecovery(ctx context.Context) (finish func() ([]Recovered
 			report(res)
 		}
 	}
+	if err := m.failLeftRuns(ctx); err != nil {
+		return finish, err
+	}
 	return finish, nil
 }
 
@@ -156,6 +159,7 @@ func (m *Manager) prepareRecovery(ctx context.Context, r store.SessionRecord, sc
 		s.budget, _ = catalog.ParseUSD(cfg.BudgetUSD) // written by check from a parsed amount
 	}
 	s.state, s.createdAt = State(r.State), r.CreatedAt
+	s.run = cfg.Run
 	s.acpID, s.turns = sc.acpID, sc.turns
 	var err error
 	if s.log, err = m.j.OpenLog(ctx, r.ID); err != nil {
@@ -187,6 +191,8 @@ func (m *Manager) prepareRecovery(ctx context.Context, r store.SessionRecord, sc
 		return s, false, nil
 	case sc.cfg == nil:
 		return giveUp("no configuration recorded")
+	case cfg.Run:
+		return giveUp("a task run is not resumed: its run has failed")
 	case !configured:
 		return giveUp(fmt.Sprintf("agent %q is not configured on this broker", cfg.Profile))
 	case cred.Kind == profile.KindAPIKey || cred.Kind == profile.KindOAuthToken:

@@ -39,6 +39,7 @@ type session struct {
 	title   string
 	cred    profile.Credential // in memory only: never persisted
 	userKey profile.Secret     // ViaProxy: the user's key, for the proxy; in memory only
+	run     bool               // a task run's session (RunTask)
 	log     *Log
 
 	quitCtx context.Context // ends when the session is shutting down
@@ -1021,6 +1022,9 @@ func (s *session) shutdown(ctx context.Context, final State, reason string, revo
 		extra["resumable"] = !revoke && reason == reasonShutdown
 	}
 	s.emitState(final, reason, extra)
+	if s.run {
+		s.sessionEndedRun(final, reason)
+	}
 	if s.log != nil {
 		s.log.Close()
 	}

@@ -70,6 +70,7 @@ type Store interface {
 	Transcripts
 	Events
 	Usage
+	TaskRuns
 	Close() error
 }
 

@@ -63,6 +63,9 @@ type command struct {
 	// written as they are; every other command's output is escaped for
 	// the terminal (env.forTerminal).
 	stdio bool
+	// interspersed: flags may follow the positional arguments
+	// (`task run TASK --agent A`).
+	interspersed bool
 }
 
 func commands() []*command {
@@ -124,11 +127,21 @@ func dispatch(ctx context.Context, cmd *command, path, args []string, e *env) er
 		}
 		return errUsage
 	}
+	var positional []string
+	for cmd.interspersed && fs.NArg() > 0 {
+		positional = append(positional, fs.Arg(0))
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil
+			}
+			return errUsage
+		}
+	}
 	if err := applyEnv(fs, e.getenv); err != nil {
 		fmt.Fprintf(e.stderr, "%s: %v\n", strings.Join(path, " "), err)
 		return errUsage
 	}
-	return cmd.run(ctx, cfg, e, fs.Args())
+	return cmd.run(ctx, cfg, e, append(positional, fs.Args()...))
 }
 
 // applyEnv gives every flag not set on the command line the value of its

@@ -255,8 +255,8 @@ func taskCommand() *command {
 	var limit int
 	return &command{
 		name:    "task",
-		summary: "add and list a project's tasks",
-		children: []*command{
+		summary: "add, list, show and run a project's tasks",
+		children: append([]*command{
 			{
 				name:    "add",
 				summary: "add a task and print its ID",
@@ -319,7 +319,7 @@ func taskCommand() *command {
 					return tw.Flush()
 				},
 			},
-		},
+		}, taskRunCommands()...),
 	}
 }
 

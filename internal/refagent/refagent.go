@@ -27,6 +27,9 @@
 //     Options.Model (ANTHROPIC_MODEL); the first refused call ends the
 //     turn with its status and error message in the reply, as an agent
 //     shows it.
+//   - a prompt of several lines with a line `refagent: <command>` (a task
+//     run's prompt, which holds the task's description among other text):
+//     the first such line's command, as above.
 //   - anything else: a thought and the reply "You said: <prompt>".
 //
 // session/cancel stops the turn (stopReason cancelled). Only JSON-RPC goes
@@ -473,6 +476,12 @@ func (a *agent) prompt(p acp.PromptRequest) (any, error) {
 		}
 	}
 	text := strings.TrimSpace(strings.Join(texts, "\n"))
+	for line := range strings.Lines(text) {
+		if cmd, ok := strings.CutPrefix(strings.TrimSpace(line), "refagent: "); ok {
+			text = strings.TrimSpace(cmd)
+			break
+		}
+	}
 	ctx, cancel := context.WithCancel(a.ctx)
 	defer cancel()
 	a.mu.Lock()

@@ -55,6 +55,7 @@ func Run(t *testing.T, open Open) {
 		{"Events", testEvents},
 		{"Usage", testUsage},
 		{"TaskBudget", testTaskBudget},
+		{"TaskRuns", testTaskRuns},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
