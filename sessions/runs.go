@@ -487,18 +487,22 @@ type TaskRunsResponse struct {
 
 func (m *Manager) handleRuns(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	var out TaskRunsResponse
+	var err error
+	// The runs, then the task: a run ends after its task does, so a run
+	// seen ended comes with its task ended (read the other way round, the
+	// task could be from before and the run from after).
+	if out.Runs, err = m.Runs(ctx, r.PathValue("project"), r.PathValue("task")); err != nil {
+		m.writeErr(w, err)
+		return
+	}
 	t, err := m.findTask(ctx, r.PathValue("project"), r.PathValue("task"))
 	if err != nil {
 		m.writeErr(w, err)
 		return
 	}
-	var out TaskRunsResponse
 	out.Task.ID, out.Task.Project, out.Task.Title, out.Task.Status = t.ID, t.ProjectID, t.Title, t.Status
 	out.Task.Notes, out.Task.OutputSummary, out.Task.SessionID = t.Notes, t.OutputSummary, t.SessionID
-	if out.Runs, err = m.Runs(ctx, t.ProjectID, t.ID); err != nil {
-		m.writeErr(w, err)
-		return
-	}
 	sums, err := m.st.UsageTotals(ctx, store.UsageFilter{ProjectID: t.ProjectID, TaskID: t.ID})
 	if err != nil {
 		m.writeErr(w, err)
