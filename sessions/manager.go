@@ -991,11 +991,15 @@ func (m *Manager) RecordUsage(_ context.Context, r proxy.UsageRecord) {
 		ev["reason"], ev["message"] = r.Reason, r.Message
 	}
 	// Counted before the handler returns, so that the next call's budget
-	// check sees it; stored with the event, off this goroutine.
+	// check sees it, and the turn knows the call's outcome before the agent
+	// can end the turn on it; stored with the event, off this goroutine.
 	s.addSpent(r.Cost)
 	s.mu.Lock()
-	task := s.cfg.Task
+	task, t := s.cfg.Task, s.turn
 	s.mu.Unlock()
+	if t != nil {
+		t.countCall(r)
+	}
 	at := r.Start
 	if at.IsZero() {
 		at = time.Now()
