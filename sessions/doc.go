@@ -102,9 +102,10 @@
 // error, unreachable… —, whatever stop reason it then gave: with
 // stop_reason, model_calls and failed_model_calls), "broker_restarted".
 // One call that went through is enough for a turn to stand; a turn the
-// person cancelled is not failed. The proxy records a call (RecordUsage)
-// before the agent sees the end of a refusal or of a JSON answer, so the
-// turn counts it before the agent can end the turn on it. TurnResult says
+// person cancelled is not failed. An agent may end its turn as soon as it
+// has read an answer, a moment before the proxy records the call, so the
+// turn's end first waits (up to 5 s) until every call the proxy admitted
+// (Allow) is recorded (RecordUsage, proxy.UsageRecord.Admitted). TurnResult says
 // the same (failed, error, model_calls, failed_model_calls);
 // Info.LastError keeps the last failure.
 //

@@ -649,21 +649,22 @@ func (m *Manager) newSession(id string, spec Spec, cfg sessionConfig) *session {
 func (m *Manager) newSessionFrom(id, project, title string, cred profile.Credential, cfg sessionConfig) *session {
 	qctx, quit := context.WithCancelCause(m.ctx)
 	return &session{
-		m:       m,
-		id:      id,
-		project: project,
-		title:   title,
-		cfg:     cfg,
-		cred:    cred,
-		ended:   make(chan struct{}),
-		quitCtx: qctx,
-		quit:    quit,
-		state:   StateStarting,
-		pending: map[string]*permWait{},
-		asked:   map[string]askRecord{},
-		obsQ:    make(chan obsEvent, observerQueue),
-		obsDone: make(chan struct{}),
-		tr:      newTranscript(),
+		callDone: make(chan struct{}, 1),
+		m:        m,
+		id:       id,
+		project:  project,
+		title:    title,
+		cfg:      cfg,
+		cred:     cred,
+		ended:    make(chan struct{}),
+		quitCtx:  qctx,
+		quit:     quit,
+		state:    StateStarting,
+		pending:  map[string]*permWait{},
+		asked:    map[string]askRecord{},
+		obsQ:     make(chan obsEvent, observerQueue),
+		obsDone:  make(chan struct{}),
+		tr:       newTranscript(),
 	}
 }
 
@@ -999,6 +1000,13 @@ func (m *Manager) RecordUsage(_ context.Context, r proxy.UsageRecord) {
 	s.mu.Unlock()
 	if t != nil {
 		t.countCall(r)
+	}
+	if r.Admitted && r.Project == s.project { // Allow counted it
+		s.inflight.Add(-1)
+		select {
+		case s.callDone <- struct{}{}:
+		default:
+		}
 	}
 	at := r.Start
 	if at.IsZero() {

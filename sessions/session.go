@@ -73,11 +73,15 @@ type session struct {
 	obsQ    chan obsEvent
 	// budget is the session's USD budget (0: none); spent what its
 	// recorded calls cost.
-	budget  catalog.Amount
-	spent   spend
-	obsDone chan struct{}
-	wg      sync.WaitGroup
-	tr      *transcript
+	budget catalog.Amount
+	spent  spend
+	// inflight counts the model calls the proxy admitted (Allow) and has
+	// not recorded yet; callDone is signalled as each is recorded.
+	inflight atomic.Int64
+	callDone chan struct{}
+	obsDone  chan struct{}
+	wg       sync.WaitGroup
+	tr       *transcript
 }
 
 // agentProc is one run of the agent process and its ACP connection.
@@ -738,6 +742,7 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 	}
 	modelFailure := ""
 	if err == nil && (stop != acp.StopCancelled || overBudget != nil) {
+		s.awaitCalls()
 		// A turn the person cancelled ended because they said so; any
 		// other whose every model call failed did nothing, whatever the
 		// agent says.
@@ -799,6 +804,29 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 	s.transMu.Unlock()
 	close(t.done)
 }
+
+// awaitCalls waits until the model calls the proxy admitted are
+// recorded, for at most callSettle: the agent may end its turn as soon as
+// it has read an answer, a moment before the proxy records the call. A
+// call still running after that (a side call the agent left behind) is
+// not waited for.
+func (s *session) awaitCalls() {
+	if s.inflight.Load() <= 0 {
+		return
+	}
+	timer := time.NewTimer(callSettle)
+	defer timer.Stop()
+	for s.inflight.Load() > 0 {
+		select {
+		case <-s.callDone:
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+// callSettle bounds awaitCalls.
+const callSettle = 5 * time.Second
 
 // saveMessages appends transcript messages (in batches the store takes).
 func (s *session) saveMessages(msgs []store.Message) {
