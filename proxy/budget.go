@@ -15,7 +15,9 @@ type Budget interface {
 	// Allow returns nil when the call may go upstream, or an error
 	// wrapping ErrBudgetExceeded whose text says what was spent of which
 	// budget (the agent is shown it). Any other error refuses the call
-	// too, as the budget cannot be checked. It must not block.
+	// too, as the budget cannot be checked. It must not block. Each call
+	// of Allow is followed, once the request is done, by one Recorder
+	// record with Admitted set.
 	Allow(ctx context.Context, c tokens.Claims) error
 }
 
@@ -43,6 +45,7 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, rt route, c tokens
 	if p.budget == nil {
 		return true
 	}
+	rec.Admitted = true
 	err := p.budget.Allow(r.Context(), c)
 	if err == nil {
 		return true

@@ -75,6 +75,10 @@ type UsageRecord struct {
 	UsageReported bool
 	// Cost prices Usage on Model with catalog.Cost.
 	Cost catalog.Amount
+	// Admitted reports that the Budget was asked about the request (it
+	// passed every other check): a Budget that counts the calls it was
+	// asked about knows by it which records close them.
+	Admitted bool
 	// Status is the HTTP status the client got (0 if it went away first).
 	Status  int
 	Outcome Outcome

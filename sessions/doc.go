@@ -78,8 +78,9 @@
 // Types: "config", "state", "agent_started" {pid, attempt}, "acp_session",
 // "update" (data: the ACP session/update's update object, as received),
 // "replay" (the history an agent replays on session/load: not new
-// activity), "prompt" {turn, text, by}, "turn_end" {turn, stop_reason, skipped_lines (non-JSON-RPC lines the agent printed so far, when any)},
-// "turn_failed", "cancel", "permission_request" {request_id, tool_call,
+// activity), "prompt" {turn, text, by}, "turn_end" {turn, stop_reason, skipped_lines (non-JSON-RPC lines the agent printed so far, when any),
+// model_calls and failed_model_calls (the turn's calls through the proxy, when any)},
+// "turn_failed" {turn, error, reason, …} (instead of turn_end: see Failed turns), "cancel", "permission_request" {request_id, tool_call,
 // options, project_tool, expires_at}, "permission_answer" {request_id,
 // option_id, kind, outcome, reason, answered_by}, "mcp_connected",
 // "mcp_not_connected", "tool_call_mcp" (mcpserver's ToolCalled), "usage"
@@ -93,6 +94,35 @@
 // full) are counted there too: a prompt that cannot be recorded is
 // refused (store.ErrNoSpace, 507), but a disk that fills during a turn
 // loses that turn's later updates.
+//
+// # Failed turns
+//
+// A turn fails, and its end is a "turn_failed" event whose "error" says
+// why and whose "reason" is one of: "agent_exited" (the agent went away
+// mid-turn, with its stderr_tail), "agent_error" (it answered the prompt
+// with an error), "model_calls_failed" (it made model calls through the
+// proxy and every one of them failed — refused by the proxy, an upstream
+// error, unreachable… —, whatever stop reason it then gave: with
+// stop_reason, model_calls and failed_model_calls), "broker_restarted".
+// One call that went through is enough for a turn to stand; a turn the
+// person cancelled is not failed. An agent may end its turn as soon as it
+// has read an answer, a moment before the proxy records the call, so the
+// turn's end first waits (up to 5 s) until every call the proxy admitted
+// (Allow) is recorded (RecordUsage, proxy.UsageRecord.Admitted). TurnResult says
+// the same (failed, error, model_calls, failed_model_calls);
+// Info.LastError keeps the last failure.
+//
+// # Usage and budgets
+//
+// Each model call through the proxy is a "usage" event {route, model,
+// status, outcome (ok, refused, upstream_error, unreachable, truncated,
+// client_gone), usage, cost_usd, reason, message} and a usage record in
+// the store (GET /v1/usage adds them up). A session's budget (budget_usd)
+// and its task's are checked by the proxy before each upstream call
+// (Manager.Allow); once one is spent the call is refused with 402, the
+// session records "budget_exceeded" {turn, message, model, route} once
+// per turn, the broker cancels the turn and it ends with stop reason
+// "budget_exceeded".
 //
 // Transcripts (store.AppendMessages, for search_messages and
 // get_session_messages): the user's prompt when the turn starts; at the end
@@ -136,7 +166,8 @@
 //	GET    /v1/sessions/{id}                     session:view     200 Info
 //	POST   /v1/sessions/{id}/prompt[?wait=true]  session:control  {"text","wait"?}
 //	    202 {"turn","running":true}; with wait 200 {"turn","stop_reason",
-//	    "reply","error"?} once the turn ends; 409 busy | session_ended
+//	    "reply","failed"?,"error"?,"model_calls"?,"failed_model_calls"?}
+//	    once the turn ends; 409 busy | session_ended
 //	POST   /v1/sessions/{id}/cancel              session:control  202; 409 no_turn
 //	POST   /v1/sessions/{id}/permissions/{rid}   session:control  {"option_id"}
 //	    200; 404 not pending (never asked, answered, timed out); 400 invalid_option

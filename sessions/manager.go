@@ -724,21 +724,22 @@ func (m *Manager) newSession(id string, spec Spec, cfg sessionConfig) *session {
 func (m *Manager) newSessionFrom(id, project, title string, cred profile.Credential, cfg sessionConfig) *session {
 	qctx, quit := context.WithCancelCause(m.ctx)
 	return &session{
-		m:       m,
-		id:      id,
-		project: project,
-		title:   title,
-		cfg:     cfg,
-		cred:    cred,
-		ended:   make(chan struct{}),
-		quitCtx: qctx,
-		quit:    quit,
-		state:   StateStarting,
-		pending: map[string]*permWait{},
-		asked:   map[string]askRecord{},
-		obsQ:    make(chan obsEvent, observerQueue),
-		obsDone: make(chan struct{}),
-		tr:      newTranscript(),
+		callDone: make(chan struct{}, 1),
+		m:        m,
+		id:       id,
+		project:  project,
+		title:    title,
+		cfg:      cfg,
+		cred:     cred,
+		ended:    make(chan struct{}),
+		quitCtx:  qctx,
+		quit:     quit,
+		state:    StateStarting,
+		pending:  map[string]*permWait{},
+		asked:    map[string]askRecord{},
+		obsQ:     make(chan obsEvent, observerQueue),
+		obsDone:  make(chan struct{}),
+		tr:       newTranscript(),
 	}
 }
 
@@ -1068,11 +1069,22 @@ func (m *Manager) RecordUsage(_ context.Context, r proxy.UsageRecord) {
 		ev["reason"], ev["message"] = r.Reason, r.Message
 	}
 	// Counted before the handler returns, so that the next call's budget
-	// check sees it; stored with the event, off this goroutine.
+	// check sees it, and the turn knows the call's outcome before the agent
+	// can end the turn on it; stored with the event, off this goroutine.
 	s.addSpent(r.Cost)
 	s.mu.Lock()
-	task := s.cfg.Task
+	task, t := s.cfg.Task, s.turn
 	s.mu.Unlock()
+	if t != nil {
+		t.countCall(r)
+	}
+	if r.Admitted && r.Project == s.project { // Allow counted it
+		s.inflight.Add(-1)
+		select {
+		case s.callDone <- struct{}{}:
+		default:
+		}
+	}
 	at := r.Start
 	if at.IsZero() {
 		at = time.Now()

@@ -203,7 +203,7 @@ func (m *Manager) prepareRecovery(ctx context.Context, r store.SessionRecord, sc
 		return giveUp("the agent cannot load sessions")
 	}
 	if s.state == StatePrompting {
-		s.appendEvent(EventTurnFailed, map[string]any{"turn": sc.turns, "error": "the broker restarted during the turn"})
+		s.appendEvent(EventTurnFailed, map[string]any{"turn": sc.turns, "error": "the broker restarted during the turn", "reason": FailBrokerRestarted})
 	}
 	// The old tokens die; the agent gets new ones.
 	m.revokeToken(bg, cfg.MCP.TokenID, cfg.MCP.ExpiresAt)

@@ -18,6 +18,7 @@ import (
 	"github.com/agentbroker/agentbroker/acp/profile"
 	"github.com/agentbroker/agentbroker/acp/supervisor"
 	"github.com/agentbroker/agentbroker/catalog"
+	"github.com/agentbroker/agentbroker/proxy"
 	"github.com/agentbroker/agentbroker/store"
 	"github.com/agentbroker/agentbroker/tokens"
 )
@@ -73,11 +74,15 @@ type session struct {
 	obsQ    chan obsEvent
 	// budget is the session's USD budget (0: none); spent what its
 	// recorded calls cost.
-	budget  catalog.Amount
-	spent   spend
-	obsDone chan struct{}
-	wg      sync.WaitGroup
-	tr      *transcript
+	budget catalog.Amount
+	spent  spend
+	// inflight counts the model calls the proxy admitted (Allow) and has
+	// not recorded yet; callDone is signalled as each is recorded.
+	inflight atomic.Int64
+	callDone chan struct{}
+	obsDone  chan struct{}
+	wg       sync.WaitGroup
+	tr       *transcript
 }
 
 // agentProc is one run of the agent process and its ACP connection.
@@ -104,18 +109,77 @@ func (p *agentProc) kill() {
 	p.cancel()
 }
 
+// Why a turn failed: the "reason" of its turn_failed event.
+const (
+	// FailAgentError: the agent answered the prompt with an error.
+	FailAgentError = "agent_error"
+	// FailAgentExited: the agent's process went away during the turn.
+	FailAgentExited = "agent_exited"
+	// FailModelCalls: the turn made model calls through the proxy and
+	// every one failed (refused, upstream error, unreachable…).
+	FailModelCalls = "model_calls_failed"
+	// FailBrokerRestarted: the broker stopped during the turn.
+	FailBrokerRestarted = "broker_restarted"
+)
+
 // turn is one prompt turn.
 type turn struct {
 	n    int
 	done chan struct{}
 	// Set before done is closed.
-	stop  acp.StopReason
-	err   string
-	reply string
+	stop     acp.StopReason
+	err      string
+	reply    string
+	isFailed bool
 	// budget is the proxy's message once it refused a call of this turn
 	// for a spent budget.
 	budget      atomic.Pointer[string]
 	budgetEvent atomic.Bool // the turn's budget_exceeded event is recorded
+	// calls counts the turn's model calls through the proxy, failed those
+	// that did not end ok, lastFailure says how the latest failed one
+	// ended. The proxy records a call before its client sees the end of
+	// the answer, so before the agent can end the turn on it.
+	calls, failed atomic.Int64
+	lastFailure   atomic.Pointer[string]
+}
+
+// countCall counts a model call the proxy recorded during the turn.
+func (t *turn) countCall(r proxy.UsageRecord) {
+	t.calls.Add(1)
+	if r.Outcome == proxy.OutcomeOK {
+		return
+	}
+	t.failed.Add(1)
+	why := string(r.Outcome)
+	if r.Status != 0 {
+		why += fmt.Sprintf(" %d", r.Status)
+	}
+	if r.Reason != "" {
+		why += " " + string(r.Reason)
+	}
+	if r.Message != "" {
+		why += ": " + truncateUTF8(r.Message, 500)
+	}
+	t.lastFailure.Store(&why)
+}
+
+// modelFailure returns why the turn failed when it made model calls and
+// every one of them failed (refused by the proxy, or an upstream error),
+// and "" otherwise: one call that went through is enough for the turn to
+// have done model work.
+func (t *turn) modelFailure() string {
+	n, f := t.calls.Load(), t.failed.Load()
+	if n == 0 || f < n {
+		return ""
+	}
+	why := "?"
+	if p := t.lastFailure.Load(); p != nil {
+		why = *p
+	}
+	if n == 1 {
+		return "the turn's only model call failed: " + why
+	}
+	return fmt.Sprintf("all %d model calls of the turn failed; the last: %s", n, why)
 }
 
 // TurnResult is how a turn ended (or that it is still running).
@@ -125,11 +189,21 @@ type TurnResult struct {
 	StopReason acp.StopReason `json:"stop_reason,omitempty"`
 	// Reply is the agent's text of the turn (its agent_message_chunks).
 	Reply string `json:"reply,omitempty"`
-	Error string `json:"error,omitempty"`
+	// Failed reports a turn that ended without doing its work: the agent
+	// answered the prompt with an error, crashed, or every model call it
+	// made failed (refused by the proxy or failed upstream), whatever
+	// stop reason it then gave. Error says why.
+	Failed bool   `json:"failed,omitempty"`
+	Error  string `json:"error,omitempty"`
+	// ModelCalls and FailedModelCalls count the turn's calls through the
+	// broker's inference proxy.
+	ModelCalls       int64 `json:"model_calls,omitempty"`
+	FailedModelCalls int64 `json:"failed_model_calls,omitempty"`
 }
 
 func (t *turn) result() TurnResult {
-	return TurnResult{Turn: t.n, StopReason: t.stop, Reply: t.reply, Error: t.err}
+	return TurnResult{Turn: t.n, StopReason: t.stop, Reply: t.reply, Failed: t.isFailed, Error: t.err,
+		ModelCalls: t.calls.Load(), FailedModelCalls: t.failed.Load()}
 }
 
 type permWait struct {
@@ -664,18 +738,35 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 		case <-p.proc.Done():
 		case <-time.After(5 * time.Second):
 		}
-		t.err = "agent exited mid-turn: " + exitCause(p, err.Error())
-		s.appendEvent(EventTurnFailed, map[string]any{"turn": t.n, "error": t.err, "stderr_tail": p.proc.StderrTail()})
+		t.err, t.isFailed = "agent exited mid-turn: "+exitCause(p, err.Error()), true
+		s.appendEvent(EventTurnFailed, map[string]any{"turn": t.n, "error": t.err, "reason": FailAgentExited,
+			"stderr_tail": p.proc.StderrTail()})
 		s.mu.Lock()
 		s.turn, s.lastError = nil, t.err
 		s.mu.Unlock()
 		close(t.done)
 		return
 	}
-	if err != nil {
-		t.err = err.Error()
-		s.queueEvent(EventTurnFailed, map[string]any{"turn": t.n, "error": t.err, "stop_reason": stop})
-	} else {
+	modelFailure := ""
+	if err == nil && (stop != acp.StopCancelled || overBudget != nil) {
+		s.awaitCalls()
+		// A turn the person cancelled ended because they said so; any
+		// other whose every model call failed did nothing, whatever the
+		// agent says.
+		modelFailure = t.modelFailure()
+	}
+	switch {
+	case err != nil:
+		t.err, t.isFailed = err.Error(), true
+		s.queueEvent(EventTurnFailed, map[string]any{"turn": t.n, "error": t.err, "reason": FailAgentError, "stop_reason": stop})
+	case modelFailure != "":
+		if t.err == "" { // else a spent budget, which says why already
+			t.err = modelFailure
+		}
+		t.isFailed = true
+		s.queueEvent(EventTurnFailed, map[string]any{"turn": t.n, "error": t.err, "reason": FailModelCalls, "stop_reason": stop,
+			"model_calls": t.calls.Load(), "failed_model_calls": t.failed.Load()})
+	default:
 		end := map[string]any{"turn": t.n, "stop_reason": stop}
 		if t.err != "" {
 			end["error"] = t.err
@@ -684,6 +775,9 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 			// Lines on the agent's stdout that were not JSON-RPC (logs,
 			// banners, garbage): dropped, and counted here.
 			end["skipped_lines"] = n
+		}
+		if n := t.calls.Load(); n > 0 {
+			end["model_calls"], end["failed_model_calls"] = n, t.failed.Load()
 		}
 		s.queueEvent(EventTurnEnd, end)
 	}
@@ -694,7 +788,8 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 	}
 	if err == nil {
 		s.restarts = 0
-	} else {
+	}
+	if t.isFailed {
 		s.lastError = t.err
 	}
 	tokenID := s.cfg.MCP.TokenID
@@ -716,6 +811,29 @@ func (s *session) runTurn(p *agentProc, acpID string, t *turn, text string) {
 	s.transMu.Unlock()
 	close(t.done)
 }
+
+// awaitCalls waits until the model calls the proxy admitted are
+// recorded, for at most callSettle: the agent may end its turn as soon as
+// it has read an answer, a moment before the proxy records the call. A
+// call still running after that (a side call the agent left behind) is
+// not waited for.
+func (s *session) awaitCalls() {
+	if s.inflight.Load() <= 0 {
+		return
+	}
+	timer := time.NewTimer(callSettle)
+	defer timer.Stop()
+	for s.inflight.Load() > 0 {
+		select {
+		case <-s.callDone:
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+// callSettle bounds awaitCalls.
+const callSettle = 5 * time.Second
 
 // saveMessages appends transcript messages (in batches the store takes).
 func (s *session) saveMessages(msgs []store.Message) {

@@ -101,6 +101,7 @@ func (m *Manager) Allow(ctx context.Context, c tokens.Claims) error {
 	if s == nil || s.project != c.Project {
 		return nil // the token check decides about sessions that are gone
 	}
+	s.inflight.Add(1) // until RecordUsage has the call (Admitted)
 	s.mu.Lock()
 	task, budget := s.cfg.Task, s.budget
 	s.mu.Unlock()

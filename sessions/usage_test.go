@@ -2,8 +2,13 @@ package sessions
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/agentbroker/agentbroker/acp/profile"
@@ -32,11 +37,18 @@ func newCostBroker(t *testing.T) (*broker, *fakemodel.Server) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { up.Close() })
+	return newProxiedBroker(t, proxy.Upstream{BaseURL: up.URL(), APIKey: fakemodel.DefaultAPIKey}), up
+}
+
+// newProxiedBroker is newCostBroker's broker with the proxy's Anthropic
+// upstream given.
+func newProxiedBroker(t *testing.T, up proxy.Upstream) *broker {
+	t.Helper()
 	b := newBroker(t, brokerOpts{tweak: func(o *Options) {
 		o.Agents[profile.ClaudeCode] = AgentConfig{Command: []string{refagentBin}, ExtraEnv: []string{"REFAGENT_STATE_DIR={session_dir}"}}
 	}})
 	px, err := proxy.New(&proxy.Options{Tokens: b.svc, Recorder: b.mgr, Budget: b.mgr,
-		Upstreams: map[catalog.Provider]proxy.Upstream{catalog.ProviderAnthropic: {BaseURL: up.URL(), APIKey: fakemodel.DefaultAPIKey}}})
+		Upstreams: map[catalog.Provider]proxy.Upstream{catalog.ProviderAnthropic: up}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +62,7 @@ func newCostBroker(t *testing.T) (*broker, *fakemodel.Server) {
 	if c, err := catalog.Cost(m.Model, catalog.Usage{InputTokens: 1000, OutputTokens: 500, CacheReadTokens: 2000, CacheWrite5mTokens: 300}); err != nil || c.USD() != "0.020375" {
 		t.Fatalf("catalog price of one call = %s, %v; the hand computation says 0.020375", c.USD(), err)
 	}
-	return b, up
+	return b
 }
 
 func (b *broker) createProxied(extra map[string]any) CreateResponse {
@@ -231,5 +243,127 @@ func TestTaskBudget(t *testing.T) {
 	}
 	if n := up.Count(); n != 2 {
 		t.Errorf("upstream calls = %d; want 2", n)
+	}
+}
+
+// TestTurnFailsWhenEveryModelCallFails: a turn whose every model call
+// failed ends failed with the reason, though the agent answered as if it
+// had worked: calls the proxy refused (a spent budget), calls the upstream
+// failed. The session stays usable.
+func TestTurnFailsWhenEveryModelCallFails(t *testing.T) {
+	t.Parallel()
+	t.Run("refused", func(t *testing.T) {
+		t.Parallel()
+		b, up := newCostBroker(t)
+		// $0.01: the first call ($0.020375) spends it.
+		id := b.createProxied(map[string]any{"budget_usd": "0.01"}).Session.ID
+		if res := b.prompt(id, b.admin, "model:call 1"); res.Failed || res.Error != "" || res.ModelCalls != 1 {
+			t.Fatalf("first turn = %+v", res)
+		}
+		res := b.prompt(id, b.admin, "model:call 3")
+		if !res.Failed || res.StopReason != StopBudgetExceeded || res.ModelCalls != 1 || res.FailedModelCalls != 1 ||
+			!strings.Contains(res.Error, "spent $0.020375 of its $0.01 budget") {
+			t.Errorf("turn = %+v; want failed with the refusal", res)
+		}
+		if n := up.Count(); n != 1 {
+			t.Errorf("upstream calls = %d", n)
+		}
+		_, ev := b.waitEvent(id, 0, EventTurnFailed, nil)
+		if ev["reason"] != FailModelCalls || ev["error"] != res.Error || ev["turn"] != 2.0 ||
+			ev["model_calls"] != 1.0 || ev["failed_model_calls"] != 1.0 {
+			t.Errorf("turn_failed = %v", ev)
+		}
+	})
+	t.Run("upstream error", func(t *testing.T) {
+		t.Parallel()
+		up := fakemodel.New(&fakemodel.Options{Usage: costUsage, Fault: "status=529"})
+		if _, err := up.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { up.Close() })
+		b := newProxiedBroker(t, proxy.Upstream{BaseURL: up.URL(), APIKey: fakemodel.DefaultAPIKey})
+		id := b.createProxied(nil).Session.ID
+		res := b.prompt(id, b.admin, "model:call 3")
+		if !res.Failed || res.StopReason != "end_turn" || res.ModelCalls != 1 || res.FailedModelCalls != 1 ||
+			!strings.Contains(res.Error, "the turn's only model call failed: upstream_error 529") {
+			t.Errorf("turn = %+v; want failed with the upstream's error", res)
+		}
+		_, ev := b.waitEvent(id, 0, EventTurnFailed, nil)
+		if ev["reason"] != FailModelCalls || ev["error"] != res.Error || ev["stop_reason"] != "end_turn" {
+			t.Errorf("turn_failed = %v", ev)
+		}
+		for _, e := range b.events(id) {
+			if e.Type == EventTurnEnd {
+				t.Errorf("a failed turn also has a turn_end event: %s", e.Data)
+			}
+		}
+		var in Info
+		if b.do("GET", "/v1/sessions/"+id, b.admin, nil, &in); in.State != StateIdle || in.LastError != res.Error {
+			t.Errorf("session after the failed turn: state %s, last_error %q", in.State, in.LastError)
+		}
+		// The same session's next turn without model calls is not failed.
+		if res := b.prompt(id, b.admin, "hello"); res.Failed || res.Error != "" || res.ModelCalls != 0 {
+			t.Errorf("next turn = %+v", res)
+		}
+	})
+}
+
+// TestTurnWithOneOKCallSucceeds: one model call that went through is
+// enough: a turn whose later call failed upstream ends as the agent says.
+func TestTurnWithOneOKCallSucceeds(t *testing.T) {
+	t.Parallel()
+	up := fakemodel.New(&fakemodel.Options{Usage: costUsage})
+	if _, err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Close() })
+	// The first call reaches the fake model; every later one is 529.
+	target, err := url.Parse(up.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var calls atomic.Int64
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(529)
+		io.WriteString(w, `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`)
+	}))
+	t.Cleanup(front.Close)
+	b := newProxiedBroker(t, proxy.Upstream{BaseURL: front.URL, APIKey: fakemodel.DefaultAPIKey})
+	id := b.createProxied(nil).Session.ID
+	res := b.prompt(id, b.admin, "model:call 2")
+	if res.Failed || res.Error != "" || res.StopReason != "end_turn" || res.ModelCalls != 2 || res.FailedModelCalls != 1 ||
+		!strings.Contains(res.Reply, "model call 2 failed: 529") {
+		t.Errorf("turn = %+v; want end_turn, not failed", res)
+	}
+	_, end := b.waitEvent(id, 0, EventTurnEnd, nil)
+	if end["model_calls"] != 2.0 || end["failed_model_calls"] != 1.0 {
+		t.Errorf("turn_end = %v", end)
+	}
+	for _, e := range b.events(id) {
+		if e.Type == EventTurnFailed {
+			t.Errorf("turn_failed: %s", e.Data)
+		}
+	}
+}
+
+// TestTurnFailsOnAgentError: an agent that answers the prompt with an
+// error fails the turn with its message.
+func TestTurnFailsOnAgentError(t *testing.T) {
+	t.Parallel()
+	b, _ := newCostBroker(t)
+	id := b.createProxied(nil).Session.ID
+	res := b.prompt(id, b.admin, "fault:error the vendor is unreachable")
+	if !res.Failed || !strings.Contains(res.Error, "the vendor is unreachable") {
+		t.Errorf("turn = %+v", res)
+	}
+	_, ev := b.waitEvent(id, 0, EventTurnFailed, nil)
+	if ev["reason"] != FailAgentError {
+		t.Errorf("turn_failed = %v", ev)
 	}
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/agentbroker/agentbroker/acp/profile"
 	"github.com/agentbroker/agentbroker/catalog"
+	"github.com/agentbroker/agentbroker/internal/fakemodel"
 )
 
 // The browser tests drive the web console in headless Chromium against a
@@ -399,8 +400,18 @@ func TestConsoleBrowser(t *testing.T) {
 	// (the command is never run here).
 	rl := startRelay(t)
 	origin := rl.origin()
+	// Claude Code's adapter is the reference agent (claudeShimAgents), its
+	// model calls go through the proxy to a fake upstream: the console
+	// shows their cost.
+	up := fakemodel.New(&fakemodel.Options{Usage: fakemodel.Usage{Input: 1000, Output: 500, CacheRead: 2000, CacheWrite: 300}})
+	upURL, err := up.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
 	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagentBin, "AGENTBROKER_CATALOG_FILE="+override,
-		"AGENTBROKER_AMP_COMMAND="+refagentBin, "AGENTBROKER_ALLOWED_ORIGIN="+origin)
+		"AGENTBROKER_AMP_COMMAND="+refagentBin, "AGENTBROKER_ALLOWED_ORIGIN="+origin,
+		"AGENTBROKER_AGENTS_DIR="+claudeShimAgents(t), "AGENTBROKER_ANTHROPIC_UPSTREAM="+upURL, "ANTHROPIC_API_KEY="+fakemodel.DefaultAPIKey)
 	rl.to(b.addr)
 	admin := adminToken(t, dataDir)
 	var proj, task, know struct{ ID string }
@@ -724,6 +735,34 @@ func TestConsoleBrowser(t *testing.T) {
 	p.wait("the session in the list", `document.querySelector('#sessions tr[data-session="`+sessionID+`"] [data-state]')?.dataset.state === "stopped"`)
 	p.accessible("sessions")
 
+	// A session whose two model calls cost 2 × $0.020375 (TestUsageCLI's
+	// hand computation from the catalog's prices): its cost in its view,
+	// in the list, and on the usage page.
+	var costly struct{ Session struct{ ID string } }
+	_, body = b.do("POST", "/v1/sessions", admin, strings.NewReader(fmt.Sprintf(`{"project":%q,"task":%q,"agent":"claude-code",`+
+		`"model":"claude-opus-4-8","credential":{"kind":"platform-proxy"},"permission_policy":"allow-all","cwd":%q,"budget_usd":"1.00"}`,
+		proj.ID, task.ID, agentDir(t))))
+	json.Unmarshal([]byte(body), &costly)
+	if costly.Session.ID == "" {
+		t.Fatalf("create a proxied session: %s\n%s", body, b.log())
+	}
+	if resp, body := b.do("POST", "/v1/sessions/"+costly.Session.ID+"/prompt", admin, strings.NewReader(`{"text":"model:call 2","wait":true}`)); resp.StatusCode != 200 || !strings.Contains(body, "made 2 model calls") {
+		t.Fatalf("prompt the proxied session: %d %s", resp.StatusCode, body)
+	}
+	evalJS[bool](p, `(location.hash = "#/sessions/`+costly.Session.ID+`", true)`)
+	p.wait("the session's cost", `document.getElementById("session-cost")?.textContent.startsWith("$0.04075: 2 model calls")`)
+	p.wait("the session's budget", `[...document.querySelectorAll(".meta dd")].some((e) => e.textContent === "$1.00")`)
+	p.screenshot("15-session-cost")
+	p.do("sessions again", chromedp.Click(chromedp.CSS(`nav a[href="#/sessions"]`)))
+	p.wait("the cost in the list", `document.querySelector('#sessions tr[data-session="`+costly.Session.ID+`"] .cost')?.textContent === "$0.04075 (2 calls) of $1.00"`)
+	p.do("usage", chromedp.Click(chromedp.CSS(`nav a[href="#/usage"]`)))
+	p.wait("usage per project", `document.querySelector('#usage-by-project tr[data-key="`+proj.ID+`"] .cost')?.textContent === "$0.04075"`)
+	p.wait("usage per task and model", `document.querySelector('#usage-by-task tr[data-key="`+task.ID+`"] .cost')?.textContent === "$0.04075" && `+
+		`document.querySelector('#usage-by-model tr[data-key="claude-opus-4-8"] .cost')?.textContent === "$0.04075" && `+
+		`document.querySelectorAll("#usage-by-day tbody tr").length === 1`)
+	p.accessible("usage")
+	p.screenshot("16-usage")
+
 	// A narrow screen: nothing wider than 375 px.
 	p.do("narrow", chromedp.EmulateViewport(375, 812))
 	for _, c := range []struct{ hash, ready, name string }{
@@ -731,6 +770,7 @@ func TestConsoleBrowser(t *testing.T) {
 		{"#/sessions/" + sessionID, `document.getElementById("conn")?.dataset.conn === "ended"`, "12-narrow-session"},
 		{"#/new", `document.getElementById("model")?.dataset.loaded === "claude-code"`, "13-narrow-start"},
 		{"#/projects/" + proj.ID, `!!document.getElementById("instructions")`, "14-narrow-project"},
+		{"#/usage", `!!document.getElementById("usage-by-model")`, "17-narrow-usage"},
 	} {
 		evalJS[bool](p, `(location.hash = `+strconv.Quote(c.hash)+`, true)`)
 		p.wait(c.hash, c.ready)

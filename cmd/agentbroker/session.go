@@ -136,6 +136,11 @@ func sessionCommand() *command {
 					fs.StringVar(&req.PermissionPolicy, "policy", "allow-project-tools", "ask, allow-project-tools or allow-all")
 					fs.StringVar(&req.Prompt, "prompt", "", "a first prompt")
 					fs.StringVar(&req.Title, "title", "", "a title for the session")
+					fs.StringVar(&req.Task, "task", "", "the project's task the session works on (its cost counts against the task)")
+					fs.Func("budget", "the most the session's model calls may cost, in USD (e.g. 5.00); the proxy refuses calls past it", func(v string) error {
+						req.BudgetUSD = sessions.USD(v)
+						return nil
+					})
 				},
 				run: func(ctx context.Context, c *config, e *env, args []string) error {
 					if len(args) > 0 {
@@ -185,7 +190,7 @@ func sessionCommand() *command {
 						return err
 					}
 					fmt.Fprintln(e.stdout, out.Reply)
-					if out.Error != "" {
+					if out.Failed || out.Error != "" {
 						return fmt.Errorf("turn %d failed: %s", out.Turn, out.Error)
 					}
 					fmt.Fprintf(e.stderr, "(turn %d: %s)\n", out.Turn, out.StopReason)

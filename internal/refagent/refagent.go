@@ -20,7 +20,9 @@
 //     `fault:ignore-eof` (keep running after stdin ends), `fault:unknown`
 //     (an unknown notification and an unknown request to the client),
 //     `fault:crash-after N` (N chunks, then exit without answering),
-//     `fault:noise N` (one non-JSON line of N bytes, then a normal reply).
+//     `fault:noise N` (one non-JSON line of N bytes, then a normal reply),
+//     `fault:error [MESSAGE]` (a chunk, then a JSON-RPC error answers the
+//     prompt, as an agent reports a failed turn).
 //   - `model:call N`: N model calls, one after the other, to the Anthropic
 //     Messages API at Options.ModelURL (ANTHROPIC_BASE_URL) with
 //     Options.ModelKey (ANTHROPIC_API_KEY) as x-api-key, for
@@ -512,6 +514,12 @@ func (a *agent) prompt(p acp.PromptRequest) (any, error) {
 		a.log.Info("refagent: stalling (fault:stall)")
 		<-a.ctx.Done()
 		return nil, errNoReply
+	case "fault:error":
+		reply("about to fail")
+		if arg == "" {
+			arg = "the model is unreachable"
+		}
+		return nil, &jsonrpc2.Error{Code: acp.CodeInternalError, Message: arg}
 	case "fault:exit-mid-turn":
 		reply("about to exit")
 		a.cancel(ErrExitMidTurn)

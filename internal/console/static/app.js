@@ -61,6 +61,8 @@ function route() {
       return sessions();
     case "new":
       return newSession(query.get("project") || "");
+    case "usage":
+      return usage();
     default:
       return sessions();
   }
@@ -173,16 +175,75 @@ async function sessions() {
     sessions.sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
     view.append(h("div", { class: "table-wrap" }, h("table", { id: "sessions" },
       h("caption", {}, "Sessions, newest first"),
-      h("thead", {}, h("tr", {}, ["Session", "State", "Agent", "Model", "Project", "Started"].map((c) => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {}, ["Session", "State", "Agent", "Model", "Project", "Cost", "Started"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, sessions.map((s) => h("tr", { "data-session": s.id },
         h("td", { "data-label": "Session" }, h("a", { href: `#/sessions/${encodeURIComponent(s.id)}` }, s.title || s.id)),
         h("td", { "data-label": "State" }, h("span", { class: "badge", "data-state": s.state }, s.state)),
         h("td", { "data-label": "Agent" }, s.agent), h("td", { "data-label": "Model" }, s.model || "—"),
         h("td", { "data-label": "Project" }, h("code", {}, s.project)),
+        h("td", { "data-label": "Cost", class: "cost" }, costText(s)),
         h("td", { "data-label": "Started" }, when(s.created_at))))))));
   } catch (e) {
     failure(view, "Sessions", e);
   }
+}
+
+// costText says what a session's model calls cost, and its budget if any.
+export function costText(s) {
+  const u = s.usage;
+  let text = u && u.calls ? `$${u.cost_usd} (${u.calls} call${u.calls === 1 ? "" : "s"})` : "—";
+  if (s.budget_usd) text += ` of $${s.budget_usd}`;
+  return text;
+}
+
+// usageTable renders /v1/usage groups (or one total) as a table.
+function usageTable(id, caption, keyTitle, rows) {
+  const n = (v) => Number(v || 0).toLocaleString();
+  return h("div", { class: "table-wrap" }, h("table", { id, class: "usage-table" },
+    h("caption", {}, caption),
+    h("thead", {}, h("tr", {}, [keyTitle, "Calls", "Input", "Output", "Cache read", "Cache write", "Cost (USD)"]
+      .map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, rows.map((r) => h("tr", { "data-key": r.key || "" },
+      h("td", { "data-label": keyTitle }, r.label ?? (r.key || "(none)")),
+      h("td", { "data-label": "Calls" }, n(r.calls)), h("td", { "data-label": "Input" }, n(r.input_tokens)),
+      h("td", { "data-label": "Output" }, n(r.output_tokens)), h("td", { "data-label": "Cache read" }, n(r.cache_read_tokens)),
+      h("td", { "data-label": "Cache write" }, n(r.cache_write_tokens)),
+      h("td", { "data-label": "Cost (USD)", class: "cost" }, `$${r.cost_usd}`))))));
+}
+
+// usage shows what the model calls cost, at catalog prices: per project,
+// and per day, task and model (of one project, or of all).
+async function usage() {
+  const projectSel = h("select", { id: "usage-project" }, h("option", { value: "" }, "All projects"));
+  const view = page("Usage and cost", h("p", { class: "hint" },
+    "Every model call through the broker's proxy, priced from its model catalog; refused calls count as calls at $0."),
+    h("p", {}, h("label", { for: "usage-project" }, "Project "), projectSel));
+  const body = h("div", { id: "usage-tables" });
+  view.append(body);
+  const load = async () => {
+    clear(body);
+    const q = projectSel.value ? `project=${encodeURIComponent(projectSel.value)}&` : "";
+    try {
+      const [day, task, model] = await Promise.all(["day", "task", "model"].map((g) => api("GET", `/v1/usage?${q}group_by=${g}`)));
+      body.append(
+        usageTable("usage-by-day", "Per day (UTC)", "Day", day.groups || []),
+        usageTable("usage-by-task", "Per task", "Task", task.groups || []),
+        usageTable("usage-by-model", "Per model", "Model", model.groups || []));
+    } catch (e) {
+      failure(view, "Usage", e);
+    }
+  };
+  projectSel.addEventListener("change", load);
+  try {
+    const { projects } = await api("GET", "/v1/projects");
+    projectSel.append(...projects.map((p) => h("option", { value: p.id }, p.name || p.id)));
+    const totals = await Promise.all(projects.map((p) => api("GET", `/v1/usage?project=${encodeURIComponent(p.id)}`)));
+    view.insertBefore(usageTable("usage-by-project", "Per project", "Project",
+      projects.map((p, i) => ({ ...totals[i].total, key: p.id, label: p.name || p.id }))), body);
+  } catch (e) {
+    failure(view, "Usage", e);
+  }
+  await load();
 }
 
 // modelOption renders one picker entry: deprecated models say so, with

@@ -87,7 +87,14 @@ export function sessionView(main, id, setStatus) {
 
   api("GET", `/v1/sessions/${encodeURIComponent(id)}`).then((info) => {
     const row = (k, v) => v ? [h("dt", {}, k), h("dd", {}, v)] : [];
+    const u = info.usage;
     meta.append(...row("Agent", info.agent), ...row("Model", info.model || "the agent's default"),
+      ...row("Task", info.task),
+      ...row("Cost", h("span", { id: "session-cost" }, u && u.calls
+        ? `$${u.cost_usd}: ${u.calls} model call${u.calls === 1 ? "" : "s"}, ${u.input_tokens} input, ${u.output_tokens} output, ` +
+          `${u.cache_read_tokens} cache-read and ${u.cache_write_tokens} cache-write tokens`
+        : "$0: no model calls yet")),
+      ...row("Budget", info.budget_usd ? `$${info.budget_usd}` : ""),
       ...row("Project", admin ? h("a", { href: `#/projects/${encodeURIComponent(info.project)}` }, info.project) : info.project),
       ...row("Title", info.title),
       ...row("Permissions", info.permission_policy), ...row("Started", when(info.created_at)));
@@ -227,6 +234,10 @@ export class Renderer {
         return this.add(f, "warn", h("strong", {}, "Model refused"),
           `: the agent asked for ${str(d.wire_model)} (this session's model is ${str(d.model) || "unset"}): ${str(d.message)}`);
       case "turn_failed":
+        return this.add(f, "warn failed", h("strong", {}, "turn failed"), d.turn ? ` (turn ${d.turn})` : "",
+          d.reason ? `, ${str(d.reason).replace(/_/g, " ")}` : "", ": ", str(d.error) || JSON.stringify(d));
+      case "budget_exceeded":
+        return this.add(f, "warn", h("strong", {}, "Budget exceeded"), ": ", str(d.message));
       case "agent_exited":
       case "mcp_not_connected":
       case "warning":
