@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -274,6 +275,11 @@ func TestKill9StaleAgentStopped(t *testing.T) {
 	}
 	if !strings.Contains(b2.log(), "an agent of the previous broker was still running") {
 		t.Errorf("the restarted broker did not say it stopped the old agent:\n%s", b2.log())
+	}
+	// A graceful stop, so that the resumed session's agent (which ignores
+	// EOF too) is stopped by the broker rather than left behind.
+	if err := b2.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("stop the second broker: %v", err)
 	}
 }
 
