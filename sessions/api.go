@@ -60,23 +60,45 @@ func (m *Manager) sessionAuth(scope tokens.Scope, next func(http.ResponseWriter,
 	})
 }
 
+// CredentialRequest is how a request gives an agent's credential.
+type CredentialRequest struct {
+	Kind    string `json:"kind"`
+	Secret  string `json:"secret,omitempty"`
+	BaseURL string `json:"base_url,omitempty"`
+	// ViaProxy routes an api-key credential through the broker's
+	// inference proxy (Spec.ViaProxy).
+	ViaProxy bool `json:"via_proxy,omitempty"`
+}
+
+func (c CredentialRequest) credential() profile.Credential {
+	return profile.Credential{Kind: profile.CredentialKind(c.Kind), Secret: profile.NewSecret(c.Secret), BaseURL: c.BaseURL}
+}
+
+// budgetOf parses a request's budget_usd (zero when absent), or answers
+// 400 and reports false.
+func budgetOf(w http.ResponseWriter, v USD) (catalog.Amount, bool) {
+	if v == "" {
+		return 0, true
+	}
+	b, err := catalog.ParseUSD(string(v))
+	if err != nil || b <= 0 {
+		server.WriteError(w, http.StatusBadRequest, "invalid_request",
+			fmt.Sprintf("budget_usd %q: want a positive decimal dollar amount such as \"5.00\"", truncateUTF8(string(v), 64)))
+		return 0, false
+	}
+	return b, true
+}
+
 // CreateRequest is the body of POST /v1/sessions.
 type CreateRequest struct {
-	Project    string `json:"project"`
-	Agent      string `json:"agent"`
-	Model      string `json:"model,omitempty"`
-	Credential struct {
-		Kind    string `json:"kind"`
-		Secret  string `json:"secret,omitempty"`
-		BaseURL string `json:"base_url,omitempty"`
-		// ViaProxy routes an api-key credential through the broker's
-		// inference proxy (Spec.ViaProxy).
-		ViaProxy bool `json:"via_proxy,omitempty"`
-	} `json:"credential"`
-	Cwd              string `json:"cwd,omitempty"`
-	PermissionPolicy string `json:"permission_policy,omitempty"`
-	Prompt           string `json:"prompt,omitempty"`
-	Title            string `json:"title,omitempty"`
+	Project          string            `json:"project"`
+	Agent            string            `json:"agent"`
+	Model            string            `json:"model,omitempty"`
+	Credential       CredentialRequest `json:"credential"`
+	Cwd              string            `json:"cwd,omitempty"`
+	PermissionPolicy string            `json:"permission_policy,omitempty"`
+	Prompt           string            `json:"prompt,omitempty"`
+	Title            string            `json:"title,omitempty"`
 	// Task is a task of the project the session works on (Spec.Task).
 	Task string `json:"task,omitempty"`
 	// BudgetUSD is the session's budget in decimal dollars ("5.00"; a
@@ -130,20 +152,13 @@ func (m *Manager) handleCreate(w http.ResponseWriter, r *http.Request) {
 	spec := Spec{
 		Project: req.Project, Agent: profile.Name(req.Agent), Model: req.Model, Cwd: req.Cwd,
 		Policy: acp.PermissionPolicy(req.PermissionPolicy), Prompt: req.Prompt, Title: req.Title,
-		CreatedBy: c.Subject,
-		Credential: profile.Credential{Kind: profile.CredentialKind(req.Credential.Kind),
-			Secret: profile.NewSecret(req.Credential.Secret), BaseURL: req.Credential.BaseURL},
-		ViaProxy: req.Credential.ViaProxy,
-		Task:     req.Task,
+		CreatedBy:  c.Subject,
+		Credential: req.Credential.credential(), ViaProxy: req.Credential.ViaProxy,
+		Task: req.Task,
 	}
-	if req.BudgetUSD != "" {
-		b, err := catalog.ParseUSD(string(req.BudgetUSD))
-		if err != nil || b <= 0 {
-			server.WriteError(w, http.StatusBadRequest, "invalid_request",
-				fmt.Sprintf("budget_usd %q: want a positive decimal dollar amount such as \"5.00\"", truncateUTF8(string(req.BudgetUSD), 64)))
-			return
-		}
-		spec.Budget = b
+	var ok bool
+	if spec.Budget, ok = budgetOf(w, req.BudgetUSD); !ok {
+		return
 	}
 	req.Credential.Secret = ""
 	created, err := m.Create(r.Context(), spec)

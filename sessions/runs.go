@@ -405,17 +405,12 @@ func runPrompt(p store.Project, t store.Task) string {
 // RunRequest is the body of POST /v1/tasks/{task}/runs (and
 // /v1/projects/{project}/tasks/{task}/runs).
 type RunRequest struct {
-	Agent      string `json:"agent"`
-	Model      string `json:"model,omitempty"`
-	Credential struct {
-		Kind     string `json:"kind"`
-		Secret   string `json:"secret,omitempty"`
-		BaseURL  string `json:"base_url,omitempty"`
-		ViaProxy bool   `json:"via_proxy,omitempty"`
-	} `json:"credential"`
-	Cwd              string `json:"cwd,omitempty"`
-	PermissionPolicy string `json:"permission_policy,omitempty"`
-	BudgetUSD        USD    `json:"budget_usd,omitempty"`
+	Agent            string            `json:"agent"`
+	Model            string            `json:"model,omitempty"`
+	Credential       CredentialRequest `json:"credential"`
+	Cwd              string            `json:"cwd,omitempty"`
+	PermissionPolicy string            `json:"permission_policy,omitempty"`
+	BudgetUSD        USD               `json:"budget_usd,omitempty"`
 }
 
 // RunResponse is the answer to a run's start (201).
@@ -435,20 +430,13 @@ func (m *Manager) handleRunTask(w http.ResponseWriter, r *http.Request) {
 	c, _ := tokens.ClaimsFrom(r.Context())
 	rs := RunSpec{
 		Project: r.PathValue("project"), Task: r.PathValue("task"), Agent: profile.Name(req.Agent), Model: req.Model,
-		Credential: profile.Credential{Kind: profile.CredentialKind(req.Credential.Kind),
-			Secret: profile.NewSecret(req.Credential.Secret), BaseURL: req.Credential.BaseURL},
-		ViaProxy: req.Credential.ViaProxy, Cwd: req.Cwd, Policy: acp.PermissionPolicy(req.PermissionPolicy),
-		CreatedBy: c.Subject,
+		Credential: req.Credential.credential(), ViaProxy: req.Credential.ViaProxy, Cwd: req.Cwd,
+		Policy: acp.PermissionPolicy(req.PermissionPolicy), CreatedBy: c.Subject,
 	}
 	req.Credential.Secret = ""
-	if req.BudgetUSD != "" {
-		b, err := catalog.ParseUSD(string(req.BudgetUSD))
-		if err != nil || b <= 0 {
-			server.WriteError(w, http.StatusBadRequest, "invalid_request",
-				fmt.Sprintf("budget_usd %q: want a positive decimal dollar amount such as \"5.00\"", truncateUTF8(string(req.BudgetUSD), 64)))
-			return
-		}
-		rs.Budget = b
+	var ok bool
+	if rs.Budget, ok = budgetOf(w, req.BudgetUSD); !ok {
+		return
 	}
 	created, run, err := m.RunTask(r.Context(), rs)
 	if errors.Is(err, ErrStartFailed) {
