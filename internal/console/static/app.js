@@ -5,6 +5,7 @@ import { api, credential, setCredential, forget } from "./api.js";
 import { agentPickers, field, offeredAgents } from "./agents.js";
 import { h, clear, when } from "./dom.js";
 import { sessionView } from "./session.js";
+import { taskList } from "./tasks.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -137,9 +138,18 @@ async function projects() {
 async function project(id) {
   const view = page("Project");
   const enc = encodeURIComponent(id);
+  // The tasks' runs are followed live until the view is left.
+  let list = null;
+  let left = false;
+  leave = () => {
+    left = true;
+    list?.close();
+  };
   try {
     const [p, { tasks }, { knowledge }] = await Promise.all([
       api("GET", `/v1/projects/${enc}`), api("GET", `/v1/projects/${enc}/tasks`), api("GET", `/v1/projects/${enc}/knowledge`)]);
+    if (left) return;
+    list = taskList(p, tasks);
     view.querySelector("h1").textContent = p.name || p.id;
     view.append(
       p.description ? h("p", {}, p.description) : "",
@@ -147,13 +157,7 @@ async function project(id) {
       h("h2", {}, "Instructions"),
       p.instructions ? h("pre", { class: "doc", id: "instructions" }, p.instructions) : h("p", { class: "hint" }, "None."),
       h("h2", {}, `Tasks (${tasks.length})`),
-      tasks.length ? h("ul", { class: "cards", id: "tasks" }, tasks.map((t) =>
-        h("li", { class: "card" },
-          h("p", {}, h("strong", {}, t.title), " ", h("span", { class: "badge", "data-status": t.status }, t.status)),
-          h("p", { class: "hint" }, h("code", {}, t.id), t.session_id ? ` · session ${t.session_id}` : ""),
-          t.description ? h("details", {}, h("summary", {}, "Description"), h("pre", { class: "doc" }, t.description)) : "",
-          t.notes ? h("details", {}, h("summary", {}, "Notes"), h("pre", { class: "doc" }, t.notes)) : "",
-          t.output_summary ? h("p", {}, t.output_summary) : ""))) : h("p", { class: "hint" }, "None."),
+      tasks.length ? list.el : h("p", { class: "hint" }, "None."),
       h("h2", {}, `Knowledge (${knowledge.length})`),
       knowledge.length ? h("ul", { class: "cards", id: "knowledge" }, knowledge.map((k) =>
         h("li", { class: "card" },
