@@ -763,6 +763,84 @@ func TestConsoleBrowser(t *testing.T) {
 	p.accessible("usage")
 	p.screenshot("16-usage")
 
+	// A task run from the console, with the reference agent: its prompt
+	// holds the task's description, whose refagent line makes the agent
+	// mark the task completed. The task's status, its run (agent, state,
+	// cost) and its session, seen in the project view; the title's markup
+	// stays text.
+	var runTask struct{ ID string }
+	_, body = b.do("POST", "/v1/projects/"+proj.ID+"/tasks", admin, strings.NewReader(`{"title":"Run me <b>now</b>"}`))
+	json.Unmarshal([]byte(body), &runTask)
+	if runTask.ID == "" {
+		t.Fatalf("create the task to run: %s", body)
+	}
+	desc, _ := json.Marshal(map[string]string{"description": fmt.Sprintf("Close this task.\n"+
+		`refagent: call update_task with {"id":%q,"status":"completed","notes":"closed by refagent"}`, runTask.ID)})
+	if resp, body := b.do("PATCH", "/v1/projects/"+proj.ID+"/tasks/"+runTask.ID, admin, strings.NewReader(string(desc))); resp.StatusCode != 200 {
+		t.Fatalf("describe the task to run: %d %s", resp.StatusCode, body)
+	}
+	tp := "task-" + runTask.ID + "-"
+	byID := func(suffix string) string { return `document.getElementById(` + strconv.Quote(tp+suffix) + `)` }
+	card := `#tasks li[data-task="` + runTask.ID + `"]`
+	evalJS[bool](p, `(location.hash = "#/projects/`+proj.ID+`", true)`)
+	p.wait("the task to run", byID("status")+`?.dataset.status === "draft"`)
+	if n := evalJS[int](p, `document.querySelectorAll("#tasks b").length`); n != 0 || !evalJS[bool](p,
+		`document.querySelector(`+strconv.Quote(card+" strong")+`).textContent === "Run me <b>now</b>"`) {
+		p.fail("the task's title became markup (%d b elements)", n)
+	}
+	p.do("open the runs", chromedp.Click(chromedp.CSS(card+" details.runs summary")))
+	p.wait("no runs yet", byID("runs")+`?.textContent === "No runs yet."`)
+	p.do("open the run form", chromedp.Click(chromedp.CSS(card+" details.run summary")))
+	p.wait("the run form's pickers", byID("run-model")+`?.dataset.loaded === "claude-code"`)
+	if got := evalJS[[]string](p, `[...`+byID("run-agent")+`.options].map((o) => o.value)`); !slices.Equal(got, profiles) {
+		p.fail("the run form offers %q; want %q", got, profiles)
+	}
+	p.set(tp+"run-agent", "custom")
+	p.wait("the custom agent in the run form", byID("run-model")+`.dataset.loaded === "custom" && `+byID("run-credential")+`.value === "none"`)
+	// The project has no repository path: the run needs a directory.
+	p.do("the run's directory", chromedp.SendKeys(chromedp.CSS("#"+tp+"run-cwd"), agentDir(t)))
+	p.accessible("run form")
+	p.screenshot("18-task-run-form")
+	p.do("run the task", chromedp.Click(chromedp.CSS("#"+tp+"run-start")))
+	p.wait("the run, live", byID("live")+`?.dataset.session?.startsWith("ses_")`)
+	runSession := evalJS[string](p, byID("live")+`.dataset.session`)
+	row := card + ` tr[data-session="` + runSession + `"]`
+	p.wait("the task completed, its run listed", byID("status")+`.dataset.status === "completed" && `+
+		`document.querySelector(`+strconv.Quote(row)+`)?.dataset.state === "completed"`)
+	type runRow struct{ Agent, Model, State, Cost, Reason, Link, Notes string }
+	got := evalJS[runRow](p, `(() => {
+		const r = document.querySelector(`+strconv.Quote(row)+`);
+		return { Agent: r.querySelector(".agent").textContent, Model: r.querySelector(".model").textContent,
+			State: r.querySelector(".state").textContent, Cost: r.querySelector(".cost").textContent,
+			Reason: r.querySelector(".reason").firstChild.textContent, Link: r.querySelector("a").getAttribute("href"),
+			Notes: document.querySelector(`+strconv.Quote(card+" .task-notes")+`)?.textContent || "" };
+	})()`)
+	want := runRow{Agent: "custom", Model: "the agent's default", State: "completed", Cost: "$0.00 (0 calls)",
+		Reason: "the agent marked the task completed", Link: "#/sessions/" + runSession, Notes: "closed by refagent"}
+	if got != want {
+		p.fail("the run's row: %+v; want %+v", got, want)
+	}
+	if evalJS[bool](p, `!`+byID("live")+`.textContent.includes("the run ended completed") || !`+
+		`document.querySelector(`+strconv.Quote(card+" details.run")+`).hidden`) {
+		p.fail("the run's end is not shown, or a completed task still offers a run")
+	}
+	var runs struct {
+		Task struct{ Status string }
+		Runs []struct{ Session, State string }
+	}
+	_, body = b.do("GET", "/v1/projects/"+proj.ID+"/tasks/"+runTask.ID+"/runs", admin, nil)
+	json.Unmarshal([]byte(body), &runs)
+	if runs.Task.Status != "completed" || len(runs.Runs) != 1 || runs.Runs[0].Session != runSession || runs.Runs[0].State != "completed" {
+		t.Fatalf("the broker's record of the run: %s", body)
+	}
+	p.accessible("task run")
+	p.screenshot("19-task-run")
+	// The run's session, from its row.
+	p.do("the run's session", chromedp.Click(chromedp.CSS(row+" a")))
+	p.wait("the run's session view", `location.hash === "#/sessions/`+runSession+`" && document.getElementById("conn")?.dataset.conn === "ended" && `+
+		`!!document.querySelector('#events [data-type="run_end"]')`)
+	p.screenshot("20-task-run-session")
+
 	// A narrow screen: nothing wider than 375 px.
 	p.do("narrow", chromedp.EmulateViewport(375, 812))
 	for _, c := range []struct{ hash, ready, name string }{

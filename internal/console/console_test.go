@@ -156,7 +156,7 @@ func TestEmbeddedFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"index.html", "app.js", "api.js", "dom.js", "session.js", "stream.js", "style.css", "icon.svg"} {
+	for _, want := range []string{"index.html", "app.js", "api.js", "dom.js", "session.js", "stream.js", "agents.js", "tasks.js", "style.css", "icon.svg"} {
 		if !served[want] {
 			t.Errorf("%s is not embedded", want)
 		}

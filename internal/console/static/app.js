@@ -1,9 +1,11 @@
 // The console: sign-in, projects, sessions, the start form and the live
 // session view, routed by the URL fragment (#/projects, #/sessions/ID…).
 
-import { api, credential, setCredential, forget, AGENT_TITLES, CREDENTIAL_TITLES } from "./api.js";
+import { api, credential, setCredential, forget } from "./api.js";
+import { agentPickers, field, offeredAgents } from "./agents.js";
 import { h, clear, when } from "./dom.js";
 import { sessionView } from "./session.js";
+import { taskList } from "./tasks.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -136,9 +138,18 @@ async function projects() {
 async function project(id) {
   const view = page("Project");
   const enc = encodeURIComponent(id);
+  // The tasks' runs are followed live until the view is left.
+  let list = null;
+  let left = false;
+  leave = () => {
+    left = true;
+    list?.close();
+  };
   try {
     const [p, { tasks }, { knowledge }] = await Promise.all([
       api("GET", `/v1/projects/${enc}`), api("GET", `/v1/projects/${enc}/tasks`), api("GET", `/v1/projects/${enc}/knowledge`)]);
+    if (left) return;
+    list = taskList(p, tasks);
     view.querySelector("h1").textContent = p.name || p.id;
     view.append(
       p.description ? h("p", {}, p.description) : "",
@@ -146,13 +157,7 @@ async function project(id) {
       h("h2", {}, "Instructions"),
       p.instructions ? h("pre", { class: "doc", id: "instructions" }, p.instructions) : h("p", { class: "hint" }, "None."),
       h("h2", {}, `Tasks (${tasks.length})`),
-      tasks.length ? h("ul", { class: "cards", id: "tasks" }, tasks.map((t) =>
-        h("li", { class: "card" },
-          h("p", {}, h("strong", {}, t.title), " ", h("span", { class: "badge", "data-status": t.status }, t.status)),
-          h("p", { class: "hint" }, h("code", {}, t.id), t.session_id ? ` · session ${t.session_id}` : ""),
-          t.description ? h("details", {}, h("summary", {}, "Description"), h("pre", { class: "doc" }, t.description)) : "",
-          t.notes ? h("details", {}, h("summary", {}, "Notes"), h("pre", { class: "doc" }, t.notes)) : "",
-          t.output_summary ? h("p", {}, t.output_summary) : ""))) : h("p", { class: "hint" }, "None."),
+      tasks.length ? list.el : h("p", { class: "hint" }, "None."),
       h("h2", {}, `Knowledge (${knowledge.length})`),
       knowledge.length ? h("ul", { class: "cards", id: "knowledge" }, knowledge.map((k) =>
         h("li", { class: "card" },
@@ -246,43 +251,20 @@ async function usage() {
   await load();
 }
 
-// modelOption renders one picker entry: deprecated models say so, with
-// their replacement.
-function modelOption(m) {
-  let text = `${m.display_name} (${m.id})`;
-  if (m.default) text += " — default";
-  if (m.status === "deprecated") text += ` — deprecated, use ${m.replacement}`;
-  else if (m.status === "preview") text += " — preview";
-  return h("option", { value: m.id, "data-status": m.status, "data-replacement": m.replacement || undefined,
-    selected: m.default || undefined }, text);
-}
-
 async function newSession(projectID) {
-  const field = (id, label, control, hint) => h("div", { class: "field" },
-    h("label", { for: id }, label), control, hint ? h("p", { class: "hint", id: `${id}-hint` }, hint) : "");
   const projectSel = h("select", { id: "project", required: true });
-  const agentSel = h("select", { id: "agent" });
-  const modelSel = h("select", { id: "model", "aria-describedby": "model-hint model-note" });
-  const modelNote = h("p", { class: "notice", id: "model-note", "aria-live": "polite" });
-  const credSel = h("select", { id: "credential" });
-  const secret = h("input", { id: "secret", type: "password", autocomplete: "off" });
-  const viaProxy = h("input", { id: "via-proxy", type: "checkbox" });
-  const secretField = h("div", { class: "field", hidden: true },
-    h("label", { for: "secret" }, "Key or token"), secret,
-    h("p", {}, viaProxy, " ", h("label", { for: "via-proxy" }, "Send my key's calls through the broker's proxy")));
+  const err = h("p", { class: "notice", role: "alert", id: "new-error" });
+  const pickers = agentPickers("", (text) => { err.textContent = text; });
   const policySel = h("select", { id: "policy" },
     [["ask", "Ask me"], ["allow-project-tools", "Allow this broker's tools, ask for others"], ["allow-all", "Allow everything"]]
       .map(([v, t]) => h("option", { value: v }, t)));
   const cwd = h("input", { id: "cwd", type: "text", spellcheck: "false" });
   const title = h("input", { id: "title", type: "text" });
   const prompt = h("textarea", { id: "first-prompt", rows: 3 });
-  const err = h("p", { class: "notice", role: "alert", id: "new-error" });
   const submit = h("button", { type: "submit", id: "start" }, "Start session");
   const form = h("form", { id: "new-session", class: "card" },
     field("project", "Project", projectSel),
-    field("agent", "Agent", agentSel),
-    field("model", "Model", modelSel, "Only the models the broker's proxy accepts for this agent."), modelNote,
-    field("credential", "Credential", credSel), secretField,
+    ...pickers.elements,
     field("policy", "Permissions", policySel),
     field("cwd", "Working directory", cwd, "On the broker's machine; empty: the broker's default."),
     field("title", "Title (optional)", title),
@@ -290,70 +272,20 @@ async function newSession(projectID) {
     submit, err);
   const view = page("Start a session", form);
 
-  let agents = [];
-  let picked = 0;
-  // loadModels fills the model picker and the credential kinds for the
-  // agent chosen.
-  const loadModels = async () => {
-    const agent = agents.find((a) => a.name === agentSel.value);
-    const mine = ++picked;
-    modelSel.dataset.loaded = "";
-    clear(modelSel);
-    clear(credSel);
-    modelNote.textContent = "";
-    secretField.hidden = true;
-    if (!agent) return;
-    // The broker's key through its proxy first, where the agent takes it.
-    const kinds = [...agent.credentials].sort((a, b) => (b === "platform-proxy") - (a === "platform-proxy"));
-    credSel.append(...kinds.map((k) => h("option", { value: k }, CREDENTIAL_TITLES[k] || k)));
-    secretField.hidden = !["api-key", "oauth-token"].includes(credSel.value);
-    if (!agent.catalog_agent) {
-      modelSel.append(h("option", { value: "" }, "The agent picks its own"));
-      modelSel.dataset.agent = "";
-      modelSel.dataset.loaded = agent.name;
-      return;
-    }
-    try {
-      const models = await api("GET", `/v1/models?agent=${encodeURIComponent(agent.catalog_agent)}`);
-      if (mine !== picked) return;
-      modelSel.append(...models.map(modelOption));
-      noteModel();
-      modelSel.dataset.agent = agent.catalog_agent;
-      modelSel.dataset.loaded = agent.name;
-    } catch (e) {
-      if (mine === picked) err.textContent = `Models: ${e.message}`;
-    }
-  };
-  // A deprecated model can still be picked (the proxy accepts it until
-  // its shutdown); say so, and name what replaces it.
-  const noteModel = () => {
-    const o = modelSel.selectedOptions[0];
-    modelNote.textContent = o?.dataset.status === "deprecated"
-      ? `${o.value} is deprecated: the broker will stop accepting it. Its replacement is ${o.dataset.replacement}.` : "";
-  };
-  agentSel.addEventListener("change", loadModels);
-  modelSel.addEventListener("change", noteModel);
-  credSel.addEventListener("change", () => {
-    secretField.hidden = !["api-key", "oauth-token"].includes(credSel.value);
-  });
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     err.textContent = "";
     submit.disabled = true;
     setStatus("Starting the agent…");
     const body = {
-      project: projectSel.value, agent: agentSel.value, model: modelSel.value || undefined,
-      credential: { kind: credSel.value },
+      project: projectSel.value, agent: pickers.agent(), model: pickers.model(),
+      credential: pickers.credential(),
       permission_policy: policySel.value, cwd: cwd.value.trim() || undefined,
       title: title.value.trim() || undefined, prompt: prompt.value.trim() || undefined,
     };
-    if (!secretField.hidden && secret.value) {
-      body.credential.secret = secret.value;
-      body.credential.via_proxy = viaProxy.checked || undefined;
-    }
     try {
       const created = await api("POST", "/v1/sessions", body);
-      secret.value = "";
+      pickers.forget();
       sessionStorage.setItem(`agentbroker.viewer.${created.session.id}`, created.viewer_token);
       setStatus("");
       location.hash = `#/sessions/${encodeURIComponent(created.session.id)}`;
@@ -364,17 +296,17 @@ async function newSession(projectID) {
     }
   });
 
+  let agents;
   try {
-    const [{ projects }, offered] = await Promise.all([api("GET", "/v1/projects"), api("GET", "/console/agents.json")]);
+    let projects;
+    [{ projects }, agents] = await Promise.all([api("GET", "/v1/projects"), offeredAgents()]);
     projectSel.append(...projects.map((p) => h("option", { value: p.id, selected: p.id === projectID || undefined }, p.name || p.id)));
     if (!projects.length) err.textContent = "Create a project first (agentbroker project create).";
-    agents = offered;
-    agentSel.append(...agents.map((a) => h("option", { value: a.name }, AGENT_TITLES[a.name] || a.name)));
-    if (!agents.length) err.textContent = "This broker is configured to launch no agent.";
   } catch (e) {
     failure(view, "Start a session", e);
+    return;
   }
-  await loadModels();
+  await pickers.setAgents(agents);
 }
 
 document.getElementById("signout").addEventListener("click", () => {
