@@ -161,21 +161,46 @@ func (s *session) addSpent(cost catalog.Amount) {
 func (s *session) overBudget(err error) error {
 	msg := err.Error()
 	s.mu.Lock()
-	t, p, acpID := s.turn, s.cur, s.acpID
+	t := s.turn
 	s.mu.Unlock()
-	if t == nil || !t.budget.CompareAndSwap(nil, &msg) || p == nil {
-		return err
+	if t != nil {
+		t.budget.CompareAndSwap(nil, &msg)
 	}
-	// Off the proxy's request goroutine: a cancel is a JSON-RPC
-	// notification, but the connection may be slow.
+	return err
+}
+
+// budgetCancelGrace is how long a turn refused for its budget may take to
+// end by itself before the broker cancels it: the agent first gets the
+// 402 and its message, which it shows, and ends its turn on it (Claude
+// Code and Codex do not retry a 402); the cancel is the backstop for one
+// that keeps asking.
+const budgetCancelGrace = 2 * time.Second
+
+// cancelOverBudget cancels turn t if it has not ended budgetCancelGrace
+// after its first refusal. Off the proxy's request goroutine.
+func (s *session) cancelOverBudget(t *turn) {
+	s.mu.Lock()
+	p, acpID := s.cur, s.acpID
+	s.mu.Unlock()
+	if p == nil {
+		return
+	}
 	s.wg.Go(func() {
+		timer := time.NewTimer(budgetCancelGrace)
+		defer timer.Stop()
+		select {
+		case <-t.done:
+			return
+		case <-s.quitCtx.Done():
+			return
+		case <-timer.C:
+		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.quitCtx), s.m.opts.CancelGrace)
 		defer cancel()
 		if err := p.conn.Cancel(ctx, acpID); err != nil {
 			s.m.log.Warn("sessions: cancel a turn over budget", "session", s.id, "err", err)
 		}
 	})
-	return err
 }
 
 // budgetRefused records a budget refusal as a budget_exceeded event, once
@@ -190,6 +215,7 @@ func (s *session) budgetRefused(r proxy.UsageRecord) {
 		if !t.budgetEvent.CompareAndSwap(false, true) {
 			return
 		}
+		s.cancelOverBudget(t)
 	}
 	s.enqueue(EventBudgetExceeded, ev)
 }

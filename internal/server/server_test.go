@@ -200,8 +200,14 @@ func TestHijackThroughMiddleware(t *testing.T) {
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("status %d; want 101", resp.StatusCode)
 	}
-	body := get(t, s.Handler(), "/metrics").Body.String()
-	if !strings.Contains(body, `agentbroker_http_requests_total{route="GET /ws",method="GET",code="101"} 1`) {
-		t.Fatalf("the upgrade is not counted:\n%s", body)
+	// The client has its 101 once the handler flushes it; the middleware
+	// counts the request when the handler returns, a moment later.
+	want := `agentbroker_http_requests_total{route="GET /ws",method="GET",code="101"} 1`
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if body = get(t, s.Handler(), "/metrics").Body.String(); strings.Contains(body, want) {
+			return
+		}
 	}
+	t.Fatalf("the upgrade is not counted:\n%s", body)
 }
