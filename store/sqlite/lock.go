@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // LockFileName is the file in a data directory that one serving broker
@@ -69,4 +71,40 @@ func LockServe(dir string) (release func(), err error) {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
+}
+
+// openLockName serializes, across processes, the first connection to a
+// database (which sets WAL mode) and its migrations: SQLite answers a
+// second process doing the same at that moment SQLITE_BUSY at once,
+// without waiting for its busy timeout.
+const openLockName = "open.lock"
+
+// withOpenLock runs fn holding dir's open lock, waiting for it at most
+// wait (polling: a blocking flock cannot be cancelled).
+func withOpenLock(ctx context.Context, dir string, wait time.Duration, fn func() error) error {
+	f, err := os.OpenFile(filepath.Join(dir, openLockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer f.Close()
+	deadline := time.Now().Add(wait)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("open store: lock %s: %w", openLockName, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("open store: another process kept %s for %s", filepath.Join(dir, openLockName), wait)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("open store: %w", context.Cause(ctx))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return fn()
 }

@@ -184,11 +184,12 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	db.w.SetConnMaxLifetime(0)
 	db.w.SetConnMaxIdleTime(0)
 
-	if err := db.w.PingContext(ctx); err != nil {
-		db.w.Close()
-		return nil, describeOpenError(path, err)
-	}
-	if err := db.migrate(ctx, ms); err != nil {
+	if err := withOpenLock(ctx, opts.Dir, 4*opts.BusyTimeout, func() error {
+		if err := db.w.PingContext(ctx); err != nil {
+			return describeOpenError(path, err)
+		}
+		return db.migrate(ctx, ms)
+	}); err != nil {
 		db.w.Close()
 		return nil, err
 	}
@@ -248,6 +249,9 @@ func prepareFile(path string) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			return prepareFile(path) // another process made it meanwhile: check it
+		}
 		if err != nil {
 			return fmt.Errorf("create database %s: %w", path, err)
 		}
