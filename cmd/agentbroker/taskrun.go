@@ -34,6 +34,20 @@ func taskRunCommands() []*command {
 		}
 		return args[0], nil
 	}
+	// taskRuns reads the task named by args and its runs.
+	taskRuns := func(ctx context.Context, c *config, e *env, name string, args []string) (sessions.TaskRunsResponse, error) {
+		var tr sessions.TaskRunsResponse
+		task, err := oneTask(e, name, args)
+		if err != nil {
+			return tr, err
+		}
+		a, err := newAPIClient(c)
+		if err != nil {
+			return tr, err
+		}
+		err = a.call(ctx, "GET", path(task), nil, &tr)
+		return tr, err
+	}
 	return []*command{
 		{
 			name:         "run",
@@ -93,16 +107,8 @@ func taskRunCommands() []*command {
 				fs.StringVar(&project, "project", "", "the task's project (default: found from the task)")
 			},
 			run: func(ctx context.Context, c *config, e *env, args []string) error {
-				task, err := oneTask(e, "runs", args)
+				tr, err := taskRuns(ctx, c, e, "runs", args)
 				if err != nil {
-					return err
-				}
-				a, err := newAPIClient(c)
-				if err != nil {
-					return err
-				}
-				var tr sessions.TaskRunsResponse
-				if err := a.call(ctx, "GET", path(task), nil, &tr); err != nil {
 					return err
 				}
 				return printRuns(e.stdout, tr.Runs)
@@ -118,16 +124,8 @@ func taskRunCommands() []*command {
 				fs.StringVar(&project, "project", "", "the task's project (default: found from the task)")
 			},
 			run: func(ctx context.Context, c *config, e *env, args []string) error {
-				task, err := oneTask(e, "show", args)
+				tr, err := taskRuns(ctx, c, e, "show", args)
 				if err != nil {
-					return err
-				}
-				a, err := newAPIClient(c)
-				if err != nil {
-					return err
-				}
-				var tr sessions.TaskRunsResponse
-				if err := a.call(ctx, "GET", path(task), nil, &tr); err != nil {
 					return err
 				}
 				t := tr.Task
