@@ -36,8 +36,8 @@ type Confinement struct {
 	Enforced string
 	// Protected are the broker's own paths (its data directory, key and
 	// token files): an agent's working directory, which it may write, may
-	// be none of them, inside one, or above one. The sessions' root is
-	// always protected.
+	// be none of them, inside one, or above one. New adds the sessions'
+	// root.
 	Protected []string
 }
 
@@ -70,7 +70,7 @@ func (c *Confinement) Mode() string {
 // directory inside one (another session's home), or one that holds one
 // ($HOME, with the data directory below it). Links are resolved first, as
 // Landlock resolves them.
-func (c *Confinement) CheckOpen(cwd, sessionsDir string) error {
+func (c *Confinement) CheckOpen(cwd string) error {
 	if c == nil {
 		return nil
 	}
@@ -78,7 +78,7 @@ func (c *Confinement) CheckOpen(cwd, sessionsDir string) error {
 	if err != nil {
 		return fmt.Errorf("cwd %q: %w", cwd, err)
 	}
-	for _, p := range append([]string{sessionsDir}, c.Protected...) {
+	for _, p := range c.Protected {
 		rp, err := filepath.EvalSymlinks(p)
 		if err != nil {
 			rp = filepath.Clean(p) // not there yet: compare as given

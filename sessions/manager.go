@@ -317,6 +317,13 @@ func New(opts Options) (*Manager, error) {
 	if err := opts.Confinement.prepareRoot(opts.SessionsDir); err != nil {
 		return nil, err
 	}
+	if c := opts.Confinement; c != nil {
+		// Another session's directory is never a working directory. A copy:
+		// the caller's Confinement is left as it gave it.
+		cc := *c
+		cc.Protected = appendNew(slices.Clone(c.Protected), opts.SessionsDir)
+		opts.Confinement = &cc
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
 		opts:   opts,
@@ -604,7 +611,7 @@ func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string,
 	if fi, err := os.Stat(spec.Cwd); err != nil || !fi.IsDir() {
 		return cfg, "", fmt.Errorf("%w: cwd %q is not a directory", ErrInvalidRequest, spec.Cwd)
 	}
-	if err := m.opts.Confinement.CheckOpen(spec.Cwd, m.opts.SessionsDir); err != nil {
+	if err := m.opts.Confinement.CheckOpen(spec.Cwd); err != nil {
 		return cfg, "", fmt.Errorf("%w: %v", ErrInvalidRequest, err)
 	}
 	if spec.Task != "" {

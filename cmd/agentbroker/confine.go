@@ -56,7 +56,7 @@ func (c *config) confinement(publicURL string, log *slog.Logger) (*sessions.Conf
 	conf := &sessions.Confinement{Launcher: launcherPath()}
 	// An agent's working directory, and the paths every agent may write
 	// or read, must keep clear of the broker's own files.
-	conf.Protected = []string{filepath.Clean(c.DataDir)}
+	conf.Protected = []string{filepath.Clean(c.DataDir), c.sessionsDir()}
 	for _, f := range []string{c.AnthropicKeyFile, c.OpenAIKeyFile} {
 		if f != "" {
 			conf.Protected = append(conf.Protected, filepath.Clean(f))
@@ -79,7 +79,7 @@ func (c *config) confinement(publicURL string, log *slog.Logger) (*sessions.Conf
 		if !filepath.IsAbs(path) {
 			return nil, nil, fmt.Errorf("--agent-read %q: want an absolute path", path)
 		}
-		if err := conf.CheckOpen(path, c.sessionsDir()); err != nil {
+		if err := conf.CheckOpen(path); err != nil {
 			return nil, nil, fmt.Errorf("--agent-read: %w", err)
 		}
 		p.Read = append(p.Read, filepath.Clean(path))
@@ -88,14 +88,14 @@ func (c *config) confinement(publicURL string, log *slog.Logger) (*sessions.Conf
 		if fi, err := os.Stat(path); err != nil || !fi.IsDir() || !filepath.IsAbs(path) {
 			return nil, nil, fmt.Errorf("--agent-write %q: want an existing directory, by its absolute path", path)
 		}
-		if err := conf.CheckOpen(path, c.sessionsDir()); err != nil {
+		if err := conf.CheckOpen(path); err != nil {
 			return nil, nil, fmt.Errorf("--agent-write: %w", err)
 		}
 		p.Write = append(p.Write, filepath.Clean(path))
 	}
 	// The system's directories may hold the broker's (data in /opt/…):
 	// an agent reads around them, never them.
-	p.Read = sandbox.Exclude(p.Read, append([]string{c.sessionsDir()}, conf.Protected...))
+	p.Read = sandbox.Exclude(p.Read, conf.Protected)
 	if c.AgentNetwork == "broker" {
 		port, err := sandbox.PortOf(publicURL)
 		if err != nil {
