@@ -504,6 +504,8 @@ func (s *session) launch(resume string, attempt int) (*agentProc, error) {
 		Asker:         s,
 		AskTimeout:    m.opts.AskTimeout,
 		MCPServerName: cfg.MCP.Name,
+		ProjectTool:   projectToolOf(cfg.Profile),
+		OnExtension:   s.onExtension,
 		OnPermission:  s.onPermission,
 		Agent:         cfg.CatalogAgent,
 		Models:        m.opts.Models,

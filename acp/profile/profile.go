@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/agentbroker/agentbroker/acp"
 )
 
 // Sentinel errors, for errors.Is.
@@ -38,6 +40,9 @@ const (
 	CodexZed   Name = "codex-zed"
 	Amp        Name = "amp"
 	Custom     Name = "custom"
+	OpenCode   Name = "opencode"
+	Copilot    Name = "copilot"
+	Qwen       Name = "qwen"
 )
 
 // MCPConnect says when an agent connects to the MCP servers it was given,
@@ -50,6 +55,10 @@ const (
 	MCPAtSessionNew MCPConnect = "session/new"
 	// MCPAtFirstPrompt: only when the first prompt starts (Amp).
 	MCPAtFirstPrompt MCPConnect = "first-prompt"
+	// MCPAfterSessionNew: shortly after session/new has returned (Copilot
+	// about 0.1 s, Qwen Code about 0.5 s later): the session is ready, and
+	// its first prompt sent, only once the token has reached tools/list.
+	MCPAfterSessionNew MCPConnect = "after-session/new"
 )
 
 // Environment variables the broker defines.
@@ -89,6 +98,8 @@ type Profile struct {
 	// run with Node, or an executable when RunWithNode is false.
 	Entry       string
 	RunWithNode bool
+	// Args follow the entry point on the command line (never a secret).
+	Args []string
 	// MCPConnect says when the agent connects to its MCP servers.
 	MCPConnect MCPConnect
 	// InitialMode is the ACP session mode to set with session/set_mode right
@@ -103,6 +114,10 @@ type Profile struct {
 	NeedsCommand bool
 	// NeedsMCP: LaunchSpec.MCP is required.
 	NeedsMCP bool
+	// ProjectTool, if set, recognises a call to our own MCP server's tools
+	// in this agent's session/request_permission (each agent describes it
+	// its own way); acp's generic recognition applies besides.
+	ProjectTool acp.ToolRecognizer
 }
 
 var profiles = []Profile{
@@ -160,6 +175,9 @@ var profiles = []Profile{
 		Credentials:  []CredentialKind{KindNone},
 		NeedsCommand: true,
 	},
+	openCodeProfile,
+	copilotProfile,
+	qwenProfile,
 }
 
 // All returns every profile, in a fixed order.
@@ -183,6 +201,7 @@ func Lookup(name Name) (Profile, error) {
 
 func (p Profile) clone() Profile {
 	p.Credentials = slices.Clone(p.Credentials)
+	p.Args = slices.Clone(p.Args)
 	return p
 }
 
@@ -292,12 +311,17 @@ type Launch struct {
 	InitialMode string
 	// MCPConnect says when the agent connects to the MCP server.
 	MCPConnect MCPConnect
+	// LoopbackPorts are TCP ports on 127.0.0.1 the agent serves itself and
+	// connects to (OpenCode's ACP mode talks to its own HTTP server): a
+	// confinement that limits TCP connect must allow them.
+	LoopbackPorts []uint16
 	// Notes are human-readable remarks about this launch.
 	Notes []string
 
-	sessionDir string
-	requires   string // the entry point that must exist, or ""
-	install    string // how to install it
+	sessionDir   string
+	requires     string   // the entry point that must exist, or ""
+	alsoRequires []string // other files the install must provide
+	install      string   // how to install it
 }
 
 // Getenv returns the value of key in Env.
@@ -407,7 +431,8 @@ var reservedEnv = []string{
 	"HOME", "CODEX_HOME", "CODEX_CONFIG", "INITIAL_AGENT_MODE",
 	"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL",
 	"CLAUDE_CODE_OAUTH_TOKEN", "IS_SANDBOX",
-	"OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_API_KEY", "AMP_API_KEY",
+	"OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL", "CODEX_API_KEY", "AMP_API_KEY",
+	"OPENCODE_CONFIG_CONTENT", "COPILOT_PROVIDER_API_KEY", "COPILOT_PROVIDER_BASE_URL", "COPILOT_OFFLINE",
 }
 
 func build(p Profile, spec LaunchSpec) (*Launch, error) {
@@ -422,8 +447,12 @@ func build(p Profile, spec LaunchSpec) (*Launch, error) {
 		owned: map[string]bool{},
 		home:  filepath.Join(spec.SessionDir, "home"),
 	}
-	for _, k := range reservedEnv {
-		b.owned[k] = true
+	// The custom profile reserves only what it sets itself (HOME): its
+	// agent is the operator's, and may well read OPENAI_BASE_URL.
+	if p.Name != Custom {
+		for _, k := range reservedEnv {
+			b.owned[k] = true
+		}
 	}
 	tmp := filepath.Join(spec.SessionDir, "tmp")
 	b.l.Dirs = []string{b.home, tmp}
@@ -449,6 +478,12 @@ func build(p Profile, spec LaunchSpec) (*Launch, error) {
 		err = b.amp()
 	case Custom:
 		err = b.custom()
+	case OpenCode:
+		err = b.opencode()
+	case Copilot:
+		err = b.copilot()
+	case Qwen:
+		err = b.qwen()
 	}
 	if err != nil {
 		return nil, err
@@ -494,15 +529,15 @@ func (b *builder) command() error {
 	}
 	entry := filepath.Join(spec.InstallDir, filepath.FromSlash(p.Entry))
 	b.l.requires = entry
-	b.l.install = fmt.Sprintf("npm install --prefix %s %s", spec.InstallDir, p.Package)
+	b.l.install = fmt.Sprintf("agentbroker agents install %s, or npm install --prefix %s %s", p.Name, spec.InstallDir, p.Package)
 	if p.RunWithNode {
 		node := spec.Node
 		if node == "" {
 			node = "node"
 		}
-		b.l.Path, b.l.Args = node, []string{entry}
+		b.l.Path, b.l.Args = node, append([]string{entry}, p.Args...)
 	} else {
-		b.l.Path = entry
+		b.l.Path, b.l.Args = entry, slices.Clone(p.Args)
 	}
 	return nil
 }

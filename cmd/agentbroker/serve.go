@@ -336,6 +336,9 @@ func (c *config) agentConfigs() map[profile.Name]sessions.AgentConfig {
 		profile.ClaudeCode: {InstallDir: dir},
 		profile.Codex:      {InstallDir: dir},
 		profile.CodexZed:   {InstallDir: dir},
+		profile.OpenCode:   {InstallDir: dir},
+		profile.Copilot:    {InstallDir: dir},
+		profile.Qwen:       {InstallDir: dir},
 	}
 	if c.AmpCommand != "" {
 		agents[profile.Amp] = sessions.AgentConfig{InstallDir: dir, Command: strings.Fields(c.AmpCommand)}
