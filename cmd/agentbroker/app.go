@@ -76,6 +76,7 @@ func commands() []*command {
 		taskCommand(),
 		knowledgeCommand(),
 		catalogCommand(),
+		agentsCommand(),
 		usageCommand(),
 		keysCommand(),
 		tokenCommand(),

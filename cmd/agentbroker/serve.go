@@ -129,6 +129,13 @@ func serve(ctx context.Context, c *config, e *env) error {
 		return err
 	}
 	agents := c.agentConfigs()
+	if ac, ok := agents[profile.Custom]; ok {
+		// Refused here, not at the first session: the custom profile owns
+		// only what it sets (HOME, AGENTBROKER_*).
+		if err := profile.CheckExtraEnv(profile.Custom, ac.ExtraEnv); err != nil {
+			return fmt.Errorf("--custom-agent-env: %w", err)
+		}
+	}
 	reach := map[string]string{"the broker's binary (the MCP bridge)": self}
 	for name, ac := range agents {
 		if ac.InstallDir != "" {
