@@ -33,6 +33,9 @@ var qwenProfile = Profile{
 
 func (b *builder) qwen() error {
 	base, key := b.openAICompat()
+	// Otherwise it starts a second Node process of itself (for a larger
+	// heap) once its first one has loaded: one start instead of two.
+	b.set("QWEN_CODE_NO_RELAUNCH", "true")
 	b.set("OPENAI_BASE_URL", base)
 	b.setSecret("OPENAI_API_KEY", key)
 	if b.spec.Model != "" {
