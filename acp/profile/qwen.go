@@ -69,6 +69,9 @@ func (qs *qwenSettings) merge(existing []byte) ([]byte, error) {
 		if err := json.Unmarshal(existing, &cfg); err != nil {
 			return nil, fmt.Errorf("%w: existing settings.json: %v", ErrBadValue, err)
 		}
+		if cfg == nil {
+			return nil, fmt.Errorf("%w: existing settings.json is not a JSON object", ErrBadValue)
+		}
 	}
 	tools, ok := cfg["tools"].(map[string]any)
 	if !ok {
