@@ -232,7 +232,7 @@ func TestReplayTranscripts(t *testing.T) {
 		// Qwen Code 0.24.4 (shared/reference more-agents): its non-standard
 		// craft/drainMidTurnQueue request mid-turn, answered -32601 while
 		// the turn goes on, and qwen/notify/… notifications.
-		{file: "qwen-code-0.24.4-e2e.jsonl", wantStop: acp.StopEndTurn,
+		{file: "../nonstandard/qwen-code-0.24.4-e2e.jsonl", wantStop: acp.StopEndTurn,
 			wantExt: []string{"qwen/notify/session/mode-update", "?craft/drainMidTurnQueue", "qwen/notify/session/prompt-suggestion"}},
 		{file: "amp-acp-0.8.1-src.jsonl", wantErr: isRPC(acp.CodeInternalError)},
 		{file: "codex-acp-2.6.0-auth-required.jsonl", wantSessErr: func(err error) bool { return errors.Is(err, acp.ErrAuthRequired) }},
