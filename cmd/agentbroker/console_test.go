@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -22,10 +24,17 @@ func TestConsoleAgents(t *testing.T) {
 	}{
 		{"none", nil, nil},
 		{"the defaults and custom", (&config{CustomAgent: "refagent"}).agentConfigs(), []console.Agent{
-			{Name: "claude-code", CatalogAgent: "claude-code", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}},
-			{Name: "codex", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}},
-			{Name: "codex-zed", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}},
+			{Name: "claude-code", CatalogAgent: "claude-code", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}, NotInstalled: true},
+			{Name: "codex", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}, NotInstalled: true},
+			{Name: "codex-zed", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}, NotInstalled: true},
 			{Name: "custom", CatalogAgent: "", Credentials: []string{"none"}},
+			{Name: "opencode", CatalogAgent: "opencode", Credentials: []string{"api-key", "platform-proxy"}, NotInstalled: true},
+			{Name: "copilot", CatalogAgent: "copilot", Credentials: []string{"api-key", "platform-proxy"}, NotInstalled: true},
+			{Name: "qwen", CatalogAgent: "qwen", Credentials: []string{"api-key", "platform-proxy"}, NotInstalled: true},
+		}},
+		{"an installed adapter is not marked", map[profile.Name]sessions.AgentConfig{
+			profile.Qwen: {InstallDir: installedQwen(t)}}, []console.Agent{
+			{Name: "qwen", CatalogAgent: "qwen", Credentials: []string{"api-key", "platform-proxy"}},
 		}},
 		{"amp, and a custom agent with a catalog agent", map[profile.Name]sessions.AgentConfig{
 			profile.Custom: {CatalogAgent: "claude-code"}, profile.Amp: {}}, []console.Agent{
@@ -41,4 +50,16 @@ func TestConsoleAgents(t *testing.T) {
 			}
 		})
 	}
+}
+
+// installedQwen lays out a Qwen Code install at its pinned version.
+func installedQwen(t *testing.T) string {
+	dir := t.TempDir()
+	pkg := filepath.Join(dir, "node_modules", "@qwen-code", "qwen-code")
+	if err := os.MkdirAll(pkg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(pkg, "cli.js"), []byte("//\n"), 0o644)
+	os.WriteFile(filepath.Join(pkg, "package.json"), []byte(`{"version":"0.24.4"}`), 0o644)
+	return dir
 }

@@ -373,6 +373,10 @@ func consoleAgents(configured map[profile.Name]sessions.AgentConfig) []console.A
 		for _, k := range p.Credentials {
 			a.Credentials = append(a.Credentials, string(k))
 		}
+		if p.Installable() && len(ac.Command) == 0 {
+			ok, _ := p.Installed(ac.InstallDir)
+			a.NotInstalled = !ok
+		}
 		out = append(out, a)
 	}
 	return out

@@ -72,6 +72,9 @@ export const AGENT_TITLES = {
   codex: "Codex",
   "codex-zed": "Codex (Zed's adapter)",
   amp: "Amp",
+  opencode: "OpenCode",
+  copilot: "Copilot CLI",
+  qwen: "Qwen Code",
   custom: "Custom (the broker's --custom-agent)",
 };
 
