@@ -55,7 +55,7 @@ echo "session $session; reply: $reply"
 ab session stop "$session" >/dev/null || true
 ab session events "$session" >"$work/events.jsonl"
 
-step "checks, from the broker's records"
+cp "$work/fake.log" /tmp/fake.log; cp -r "$work/data-sessions" /tmp/ds 2>/dev/null; step "checks"
 ev=$work/events.jsonl
 check_confined "$ev"
 check "the session's MCP config was recorded before launch (token id $mcp_token)" test -n "$mcp_token"
@@ -76,6 +76,12 @@ check "every model call was $model or a declared side model (${allowed[*]:1}), n
 check "no model was refused silently or otherwise (no model_refused event)" \
   test "$(count "$ev" '"type":"model_refused"')" -eq 0
 check "the final reply contains the task's marker" grep -q -- "$marker" <<<"$reply"
+# Codex prefixes every reply with "Warning: Model metadata for `M` not found"
+# when its own catalog lacks the model; the broker's config must fill it in.
+check "the agent did not warn about missing model metadata" \
+  test "$(grep -ciE 'model metadata|fallback metadata' <<<"$reply" || true)" -eq 0
+check "the session recorded no warning about the agent's model catalog" \
+  test "$(count "$ev" '"type":"warning"' 'model catalog' || true)" -eq 0
 check "the scripted upstream never saw the inference token (it accepts only the platform key)" \
   test "$(grep -c 'status=401' "$work/fake.log" || true)" -eq 0
 

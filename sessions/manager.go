@@ -298,6 +298,8 @@ type Manager struct {
 	closed   bool
 
 	launches atomic.Int64 // agent processes started (tests)
+
+	agentCats agentCatalogs // agents' own model catalogs, read once per install
 }
 
 var (
@@ -549,6 +551,10 @@ func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string,
 			return cfg, "", fmt.Errorf("%w: %w", ErrModelRefused, err)
 		}
 		spec.Model = r.Model.ID
+		if len(prof.KnownModels) > 0 && !slices.Contains(prof.KnownModels, spec.Model) {
+			return cfg, "", fmt.Errorf("%w: the %s agent has no metadata for %s and the broker cannot give it any (it would warn on every reply and plan with fallback limits): use one of %s",
+				ErrModelRefused, prof.Name, spec.Model, strings.Join(prof.KnownModels, ", "))
+		}
 	case spec.Model != "":
 		return cfg, "", fmt.Errorf("%w: the %s profile takes no model here (no catalog agent configured)", ErrModelRefused, prof.Name)
 	}

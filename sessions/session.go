@@ -334,6 +334,30 @@ func (s *session) launchSpec(mcpToken string) profile.LaunchSpec {
 	}
 }
 
+// addAgentModels gives the agent's configuration the catalog's facts about
+// the session's models, and the agent's own model catalog where its profile
+// reads one, so that the configuration can fill in what the agent lacks. A
+// catalog that cannot be read is a warning event, not a failed start.
+func (s *session) addAgentModels(spec *profile.LaunchSpec) {
+	s.mu.Lock()
+	cfg := s.cfg
+	s.mu.Unlock()
+	p, err := profile.Lookup(cfg.Profile)
+	if err != nil || len(p.ModelCatalog) == 0 || spec.Model == "" {
+		return
+	}
+	spec.Models = modelFacts(s.m.opts.Models, cfg.CatalogAgent, spec.Model)
+	if pol, err := s.m.opts.Models.Policy(cfg.CatalogAgent); err == nil {
+		spec.AllowedModels = pol.Allowed
+	}
+	data, err := s.m.agentCats.read(s.quitCtx, p, *spec, s.m.opts.SessionsDir, s.m.opts.Confinement)
+	if err != nil {
+		s.appendEvent(EventWarning, map[string]any{"warning": "the agent's own model catalog could not be read: it may warn that it lacks metadata for " + cfg.Model, "error": err.Error()})
+		return
+	}
+	spec.AgentModels = data
+}
+
 // appendEvent records an event; a failure is logged (the log is closed
 // only when the session has ended).
 func (s *session) appendEvent(typ string, data any) {
@@ -454,7 +478,16 @@ func (s *session) launch(resume string, attempt int) (*agentProc, error) {
 	token := s.mcpToken
 	cfg := s.cfg
 	s.mu.Unlock()
-	l, err := profile.Build(cfg.Profile, s.launchSpec(token))
+	ls := s.launchSpec(token)
+	s.addAgentModels(&ls)
+	l, err := profile.Build(cfg.Profile, ls)
+	if err != nil && ls.AgentModels != nil {
+		// The agent's own catalog is only a help: without it the agent
+		// still runs, with its fallback metadata.
+		s.appendEvent(EventWarning, map[string]any{"warning": "the agent's own model catalog was not used: it may warn that it lacks metadata for " + cfg.Model, "error": err.Error()})
+		ls.AgentModels = nil
+		l, err = profile.Build(cfg.Profile, ls)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -103,6 +103,16 @@ type Profile struct {
 	NeedsCommand bool
 	// NeedsMCP: LaunchSpec.MCP is required.
 	NeedsMCP bool
+	// ModelCatalog, when set, is how the agent prints its own model catalog
+	// (an entry relative to the install directory, run like Entry, and its
+	// arguments): the broker reads it into LaunchSpec.AgentModels so that
+	// the agent's configuration can add the catalog's facts for the models
+	// it lacks.
+	ModelCatalog []string
+	// KnownModels, when set, are the only catalog models the agent has
+	// metadata for and cannot be given it for others (no ModelCatalog): a
+	// session with another model is refused at create.
+	KnownModels []string
 }
 
 var profiles = []Profile{
@@ -132,6 +142,9 @@ var profiles = []Profile{
 		InitialMode: "workspace-write",
 		Credentials: []CredentialKind{KindAPIKey, KindOAuthToken, KindPlatformProxy},
 		NeedsMCP:    true,
+		// Codex 0.166 knows only gpt-5.5 of the catalog's models; for any
+		// other it warns "Model metadata for … not found" in every reply.
+		ModelCatalog: []string{"node_modules/@openai/codex/bin/codex.js", "debug", "models", "--bundled"},
 	},
 	{
 		Name:    CodexZed,
@@ -145,6 +158,10 @@ var profiles = []Profile{
 		IgnoresStdinEOF: true,
 		Credentials:     []CredentialKind{KindAPIKey, KindOAuthToken, KindPlatformProxy},
 		NeedsMCP:        true,
+		// The models in its bundled catalog (the strings of its binary): for
+		// any other it warns "Model metadata for … not found" in every reply,
+		// and it has no command that prints the catalog to build on.
+		KnownModels: []string{"gpt-5.5", "gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex", "gpt-5.2"},
 	},
 	{
 		Name:         Amp,
@@ -181,8 +198,29 @@ func Lookup(name Name) (Profile, error) {
 	return Profile{}, fmt.Errorf("%w: %q", ErrUnknownProfile, name)
 }
 
+// ModelCatalogCommand returns the command that prints the agent's own model
+// catalog for a launch with spec (its InstallDir and Node), and false when
+// the profile has none or the agent is not installed from the registry.
+func (p Profile) ModelCatalogCommand(spec LaunchSpec) (path string, args []string, ok bool) {
+	if len(p.ModelCatalog) == 0 || len(spec.Command) > 0 || spec.InstallDir == "" {
+		return "", nil, false
+	}
+	entry := filepath.Join(spec.InstallDir, filepath.FromSlash(p.ModelCatalog[0]))
+	args = slices.Clone(p.ModelCatalog[1:])
+	if !p.RunWithNode {
+		return entry, args, true
+	}
+	node := spec.Node
+	if node == "" {
+		node = "node"
+	}
+	return node, append([]string{entry}, args...), true
+}
+
 func (p Profile) clone() Profile {
 	p.Credentials = slices.Clone(p.Credentials)
+	p.ModelCatalog = slices.Clone(p.ModelCatalog)
+	p.KnownModels = slices.Clone(p.KnownModels)
 	return p
 }
 
@@ -211,6 +249,16 @@ type LaunchSpec struct {
 	Cwd string
 	// Model is the catalog model ID to use, or "" for the agent's default.
 	Model string
+	// Models are the catalog's facts about Model and the side models the
+	// session may also use, for agents whose configuration carries them.
+	Models []ModelFacts
+	// AgentModels is the agent's own model catalog, as the profile's
+	// ModelCatalog command printed it, or nil.
+	AgentModels []byte
+	// AllowedModels are the catalog's models this agent may use: an entry
+	// the agent's own catalog has for one of them is what a missing model's
+	// entry is based on.
+	AllowedModels []string
 	// MCP is the broker's MCP server; required except for custom.
 	MCP MCPServer
 	// Credential is how the agent reaches its model.
