@@ -169,3 +169,8 @@ func waitNotices(t *testing.T, db *DB, seen int64) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestLeases(t *testing.T) {
+	t.Parallel()
+	storetest.RunLeases(t, func(t *testing.T) storetest.LeaseStore { return openTemp(t) })
+}
