@@ -196,11 +196,12 @@
 // POST /v1/sessions blocks for the launch (up to StartTimeout plus
 // ReadyTimeout): a serve without a write timeout is assumed.
 //
-// # Limits of the store used here
+// # What the store keeps of a session
 //
-// The store has no column for a session's configuration, so it lives in
-// "config" events and a session's events are scanned to find it (Get of an
-// ended session, Recover). There is no lookup of a session by ID alone nor a
-// list by state across projects: the Manager remembers the projects of the
-// sessions it has seen, and otherwise scans every project.
+// A session's record (store.SessionRecord) carries in its Config what the
+// session's log said when the record was written: its configuration (the
+// latest "config" event), its ACP session, turns, last agent, last state
+// (see scanned). A session is found by its ID alone (store.SessionByID)
+// and the live ones by state (store.SessionsByState): Get of an ended
+// session and Recover read only the events written after its record.
 package sessions

@@ -189,6 +189,8 @@ type Log struct {
 	notify    chan struct{} // closed at each commit, then replaced
 	closed    bool
 
+	sum scanned // what the events appended so far say (see scanned)
+
 	syncWaiting func() // tests: Sync has taken its target
 }
 
@@ -206,6 +208,24 @@ func (j *Journal) OpenLog(ctx context.Context, sessionID string) (*Log, error) {
 type pendingEvent struct {
 	e   store.Event
 	gen uint64
+}
+
+// seed starts the log's summary from what the stored events said (a log
+// reopened after a restart).
+func (l *Log) seed(sc scanned) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sc.Seq <= l.committed && l.sum.Seq == 0 {
+		l.sum = sc
+	}
+}
+
+// summary is what the log's events say about its session so far (those
+// appended, committed or not).
+func (l *Log) summary() scanned {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sum
 }
 
 // SessionID is the session whose log this is.
@@ -261,6 +281,7 @@ func (l *Log) enqueue(ctx context.Context, typ string, data any) (store.Event, f
 	// At the store's precision (microseconds), so that an event read back
 	// after a restart is the event viewers were sent live, time included.
 	e := store.Event{SessionID: l.id, Seq: l.next, Type: typ, Data: raw, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	l.sum.apply(e)
 	gen := l.gen
 	l.next++
 	l.pending[e.Seq] = pendingEvent{e, gen}

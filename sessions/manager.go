@@ -27,14 +27,14 @@ import (
 )
 
 // Store is what the Manager needs of the store: the event log, session
-// records and transcripts, and projects (to check them, and to find the
-// sessions of every project at recovery).
+// records (by ID, by state, by project) and transcripts, and projects.
 type Store interface {
 	EventStore
 	GetProject(ctx context.Context, id string) (store.Project, error)
 	ListProjects(ctx context.Context) ([]store.Project, error)
 	PutSession(ctx context.Context, s store.SessionRecord) error
-	GetSession(ctx context.Context, projectID, id string) (store.SessionRecord, error)
+	SessionByID(ctx context.Context, id string) (store.SessionRecord, error)
+	SessionsByState(ctx context.Context, states ...string) ([]store.SessionRecord, error)
 	ListSessions(ctx context.Context, projectID string, limit int) ([]store.SessionRecord, error)
 	AppendMessages(ctx context.Context, msgs []store.Message) ([]store.Message, error)
 	UsageStore
@@ -290,7 +290,6 @@ type Manager struct {
 
 	mu    sync.Mutex
 	live  map[string]*session
-	known map[string]string // session ID → project ID, for lookups
 	tasks map[string]*spend // project and task → what the task spent
 	// starting holds the tasks (project/task) whose run is being started.
 	starting map[string]bool
@@ -335,7 +334,6 @@ func New(opts Options) (*Manager, error) {
 		ctx:    ctx,
 		cancel: cancel,
 		live:   map[string]*session{},
-		known:  map[string]string{},
 	}, nil
 }
 
@@ -759,7 +757,6 @@ func (m *Manager) newSessionFrom(id, project, title string, cred profile.Credent
 func (m *Manager) register(s *session) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.known[s.id] = s.project
 	if m.closed {
 		return false
 	}
@@ -858,36 +855,16 @@ func (m *Manager) session(ctx context.Context, id string) (*session, error) {
 	return nil, ErrEnded
 }
 
-// record finds a session record by ID alone. The store looks sessions up
-// by project, so this scans the projects for an ID this Manager has not
-// seen (see doc.go: a store lookup by ID would avoid it).
+// record finds a session record by ID alone.
 func (m *Manager) record(ctx context.Context, id string) (store.SessionRecord, error) {
 	if id == "" || len(id) > store.MaxIDLen {
 		return store.SessionRecord{}, ErrUnknownSession
 	}
-	m.mu.Lock()
-	project, ok := m.known[id]
-	m.mu.Unlock()
-	if ok {
-		return m.st.GetSession(ctx, project, id)
+	r, err := m.st.SessionByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.SessionRecord{}, ErrUnknownSession
 	}
-	projects, err := m.st.ListProjects(ctx)
-	if err != nil {
-		return store.SessionRecord{}, err
-	}
-	for _, p := range projects {
-		r, err := m.st.GetSession(ctx, p.ID, id)
-		if err == nil {
-			m.mu.Lock()
-			m.known[id] = p.ID
-			m.mu.Unlock()
-			return r, nil
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return store.SessionRecord{}, err
-		}
-	}
-	return store.SessionRecord{}, ErrUnknownSession
+	return r, err
 }
 
 // Get describes a session, live or recorded.
@@ -901,7 +878,7 @@ func (m *Manager) Get(ctx context.Context, id string) (Info, error) {
 			return Info{}, err
 		}
 		info = recordInfo(r)
-		if sc, err := m.scan(ctx, id); err == nil {
+		if sc, err := m.summary(ctx, r); err == nil {
 			sc.fill(&info)
 		}
 	}

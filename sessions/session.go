@@ -305,14 +305,20 @@ func (s *session) configSnapshot() sessionConfig {
 	return s.cfg
 }
 
+// record is the session's store record; its Config is what its log says
+// so far (see scanned), nil before the log is open.
 func (s *session) record() store.SessionRecord {
+	var config []byte
+	if s.log != nil {
+		config = summaryJSON(s.log.summary())
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.createdAt.IsZero() {
 		s.createdAt = time.Now().UTC()
 	}
 	return store.SessionRecord{ID: s.id, ProjectID: s.project, Agent: string(s.cfg.Profile), Model: s.cfg.Model,
-		State: string(s.state), Title: s.title, CreatedAt: s.createdAt}
+		State: string(s.state), Title: s.title, Config: config, CreatedAt: s.createdAt}
 }
 
 // launchSpec is the profile's input for this session, with mcpToken.

@@ -194,6 +194,7 @@ func printUsage(w io.Writer, cmd *command, path []string, fs *flag.FlagSet) {
 // config is every setting, typed. Each command registers the flags it uses.
 type config struct {
 	DataDir     string
+	Database    string // --database: a PostgreSQL URL (secret: never logged)
 	LogFormat   string
 	LogLevel    string
 	CatalogFile string
@@ -263,6 +264,7 @@ func defaultDataDir(getenv func(string) string) string {
 // storeFlags are the flags of every command that opens the data directory.
 func storeFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the database, keys and the admin token")
+	databaseFlag(fs, c)
 	logFlags(fs, c)
 }
 

@@ -13,18 +13,18 @@ import (
 	"text/tabwriter"
 
 	"github.com/agentbroker/agentbroker/store"
-	"github.com/agentbroker/agentbroker/store/sqlite"
 )
 
 // maxImportFile bounds what project import reads of any one file.
 const maxImportFile = 1 << 20
 
-func openStore(ctx context.Context, c *config, e *env) (*sqlite.DB, error) {
+func openStore(ctx context.Context, c *config, e *env) (brokerStore, error) {
 	log, err := c.logger(e.stderr)
 	if err != nil {
 		return nil, err
 	}
-	return sqlite.Open(ctx, sqlite.Options{Dir: c.DataDir, Logger: log})
+	st, _, err := openBrokerStore(ctx, c, log)
+	return st, err
 }
 
 // stringsFlag collects a repeated flag.

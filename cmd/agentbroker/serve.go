@@ -94,12 +94,12 @@ func serve(ctx context.Context, c *config, e *env) error {
 		return err
 	}
 	defer unlock()
-	st, err := sqlite.Open(ctx, sqlite.Options{Dir: c.DataDir, Logger: log})
+	st, where, err := openBrokerStore(ctx, c, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	log.Info("store open", "path", st.Path())
+	log.Info("store open", "path", where)
 
 	svc, err := tokens.New(ctx, st, st, c.tokenOptions(log))
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/agentbroker/agentbroker/internal/adminapi"
-	"github.com/agentbroker/agentbroker/store/sqlite"
 	"github.com/agentbroker/agentbroker/tokens"
 )
 
@@ -26,7 +25,7 @@ func openTokens(ctx context.Context, c *config, e *env) (*tokens.Service, func()
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := sqlite.Open(ctx, sqlite.Options{Dir: c.DataDir, Logger: log})
+	st, _, err := openBrokerStore(ctx, c, log)
 	if err != nil {
 		return nil, nil, err
 	}
