@@ -163,6 +163,12 @@
 //	        replacement —, not allowed): nothing was started or recorded
 //	    502 agent_start_failed {"session": Info}: recorded as failed
 //	GET    /v1/sessions[?project=&state=]        admin   200 {"sessions": [Info]}
+//	GET    /v1/sessions/watch                    admin (WebSocket, subprotocol
+//	    agentbroker.sessions.v1, token as "bearer.<token>" or Authorization)
+//	    pushes {"type":"sessions","sessions":[Info]} at once and after each
+//	    change (any session's committed event, at most every 250 ms)
+//	POST   /v1/sessions/{id}/render              session:view  {"markdown":[text]}
+//	    200 {"html":[sanitized HTML]} (internal/markdown; at most 64 texts)
 //	GET    /v1/sessions/{id}                     session:view     200 Info
 //	POST   /v1/sessions/{id}/prompt[?wait=true]  session:control  {"text","wait"?}
 //	    202 {"turn","running":true}; with wait 200 {"turn","stop_reason",

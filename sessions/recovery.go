@@ -311,12 +311,16 @@ func (sc *scanned) apply(e store.Event) {
 		}
 	case EventState:
 		var v struct {
-			State     State `json:"state"`
-			Resumable bool  `json:"resumable"`
+			State     State  `json:"state"`
+			Resumable bool   `json:"resumable"`
+			Error     string `json:"error"`
 		}
 		if json.Unmarshal(e.Data, &v) == nil {
 			sc.resumable = v.State == StateInterrupted && v.Resumable
 			sc.state = v.State
+			if v.Error != "" {
+				sc.lastError = v.Error
+			}
 		}
 	case EventMCPConnected:
 		sc.mcpStatus = MCPConnected
