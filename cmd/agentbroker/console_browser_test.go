@@ -633,12 +633,12 @@ func TestConsoleBrowser(t *testing.T) {
 	p.wait("the broker's record of the MCP call", `[...document.querySelectorAll("#events li.mcp-call")].some((li) => li.textContent.includes("get_task") && li.textContent.includes("ok"))`)
 	p.wait("the idle state", `document.getElementById("state").dataset.state === "idle"`)
 	for what, expr := range map[string]string{
-		"the result in the tool card":  `document.querySelector('#events li.tool[data-ours="true"] pre.result')?.textContent.includes("marker-b7q2")`,
+		"the result in the tool card":        `document.querySelector('#events li.tool[data-ours="true"] pre.result')?.textContent.includes("marker-b7q2")`,
 		"thinking, folded in the quiet line": `[...document.querySelectorAll("#events > li.quiet")].some((q) => q.querySelector("li.thought")) && [...document.querySelectorAll("#events > li.quiet details")].every((d) => !d.open)`,
 		"plumbing out of sight":              `![...document.querySelectorAll("#events > li:not(.quiet)")].some((li) => /Agent process started|Agent session opened|Update: |tok_|Configured:/.test(li.textContent))`,
-		"the plan":                     `[...document.querySelectorAll("#events li.plan li")].some((li) => li.textContent.includes("Call get_task"))`,
-		"the answer in the event list": `[...document.querySelectorAll("#events li")].some((li) => li.textContent.includes("Permission selected: allow once"))`,
-		"state changes":                `["ready", "prompting", "idle"].every((s) => [...document.querySelectorAll("#events li.state")].some((li) => li.textContent.includes("State: " + s)))`,
+		"the plan":                           `[...document.querySelectorAll("#events li.plan li")].some((li) => li.textContent.includes("Call get_task"))`,
+		"the answer in the event list":       `[...document.querySelectorAll("#events li")].some((li) => li.textContent.includes("Permission selected: allow once"))`,
+		"state changes":                      `["ready", "prompting", "idle"].every((s) => [...document.querySelectorAll("#events li.state")].some((li) => li.textContent.includes("State: " + s)))`,
 	} {
 		if !evalJS[bool](p, expr) {
 			p.fail("the session view lacks %s", what)
