@@ -80,15 +80,21 @@ export function sessionView(main, id, setStatus) {
           onclick: () => r.answer(p.rid, o.id) }, o.label)),
         h("button", { type: "button", class: "link", onclick: () => p.card.scrollIntoView({ block: "center" }) }, "Show in the conversation")))));
     document.title = pending.length ? `(${pending.length}) Waiting for you · ${pageTitle}` : pageTitle;
-    if (fresh) {
-      fresh.card.scrollIntoView({ block: "nearest" });
-      if ("Notification" in window && Notification.permission === "granted") {
-        try {
-          new Notification("The agent is waiting for your answer", { body: `It asks to run ${fresh.what}.`, tag: fresh.rid });
-        } catch {
-          // A browser that allows notifications only from a service worker.
+    // A question replayed from the log (a reload) is usually answered a
+    // few events later: only one still waiting shortly after it came, and
+    // asked recently, scrolls into view and notifies.
+    if (fresh && !(fresh.time && Date.now() - Date.parse(fresh.time) > 60000)) {
+      setTimeout(() => {
+        if (fresh.card.dataset.answered !== "false" || !fresh.card.isConnected) return;
+        fresh.card.scrollIntoView({ block: "nearest" });
+        if ("Notification" in window && Notification.permission === "granted") {
+          try {
+            new Notification("The agent is waiting for your answer", { body: `It asks to run ${fresh.what}.`, tag: fresh.rid });
+          } catch {
+            // A browser that allows notifications only from a service worker.
+          }
         }
-      }
+      }, 300);
     }
   };
   if (notifyBtn) {
@@ -622,7 +628,7 @@ export class Renderer {
     card.dataset.requestId = rid;
     card.dataset.answered = "false";
     card.outcomeEl = outcome;
-    const p = { rid, what, options, card };
+    const p = { rid, what, options, card, time: str(f.time) };
     this.permissions.set(rid, p);
     this.onPending(this.pending(), p);
     return card;

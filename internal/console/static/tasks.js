@@ -113,7 +113,10 @@ function taskCard(project, t, view) {
     runDetails.hidden = !RUNNABLE.has(task.status);
     clear(outcome).append(
       task.notes ? h("details", {}, h("summary", {}, "Notes"), h("pre", { class: "doc task-notes" }, task.notes)) : "",
-      task.output_summary ? h("p", { class: "task-summary" }, task.output_summary) : "");
+      // A long summary (an agent's raw tool output, say) folds away.
+      task.output_summary ? (task.output_summary.length > 160
+        ? h("details", {}, h("summary", {}, "Summary"), h("p", { class: "task-summary" }, task.output_summary))
+        : h("p", { class: "task-summary" }, task.output_summary)) : "");
   };
 
   let loads = 0;
