@@ -256,6 +256,12 @@ func (p *page) fail(format string, args ...any) {
 
 func (p *page) screenshot(name string) {
 	p.t.Helper()
+	// A full-page capture draws what sticks to the window (the composer,
+	// a pinned question) where the window's edge was: mid-page. They go
+	// back to their place in the flow for the capture.
+	const sticky = `document.querySelectorAll(".composer, .pinned").forEach((e) => { e.style.position = %q; })`
+	chromedp.Run(p.ctx, chromedp.Evaluate[any](fmt.Sprintf(sticky, "static")))
+	defer chromedp.Run(p.ctx, chromedp.Evaluate[any](fmt.Sprintf(sticky, "")))
 	img, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		p.t.Errorf("screenshot %s: %v", name, err)

@@ -638,7 +638,7 @@ export class Renderer {
   permissionAnswer(f, d) {
     const rid = str(d.request_id);
     const text = `Permission ${str(d.outcome)}${d.kind ? `: ${str(d.kind).replace(/_/g, " ")}` : ""}` +
-      `${d.reason ? ` (${d.reason})` : ""}`;
+      `${d.reason && d.reason !== "asked" ? ` (${d.reason})` : ""}`;
     const p = this.permissions.get(rid);
     if (!p) return this.quiet(f, "permission answered", "", text);
     const card = p.card;
