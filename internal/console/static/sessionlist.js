@@ -126,7 +126,8 @@ export function sessionsList(view, onRefused) {
     // The token goes as a second subprotocol, as on the events socket.
     ws = new WebSocket(`${scheme}//${location.host}/v1/sessions/watch`, [SUBPROTOCOL, `bearer.${credential()?.token}`]);
     const mine = ws;
-    ws.onopen = () => { attempt = 0; status("live"); };
+    let opened = false;
+    ws.onopen = () => { opened = true; attempt = 0; status("live"); };
     ws.onmessage = (ev) => {
       let f;
       try {
@@ -139,11 +140,22 @@ export function sessionsList(view, onRefused) {
       view.dataset.frames = String(Number(view.dataset.frames || 0) + 1);
       draw();
     };
-    ws.onclose = (ev) => {
+    ws.onclose = async (ev) => {
       if (ws !== mine || closed) return;
       ws = null;
-      if (ev.code === CLOSE_TOKEN_INVALID) {
-        status("failed", ev.reason);
+      let refused = ev.code === CLOSE_TOKEN_INVALID;
+      if (!opened && !refused) {
+        // A refused handshake looks like any other failure from here:
+        // ask the API whether the token still passes.
+        try {
+          await api("GET", "/v1/projects");
+        } catch (e) {
+          refused = e.status === 401 || e.status === 403;
+        }
+      }
+      if (closed) return;
+      if (refused) {
+        status("failed", ev.reason || "the token was refused");
         onRefused();
         return;
       }

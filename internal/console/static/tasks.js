@@ -109,7 +109,12 @@ function taskCard(project, t, view) {
   const showTask = (task) => {
     badge.textContent = task.status;
     badge.dataset.status = task.status;
-    if (card) view.place(card, task.status);
+    if (card) {
+      view.place(card, task.status);
+      // The edit form follows what the run changed.
+      const sel = card.querySelector(`#edit-task-${CSS.escape(task.id)}-status`);
+      if (sel) sel.value = task.status;
+    }
     runDetails.hidden = !RUNNABLE.has(task.status);
     clear(outcome).append(
       task.notes ? h("details", {}, h("summary", {}, "Notes"), h("pre", { class: "doc task-notes" }, task.notes)) : "",
