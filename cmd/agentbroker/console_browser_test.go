@@ -1004,7 +1004,8 @@ func TestConsoleBrowser(t *testing.T) {
 	p.do("narrow", chromedp.EmulateViewport(375, 812))
 	for _, c := range []struct{ hash, ready, name string }{
 		{"#/sessions", `!!document.getElementById("sessions")`, "11-narrow-sessions"},
-		{"#/sessions/" + sessionID, `document.getElementById("conn")?.dataset.conn === "ended"`, "12-narrow-session"},
+		{"#/sessions/" + sessionID, `document.getElementById("conn")?.dataset.conn === "ended" && ` +
+			`[...document.querySelectorAll("#events li.agent")].every((li) => li.dataset.rendered === "true")`, "12-narrow-session"},
 		{"#/new", `document.getElementById("model")?.dataset.loaded === "claude-code"`, "13-narrow-start"},
 		{"#/projects/" + proj.ID, `!!document.getElementById("instructions")`, "14-narrow-project"},
 		{"#/usage", `!!document.getElementById("usage-by-model")`, "17-narrow-usage"},
