@@ -196,8 +196,9 @@
 // Info carries id, project, agent (the profile), catalog_agent, model,
 // state, title, live, cwd, permission_policy, credential (the kind),
 // acp_session_id, mcp {name, url, token_id, status}, turn, prompting,
-// pending_permissions, restarts, last_error, dropped_events,
-// last_event_seq, created_at.
+// pending_permissions, restarts, last_error (kept after the session ends:
+// a failed state event carries it), dropped_events, last_event_seq,
+// created_at, last_activity_at.
 //
 // POST /v1/sessions blocks for the launch (up to StartTimeout plus
 // ReadyTimeout): a serve without a write timeout is assumed.
