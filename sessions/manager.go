@@ -20,6 +20,8 @@ import (
 	"github.com/agentbroker/agentbroker/acp"
 	"github.com/agentbroker/agentbroker/acp/profile"
 	"github.com/agentbroker/agentbroker/catalog"
+	"github.com/agentbroker/agentbroker/internal/markdown"
+	"github.com/agentbroker/agentbroker/internal/origins"
 	"github.com/agentbroker/agentbroker/mcpserver"
 	"github.com/agentbroker/agentbroker/proxy"
 	"github.com/agentbroker/agentbroker/store"
@@ -280,10 +282,12 @@ func (o *Options) defaults() error {
 // mcpserver.Observer (readiness, tool calls), proxy.Recorder (usage),
 // LogSource and Controller (viewers).
 type Manager struct {
-	opts Options
-	st   Store
-	j    *Journal
-	log  *slog.Logger
+	opts    Options
+	origins origins.Set        // who may open the sessions watch (handleWatch)
+	md      *markdown.Renderer // agents' replies for the console (handleRender)
+	st      Store
+	j       *Journal
+	log     *slog.Logger
 
 	ctx    context.Context // ends at Close, after the agents are stopped
 	cancel context.CancelFunc
@@ -325,15 +329,21 @@ func New(opts Options) (*Manager, error) {
 		cc.Protected = appendNew(slices.Clone(c.Protected), opts.SessionsDir)
 		opts.Confinement = &cc
 	}
+	allowed, err := allowedOrigins(opts.PublicURL, opts.AllowedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("sessions: Options: origins: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
-		opts:   opts,
-		st:     opts.Store,
-		j:      NewJournal(opts.Store, opts.Journal),
-		log:    opts.Logger,
-		ctx:    ctx,
-		cancel: cancel,
-		live:   map[string]*session{},
+		origins: allowed,
+		md:      markdown.New(),
+		opts:    opts,
+		st:      opts.Store,
+		j:       NewJournal(opts.Store, opts.Journal),
+		log:     opts.Logger,
+		ctx:     ctx,
+		cancel:  cancel,
+		live:    map[string]*session{},
 	}, nil
 }
 

@@ -347,12 +347,16 @@ func (sc *scanned) apply(e store.Event) {
 		}
 	case EventState:
 		var v struct {
-			State     State `json:"state"`
-			Resumable bool  `json:"resumable"`
+			State     State  `json:"state"`
+			Resumable bool   `json:"resumable"`
+			Error     string `json:"error"`
 		}
 		if json.Unmarshal(e.Data, &v) == nil {
 			sc.Resumable = v.State == StateInterrupted && v.Resumable
 			sc.State = v.State
+			if v.Error != "" {
+				sc.LastError = v.Error
+			}
 		}
 	case EventMCPConnected:
 		sc.MCPStatus = MCPConnected

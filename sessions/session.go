@@ -1178,6 +1178,15 @@ func (s *session) shutdown(ctx context.Context, final State, reason string, revo
 	if final == StateInterrupted {
 		extra["resumable"] = !revoke && reason == reasonShutdown
 	}
+	if final == StateFailed {
+		// The failure itself, not only its kind: it survives the session
+		// (Info.LastError of an ended session comes from here).
+		s.mu.Lock()
+		if s.lastError != "" {
+			extra["error"] = s.lastError
+		}
+		s.mu.Unlock()
+	}
 	s.emitState(final, reason, extra)
 	if s.run {
 		s.sessionEndedRun(final, reason)
@@ -1228,6 +1237,9 @@ type Info struct {
 	LastEventSeq int64     `json:"last_event_seq"`
 	CreatedAt    time.Time `json:"created_at,omitzero"`
 	UpdatedAt    time.Time `json:"updated_at,omitzero"`
+	// LastActivityAt is when the session's last event was recorded (a
+	// live session's), or its record last changed (an ended one's).
+	LastActivityAt time.Time `json:"last_activity_at,omitzero"`
 }
 
 // MCPInfo is a session's MCP server configuration and readiness. The token
@@ -1275,13 +1287,17 @@ func (s *session) info() Info {
 	slices.SortFunc(in.Pending, func(a, b Pending) int { return a.AskedAt.Compare(b.AskedAt) })
 	if s.log != nil {
 		in.LastEventSeq = s.log.Committed()
+		in.LastActivityAt = s.log.LastAt()
+	}
+	if in.LastActivityAt.IsZero() {
+		in.LastActivityAt = s.createdAt
 	}
 	return in
 }
 
 func recordInfo(r store.SessionRecord) Info {
 	return Info{ID: r.ID, Project: r.ProjectID, Agent: r.Agent, Model: r.Model, State: State(r.State),
-		Title: r.Title, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		Title: r.Title, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, LastActivityAt: r.UpdatedAt}
 }
 
 func truncateUTF8(s string, n int) string {
