@@ -62,6 +62,8 @@ var envTwins = map[string]bool{
 	"agents-dir": true, "sessions-dir": true, "custom-agent": true, "custom-agent-env": true, "amp-command": true,
 	"agent-sandbox": true, "agent-user": true, "agent-network": true, "agent-read": true, "agent-write": true,
 	"agent-allow-port": true, "database-url": true,
+	// The MCP bridge is configured by the broker, through its environment.
+	"mcp-url": true,
 }
 
 func envName(flagName string) string {
