@@ -495,9 +495,16 @@ func TestExitCodes(t *testing.T) {
 	}
 
 	// Ctrl-C while a command waits on the broker: 130.
+	// The command also cancels the turn it was waiting on.
 	arrived := make(chan struct{}, 1)
+	cancelled := make(chan string, 1)
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body) // then the server sees the client go
+		if strings.HasSuffix(r.URL.Path, "/cancel") {
+			cancelled <- r.Method + " " + r.URL.Path
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
 		arrived <- struct{}{}
 		<-r.Context().Done()
 	}))
@@ -522,6 +529,14 @@ func TestExitCodes(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
 		t.Fatalf("Ctrl-C during session prompt: %v; want exit 130\n%s", err, stderr.String())
+	}
+	select {
+	case got := <-cancelled:
+		if got != "POST /v1/sessions/ses_x/cancel" {
+			t.Errorf("Ctrl-C sent %s", got)
+		}
+	default:
+		t.Errorf("Ctrl-C during session prompt did not cancel the turn\n%s", stderr.String())
 	}
 }
 

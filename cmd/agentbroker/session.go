@@ -181,7 +181,7 @@ func sessionCommand() *command {
 			{
 				name:    "prompt",
 				args:    "ID TEXT",
-				summary: "send a prompt, wait for the turn to end, and print the reply (text that starts with - goes after --)",
+				summary: "send a prompt, wait for the turn to end, and print the reply (text that starts with - goes after --); Ctrl-C cancels the turn",
 				flags:   brokerFlags,
 				run: func(ctx context.Context, c *config, e *env, args []string) error {
 					if len(args) < 2 {
@@ -194,6 +194,16 @@ func sessionCommand() *command {
 					var out sessions.TurnResult
 					err = a.call(ctx, "POST", "/v1/sessions/"+url.PathEscape(args[0])+"/prompt",
 						sessions.PromptRequest{Text: strings.Join(args[1:], " "), Wait: true}, &out)
+					if err != nil && ctx.Err() != nil {
+						// Ctrl-C: the turn is cancelled too, not left running
+						// unwatched.
+						cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+						defer cancel()
+						if cerr := a.call(cctx, "POST", "/v1/sessions/"+url.PathEscape(args[0])+"/cancel", nil, nil); cerr == nil {
+							fmt.Fprintf(e.stderr, "interrupted: the turn was cancelled\n")
+						}
+						return err
+					}
 					if err != nil {
 						return err
 					}

@@ -21,7 +21,7 @@ import (
 // openTokens opens the data directory's store and token service, for
 // `token inspect` alone: it must work with the broker stopped (a token
 // refused while the broker is down is still worth diagnosing). SQLite in
-// WAL mode serves it and a running broker together; it writes nothing.
+// WAL mode serves it and a running broker together.
 func openTokens(ctx context.Context, c *config, e *env) (*tokens.Service, func(), error) {
 	log, err := c.logger(e.stderr)
 	if err != nil {
