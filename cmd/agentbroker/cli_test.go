@@ -189,6 +189,10 @@ func TestCLI(t *testing.T) {
 			t.Fatalf("%s holds %q; want %q", path, got, b.url(""))
 		}
 		logs := b.log()
+		// serve says where the console is and how to sign in.
+		if want := "console: open " + b.url("/") + " and sign in with the admin token in " + filepath.Join(dataDir, AdminTokenFile); !strings.Contains(logs, want) {
+			t.Errorf("the broker's log lacks %q", want)
+		}
 		for _, route := range []string{"POST /v1/projects", "PATCH /v1/projects/{project}", "POST /v1/projects/{project}/tasks",
 			"PATCH /v1/projects/{project}/tasks/{task}", "GET /v1/projects/{project}/tasks", "POST /v1/projects/{project}/knowledge",
 			"GET /v1/projects/{project}/knowledge", "POST /v1/sessions/{id}/cancel", "GET /v1/sessions/{id}"} {
