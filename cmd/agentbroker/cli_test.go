@@ -643,3 +643,37 @@ func TestServeSecondSignal(t *testing.T) {
 		t.Errorf("the broker did not say why it exited at once:\n%s", b.log())
 	}
 }
+
+// TestOnePathToTheBroker: every command that names a data directory
+// reaches the broker through its API (it takes --url), but serve itself,
+// the demo (which runs one) and token inspect, which must work with the
+// broker stopped and says so in its help.
+func TestOnePathToTheBroker(t *testing.T) {
+	t.Parallel()
+	direct := map[string]bool{"agentbroker serve": true, "agentbroker demo": true, "agentbroker token inspect": true}
+	var walk func(c *command, path []string)
+	walk = func(c *command, path []string) {
+		for _, child := range c.children {
+			walk(child, append(append([]string{}, path...), child.name))
+		}
+		if len(c.children) > 0 || c.flags == nil {
+			return
+		}
+		name := strings.Join(path, " ")
+		fs := flag.NewFlagSet("", flag.ContinueOnError)
+		c.flags(fs, defaultConfig(func(string) string { return "" }))
+		if fs.Lookup("data-dir") == nil {
+			return
+		}
+		if direct[name] {
+			if name == "agentbroker token inspect" && !strings.Contains(c.summary, "works with the broker stopped") {
+				t.Errorf("%s opens the data directory but its help does not say why", name)
+			}
+			return
+		}
+		if fs.Lookup("url") == nil {
+			t.Errorf("%s names a data directory but takes no --url: does it open the store?", name)
+		}
+	}
+	walk(&command{children: commands()}, []string{"agentbroker"})
+}
