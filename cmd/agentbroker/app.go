@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentbroker/agentbroker/internal/cliflag"
 	"github.com/agentbroker/agentbroker/internal/termtext"
 )
 
@@ -149,7 +150,7 @@ func dispatch(ctx context.Context, cmd *command, path, args []string, e *env) er
 	}
 	cfg := defaultConfig(e.getenv)
 	fs := newFlagSet(cmd, path, cfg, e)
-	positional, err := parseInterspersed(fs, args)
+	positional, err := cliflag.ParseInterspersed(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -171,52 +172,6 @@ func newFlagSet(cmd *command, path []string, cfg *config, e *env) *flag.FlagSet 
 	}
 	fs.Usage = func() { printUsage(e.stderr, cmd, path, fs) }
 	return fs
-}
-
-// parseInterspersed parses flags wherever they are among the arguments
-// (`session prompt SES hello --url X`), and returns the others in order.
-// A "--" ends the flags: everything after it is an argument, even
-// "--url".
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	rest := args
-	for {
-		before := rest
-		if err := fs.Parse(rest); err != nil {
-			return nil, err
-		}
-		rest = fs.Args()
-		if len(rest) == 0 {
-			return positional, nil
-		}
-		// The flag package stops at the first argument, or after a
-		// "--" that it drops.
-		if used := len(before) - len(rest); used > 0 && before[used-1] == "--" && !flagTakesValue(fs, before, used-1) {
-			return append(positional, rest...), nil
-		}
-		positional = append(positional, rest[0])
-		rest = rest[1:]
-	}
-}
-
-// flagTakesValue says whether args[i] is the value of the flag before it
-// (`--title -- x` sets the title to "--").
-func flagTakesValue(fs *flag.FlagSet, args []string, i int) bool {
-	if i == 0 {
-		return false
-	}
-	prev := strings.TrimLeft(args[i-1], "-")
-	if !strings.HasPrefix(args[i-1], "-") || strings.Contains(prev, "=") || prev == "" {
-		return false
-	}
-	f := fs.Lookup(prev)
-	if f == nil {
-		return false
-	}
-	if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
-		return false
-	}
-	return true
 }
 
 // helpFor prints the help of the command named by args under cmd:

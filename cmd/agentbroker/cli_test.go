@@ -297,37 +297,6 @@ func TestEveryListAndGetHasJSON(t *testing.T) {
 	}
 }
 
-func TestParseInterspersed(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct {
-		args       []string
-		positional []string
-		url, title string
-	}{
-		{[]string{"SES", "hello", "--url", "U"}, []string{"SES", "hello"}, "U", ""},
-		{[]string{"--url", "U", "SES", "hello"}, []string{"SES", "hello"}, "U", ""},
-		{[]string{"SES", "--url=U", "hello"}, []string{"SES", "hello"}, "U", ""},
-		{[]string{"SES", "--", "--url", "U"}, []string{"SES", "--url", "U"}, "", ""},
-		{[]string{"--", "-x"}, []string{"-x"}, "", ""},
-		{[]string{"SES", "--title", "--", "x"}, []string{"SES", "x"}, "", "--"},
-		{[]string{"SES", "-", "x"}, []string{"SES", "-", "x"}, "", ""},
-	} {
-		fs := flag.NewFlagSet("t", flag.ContinueOnError)
-		url := fs.String("url", "", "")
-		title := fs.String("title", "", "")
-		fs.Bool("json", false, "")
-		got, err := parseInterspersed(fs, tt.args)
-		if err != nil || strings.Join(got, "|") != strings.Join(tt.positional, "|") || *url != tt.url || *title != tt.title {
-			t.Errorf("%q: positional %q url %q title %q err %v; want %q %q %q", tt.args, got, *url, *title, err, tt.positional, tt.url, tt.title)
-		}
-	}
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	fs.SetOutput(new(bytes.Buffer))
-	if _, err := parseInterspersed(fs, []string{"SES", "--nope"}); err == nil {
-		t.Errorf("an unknown flag after the arguments was accepted")
-	}
-}
-
 // TestEnvTwins: only deployment settings have environment twins: a stray
 // AGENTBROKER_STATUS or AGENTBROKER_PROJECT changes nothing.
 func TestEnvTwins(t *testing.T) {
@@ -370,20 +339,11 @@ func TestEnvTwins(t *testing.T) {
 	}
 }
 
-func TestParseDuration(t *testing.T) {
+// TestDurationInEnvironment: AGENTBROKER_SHUTDOWN_TIMEOUT=soon says the
+// format it wants (cliflag tests the parser; TestServeShutdownDuringTurn
+// sets it to bare seconds).
+func TestDurationInEnvironment(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]time.Duration{"15": 15 * time.Second, "1.5": 1500 * time.Millisecond, "0": 0,
-		"30s": 30 * time.Second, "5m": 5 * time.Minute, "1h30m": 90 * time.Minute} {
-		if got, err := parseDuration(in); err != nil || got != want {
-			t.Errorf("parseDuration(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"soon", "-5", "-1s", "15x", ""} {
-		_, err := parseDuration(in)
-		if err == nil || !strings.Contains(err.Error(), "number of seconds (15)") {
-			t.Errorf("parseDuration(%q) = %v; want an error naming the format", in, err)
-		}
-	}
 	// Through the environment, as the issue had it.
 	_, stderr, err := runCLI(t, map[string]string{"AGENTBROKER_SHUTDOWN_TIMEOUT": "soon", "AGENTBROKER_LISTEN": "127.0.0.1:0",
 		"AGENTBROKER_DATA_DIR": t.TempDir()}, "", "serve")

@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -89,43 +88,6 @@ func serveLockHeld(dataDir string) bool {
 	}
 	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return false
-}
-
-// durationFlag is a duration flag that also takes a bare number as
-// seconds (AGENTBROKER_SHUTDOWN_TIMEOUT=15), and says the format it wants.
-type durationFlag struct{ d *time.Duration }
-
-func (f durationFlag) String() string {
-	if f.d == nil {
-		return ""
-	}
-	return f.d.String()
-}
-
-func (f durationFlag) Set(v string) error {
-	d, err := parseDuration(v)
-	if err != nil {
-		return err
-	}
-	*f.d = d
-	return nil
-}
-
-func parseDuration(v string) (time.Duration, error) {
-	v = strings.TrimSpace(v)
-	if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 && n <= 1e9 {
-		return time.Duration(n * float64(time.Second)), nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%q is not a duration: want a number of seconds (15) or a Go duration (30s, 5m, 1h30m)", oneLine(v, 100))
-	}
-	return d, nil
-}
-
-func durationVar(fs *flag.FlagSet, p *time.Duration, name string, value time.Duration, usage string) {
-	*p = value
-	fs.Var(durationFlag{p}, name, usage+" (seconds, or a duration such as 30s, 5m, 1h)")
 }
 
 // printJSON writes v as indented JSON: every list and get has --json.

@@ -16,6 +16,7 @@ import (
 	"github.com/agentbroker/agentbroker/acp/sandbox"
 	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/internal/adminapi"
+	"github.com/agentbroker/agentbroker/internal/cliflag"
 	"github.com/agentbroker/agentbroker/internal/console"
 	"github.com/agentbroker/agentbroker/internal/metrics"
 	"github.com/agentbroker/agentbroker/internal/server"
@@ -36,8 +37,8 @@ func serveCommand() *command {
 			catalogFlag(fs, c)
 			tokenFlags(fs, c)
 			fs.StringVar(&c.Listen, "listen", c.Listen, "address to listen on (host:port; keep it on loopback unless a proxy guards it)")
-			durationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long the stop on SIGINT/SIGTERM may take: turns in flight are cancelled, requests finish; a second signal stops at once")
-			durationVar(fs, &c.AdminTokenTTL, "admin-token-ttl", c.AdminTokenTTL, "lifetime of the admin token created at start")
+			cliflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long the stop on SIGINT/SIGTERM may take: turns in flight are cancelled, requests finish; a second signal stops at once")
+			cliflag.DurationVar(fs, &c.AdminTokenTTL, "admin-token-ttl", c.AdminTokenTTL, "lifetime of the admin token created at start")
 			fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "the broker's URL as agents and browsers reach it (default http://<listen address>)")
 			fs.StringVar(&c.AnthropicUpstream, "anthropic-upstream", c.AnthropicUpstream, "where the inference proxy sends Anthropic Messages calls")
 			fs.StringVar(&c.OpenAIUpstream, "openai-upstream", c.OpenAIUpstream, "where the inference proxy sends OpenAI calls")
@@ -61,7 +62,7 @@ func serveCommand() *command {
 
 func tokenFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.Issuer, "issuer", c.Issuer, "the iss claim of every token minted and required")
-	durationVar(fs, &c.TokenMaxTTL, "token-max-ttl", c.TokenMaxTTL, "the longest lifetime a session token may be given")
+	cliflag.DurationVar(fs, &c.TokenMaxTTL, "token-max-ttl", c.TokenMaxTTL, "the longest lifetime a session token may be given")
 }
 
 // serve runs the broker until ctx ends.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentbroker/agentbroker/internal/adminapi"
+	"github.com/agentbroker/agentbroker/internal/cliflag"
 	"github.com/agentbroker/agentbroker/store/sqlite"
 	"github.com/agentbroker/agentbroker/tokens"
 )
@@ -138,7 +139,7 @@ func tokenCommand() *command {
 					fs.StringVar(&req.Agent, "agent", "", "agent name: claude-code, codex or amp")
 					fs.StringVar(&scopes, "scope", "", "scopes, comma- or space-separated (see tokens.AllScopes)")
 					fs.Func("ttl", "lifetime: seconds, or a duration such as 30m (default: the service default, at most the broker's --token-max-ttl)", func(v string) error {
-						d, err := parseDuration(v)
+						d, err := cliflag.ParseDuration(v)
 						if err != nil {
 							return err
 						}
