@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentbroker/agentbroker/internal/cliflag"
 	"github.com/agentbroker/agentbroker/internal/termtext"
 )
 
@@ -22,6 +23,9 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// daemon, when set, is told whether the command run is a daemon
+	// (command.daemon): main decides the exit code of a signal with it.
+	daemon *bool
 }
 
 // forTerminal returns e with stdout and stderr escaping terminal control
@@ -42,9 +46,26 @@ var (
 	errSilent = errors.New("failed")
 )
 
-// envPrefix is the one prefix under which every flag has an environment twin:
-// --data-dir is AGENTBROKER_DATA_DIR.
+// envPrefix is the prefix of the flags' environment twins: --data-dir is
+// AGENTBROKER_DATA_DIR.
 const envPrefix = "AGENTBROKER_"
+
+// envTwins are the flags that have an environment twin: settings of a
+// deployment (where the data is, where the broker listens or is reached,
+// key files, logging, the agents' confinement). Flags that say what one
+// command does (--project, --json, --status, --title…) have none, so a
+// stray variable cannot silently change what a command shows or writes.
+var envTwins = map[string]bool{
+	"data-dir": true, "url": true, "token-file": true, "log-format": true, "log-level": true,
+	"catalog-file": true, "listen": true, "public-url": true, "allowed-origin": true,
+	"shutdown-timeout": true, "admin-token-ttl": true, "issuer": true, "token-max-ttl": true,
+	"anthropic-upstream": true, "openai-upstream": true, "anthropic-key-file": true, "openai-key-file": true,
+	"agents-dir": true, "sessions-dir": true, "custom-agent": true, "custom-agent-env": true, "amp-command": true,
+	"agent-sandbox": true, "agent-user": true, "agent-network": true, "agent-read": true, "agent-write": true,
+	"agent-allow-port": true, "database": true,
+	// The MCP bridge is configured by the broker, through its environment.
+	"mcp-url": true,
+}
 
 func envName(flagName string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
@@ -63,9 +84,10 @@ type command struct {
 	// written as they are; every other command's output is escaped for
 	// the terminal (env.forTerminal).
 	stdio bool
-	// interspersed: flags may follow the positional arguments
-	// (`task run TASK --agent A`).
-	interspersed bool
+	// daemon: the command runs until a signal asks it to stop, and then
+	// stops cleanly (exit 0); any other command stopped by a signal exits
+	// 128+signal (130 for Ctrl-C).
+	daemon bool
 }
 
 func commands() []*command {
@@ -94,11 +116,18 @@ func run(ctx context.Context, args []string, e *env) error {
 
 func dispatch(ctx context.Context, cmd *command, path, args []string, e *env) error {
 	if len(cmd.children) > 0 {
-		if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
 			printHelp(e.stdout, cmd, path)
 			if len(args) == 0 {
 				return errUsage
 			}
+			return nil
+		}
+		if args[0] == "help" {
+			return helpFor(e, cmd, path, args[1:])
+		}
+		if len(path) == 1 && (args[0] == "--version" || args[0] == "-version") {
+			fmt.Fprintln(e.stdout, versionString())
 			return nil
 		}
 		for _, child := range cmd.children {
@@ -114,44 +143,75 @@ func dispatch(ctx context.Context, cmd *command, path, args []string, e *env) er
 	if !cmd.stdio {
 		e = e.forTerminal()
 	}
+	if e.daemon != nil {
+		// A protocol peer (an agent, the MCP bridge) stopped by its parent
+		// stops cleanly too.
+		*e.daemon = cmd.daemon || cmd.stdio
+	}
 	cfg := defaultConfig(e.getenv)
+	fs := newFlagSet(cmd, path, cfg, e)
+	positional, err := cliflag.ParseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return errUsage
+	}
+	if err := applyEnv(fs, e.getenv); err != nil {
+		fmt.Fprintf(e.stderr, "%s: %v\n", strings.Join(path, " "), err)
+		return errUsage
+	}
+	return cmd.run(ctx, cfg, e, positional)
+}
+
+func newFlagSet(cmd *command, path []string, cfg *config, e *env) *flag.FlagSet {
 	fs := flag.NewFlagSet(strings.Join(path, " "), flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	if cmd.flags != nil {
 		cmd.flags(fs, cfg)
 	}
 	fs.Usage = func() { printUsage(e.stderr, cmd, path, fs) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return errUsage
-	}
-	var positional []string
-	for cmd.interspersed && fs.NArg() > 0 {
-		positional = append(positional, fs.Arg(0))
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return errUsage
-		}
-	}
-	if err := applyEnv(fs, e.getenv); err != nil {
-		fmt.Fprintf(e.stderr, "%s: %v\n", strings.Join(path, " "), err)
-		return errUsage
-	}
-	return cmd.run(ctx, cfg, e, append(positional, fs.Args()...))
+	return fs
 }
 
-// applyEnv gives every flag not set on the command line the value of its
-// environment twin, when that is set. The command line wins.
+// helpFor prints the help of the command named by args under cmd:
+// `agentbroker help serve`, `agentbroker help session start`.
+func helpFor(e *env, cmd *command, path, args []string) error {
+	for len(args) > 0 && len(cmd.children) > 0 {
+		var next *command
+		for _, c := range cmd.children {
+			if c.name == args[0] {
+				next = c
+			}
+		}
+		if next == nil {
+			fmt.Fprintf(e.stderr, "%s: unknown command %q\n\n", strings.Join(path, " "), args[0])
+			printHelp(e.stderr, cmd, path)
+			return errUsage
+		}
+		cmd, path, args = next, append(path, next.name), args[1:]
+	}
+	if len(args) > 0 {
+		return usageError(e, "%s has no subcommands", strings.Join(path, " "))
+	}
+	if len(cmd.children) > 0 {
+		printHelp(e.stdout, cmd, path)
+		return nil
+	}
+	fs := newFlagSet(cmd, path, defaultConfig(e.getenv), e)
+	printUsage(e.stdout, cmd, path, fs)
+	return nil
+}
+
+// applyEnv gives every flag that has an environment twin (envTwins), and
+// is not set on the command line, the twin's value when that is set. The
+// command line wins.
 func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
+		if set[f.Name] || err != nil || !envTwins[f.Name] {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
@@ -168,8 +228,9 @@ func printHelp(w io.Writer, cmd *command, path []string) {
 	for _, c := range cmd.children {
 		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\nEvery flag can also be set in the environment: --data-dir is %s.\n", envName("data-dir"))
-	fmt.Fprintf(w, "Run '%s <command> -h' for a command's flags.\n", strings.Join(path, " "))
+	fmt.Fprintf(w, "\nSettings of a deployment (--data-dir, --url, --listen, key files, logging…) can also be set in\n"+
+		"the environment: --data-dir is %s. Flags may follow the arguments; \"--\" ends them.\n", envName("data-dir"))
+	fmt.Fprintf(w, "Run '%s help <command>' for a command's flags.\n", strings.Join(path, " "))
 }
 
 func printUsage(w io.Writer, cmd *command, path []string, fs *flag.FlagSet) {
@@ -180,14 +241,18 @@ func printUsage(w io.Writer, cmd *command, path []string, fs *flag.FlagSet) {
 		return
 	}
 	sort.Strings(names)
-	fmt.Fprintln(w, "\nFlags (environment twin in brackets):")
+	fmt.Fprintln(w, "\nFlags (the environment twin, where there is one, in brackets):")
 	for _, n := range names {
 		f := fs.Lookup(n)
 		def := ""
 		if f.DefValue != "" && f.DefValue != "false" {
 			def = fmt.Sprintf(" (default %s)", f.DefValue)
 		}
-		fmt.Fprintf(w, "  --%s [%s]\n      %s%s\n", n, envName(n), f.Usage, def)
+		twin := ""
+		if envTwins[n] {
+			twin = " [" + envName(n) + "]"
+		}
+		fmt.Fprintf(w, "  --%s%s\n      %s%s\n", n, twin, f.Usage, def)
 	}
 }
 
@@ -203,6 +268,8 @@ type config struct {
 	PublicURL      string
 	AllowedOrigins stringsFlag
 
+	// BrokerURL is --url; empty means the URL the broker wrote into the
+	// data directory (brokerURLFile).
 	BrokerURL string
 	TokenFile string
 
@@ -237,7 +304,6 @@ func defaultConfig(getenv func(string) string) *config {
 		LogFormat:       "text",
 		LogLevel:        "info",
 		Listen:          "127.0.0.1:7420",
-		BrokerURL:       "http://127.0.0.1:7420",
 		ShutdownTimeout: 15 * time.Second,
 		AgentSandbox:    "on",
 		AgentNetwork:    "broker",

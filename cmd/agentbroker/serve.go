@@ -16,6 +16,7 @@ import (
 	"github.com/agentbroker/agentbroker/acp/sandbox"
 	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/internal/adminapi"
+	"github.com/agentbroker/agentbroker/internal/cliflag"
 	"github.com/agentbroker/agentbroker/internal/console"
 	"github.com/agentbroker/agentbroker/internal/metrics"
 	"github.com/agentbroker/agentbroker/internal/server"
@@ -29,14 +30,15 @@ import (
 func serveCommand() *command {
 	return &command{
 		name:    "serve",
-		summary: "run the broker: HTTP API, health and metrics on a loopback address",
+		daemon:  true,
+		summary: "run the broker: HTTP API, web console, health and metrics on a loopback address",
 		flags: func(fs *flag.FlagSet, c *config) {
 			storeFlags(fs, c)
 			catalogFlag(fs, c)
 			tokenFlags(fs, c)
 			fs.StringVar(&c.Listen, "listen", c.Listen, "address to listen on (host:port; keep it on loopback unless a proxy guards it)")
-			fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may take to finish on SIGINT/SIGTERM")
-			fs.DurationVar(&c.AdminTokenTTL, "admin-token-ttl", c.AdminTokenTTL, "lifetime of the admin token created at start")
+			cliflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long the stop on SIGINT/SIGTERM may take: turns in flight are cancelled, requests finish; a second signal stops at once")
+			cliflag.DurationVar(fs, &c.AdminTokenTTL, "admin-token-ttl", c.AdminTokenTTL, "lifetime of the admin token created at start")
 			fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "the broker's URL as agents and browsers reach it (default http://<listen address>)")
 			fs.StringVar(&c.AnthropicUpstream, "anthropic-upstream", c.AnthropicUpstream, "where the inference proxy sends Anthropic Messages calls")
 			fs.StringVar(&c.OpenAIUpstream, "openai-upstream", c.OpenAIUpstream, "where the inference proxy sends OpenAI calls")
@@ -60,7 +62,7 @@ func serveCommand() *command {
 
 func tokenFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.Issuer, "issuer", c.Issuer, "the iss claim of every token minted and required")
-	fs.DurationVar(&c.TokenMaxTTL, "token-max-ttl", c.TokenMaxTTL, "the longest lifetime a session token may be given")
+	cliflag.DurationVar(fs, &c.TokenMaxTTL, "token-max-ttl", c.TokenMaxTTL, "the longest lifetime a session token may be given")
 }
 
 // serve runs the broker until ctx ends.
@@ -168,14 +170,13 @@ func serve(ctx context.Context, c *config, e *env) error {
 	if err != nil {
 		return fmt.Errorf("start session broker: %w", err)
 	}
-	defer func() {
-		// Agents stop after the HTTP server: requests in flight finish first.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ShutdownTimeout)
-		defer cancel()
-		if err := mgr.Close(cctx); err != nil {
-			log.Warn("stopping sessions", "err", err)
-		}
-	}()
+	// Sessions stop as the server does (its shutdown hook): their turns in
+	// flight are cancelled, so the requests waiting on them end and the
+	// stop fits in the shutdown timeout.
+	// (Sessions being recovered are stopped once recovered.)
+	sessionsStop := newSessionStopper(ctx, mgr, c.ShutdownTimeout, log)
+	defer sessionsStop.Stop()
+	recovering := make(chan struct{})
 
 	reg := metrics.NewRegistry()
 	mcp, err := mcpserver.New(&mcpserver.Options{
@@ -197,7 +198,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 		Health:          st,
 		ReadyInfo:       readyInfo,
 		ShutdownTimeout: c.ShutdownTimeout,
-		OnShutdown:      []func(){func() { mcp.Close() }},
+		OnShutdown:      []func(){func() { mcp.Close() }, func() { <-recovering; sessionsStop.Stop() }},
 	})
 	mcp.Mount(srv)
 	px, err := proxy.New(&proxy.Options{
@@ -242,7 +243,6 @@ func serve(ctx context.Context, c *config, e *env) error {
 	if err != nil {
 		log.Warn("recovering sessions", "err", err)
 	}
-	recovering := make(chan struct{})
 	go func() {
 		defer close(recovering)
 		if finishRecovery == nil {
@@ -258,6 +258,13 @@ func serve(ctx context.Context, c *config, e *env) error {
 	}()
 	defer func() { <-recovering }() // before the sessions are closed
 
+	removeURL, err := writeBrokerURL(c.DataDir, publicURL)
+	if err != nil {
+		return err
+	}
+	defer removeURL()
+	log.Info("console: open "+publicURL+"/ and sign in with the admin token in "+adminPath,
+		"url", publicURL+"/", "admin_token_file", adminPath, "url_file", filepath.Join(c.DataDir, BrokerURLFile))
 	if c.onReady != nil {
 		c.onReady(publicURL)
 	}
