@@ -144,9 +144,9 @@ func TestDatabaseURLNotEchoed(t *testing.T) {
 	t.Parallel()
 	const secret = "hunter2-db-secret"
 	_, stderr, err := runCLI(t, map[string]string{"AGENTBROKER_DATA_DIR": t.TempDir()}, "",
-		"project", "list", "--database", "mysql://root:"+secret+"@localhost/db")
-	if err == nil || !strings.Contains(err.Error(), "--database") {
-		t.Fatalf("project list with a MySQL URL: %v", err)
+		"serve", "--listen", "127.0.0.1:0", "--database", "mysql://root:"+secret+"@localhost/db")
+	if err == nil || !strings.Contains(err.Error()+stderr, "--database") {
+		t.Fatalf("serve with a MySQL URL: %v %s", err, stderr)
 	}
 	if strings.Contains(err.Error(), secret) || strings.Contains(stderr, secret) {
 		t.Fatalf("the URL's password was echoed: %v %s", err, stderr)
