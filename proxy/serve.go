@@ -177,7 +177,7 @@ func unpriced(f requestFields) (apiError, bool) {
 
 // refuse answers a refusal before any upstream call and records it.
 func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, rt route, rec *UsageRecord, e apiError) {
-	e.write(w, rt.family)
+	e.write(w, rt.adapter)
 	rec.Status, rec.Outcome, rec.Reason, rec.Message = e.status, OutcomeRefused, e.reason, e.message
 	p.finish(r.Context(), rec)
 }
@@ -230,14 +230,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up ups
 	out.ContentLength = int64(len(body))
 	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	copyHeader(out.Header, r.Header, dropRequest)
-	if rt.family == familyAnthropic {
-		out.Header.Set("X-Api-Key", key)
-		if out.Header.Get("Anthropic-Version") == "" {
-			out.Header.Set("Anthropic-Version", DefaultAnthropicVersion)
-		}
-	} else {
-		out.Header.Set("Authorization", "Bearer "+key)
+	for _, h := range rt.adapter.tokenHeaders {
+		out.Header.Del(h)
 	}
+	rt.adapter.attachKey(out.Header, key)
 
 	resp, err := p.transport.RoundTrip(out)
 	if err != nil {
@@ -255,7 +251,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up ups
 		}
 		p.log.LogAttrs(ctx, slog.LevelWarn, "proxy: upstream request failed", slog.String("provider", string(m.Provider)),
 			slog.String("session", rec.Session), slog.String("error", err.Error()))
-		e.write(w, rt.family)
+		e.write(w, rt.adapter)
 		rec.Status, rec.Outcome, rec.Reason, rec.Message = e.status, OutcomeUnreachable, e.reason, e.message
 		p.finish(ctx, rec)
 		return
@@ -269,7 +265,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up ups
 		e := apiError{status: http.StatusBadGateway, reason: ReasonUpstreamAuth,
 			message: fmt.Sprintf("agentbroker proxy: the %s upstream refused the broker's key; ask the broker's operator", m.Provider)}
 		p.log.LogAttrs(ctx, slog.LevelError, "proxy: upstream refused the platform key", slog.String("provider", string(m.Provider)))
-		e.write(w, rt.family)
+		e.write(w, rt.adapter)
 		rec.Status, rec.Outcome, rec.Reason, rec.Message = e.status, OutcomeUpstreamError, e.reason, e.message
 		p.finish(ctx, rec)
 		return
@@ -284,7 +280,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up ups
 		_ = rc.Flush() // the status line now: the client knows the stream started
 	}
 	var mt *meter
-	if resp.StatusCode/100 == 2 && rt.name != RouteCountTokens {
+	if resp.StatusCode/100 == 2 && rt.metered {
 		mt = newMeter(rt, sse)
 	}
 
@@ -347,9 +343,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up ups
 			// client's SDK reports.
 			id := ""
 			if mt != nil {
-				id = mt.responseID
+				id = mt.responseID()
 			}
-			if _, err := w.Write(sseError(rt, id, rec.Message)); err == nil {
+			if _, err := w.Write(rt.adapter.streamError(rt, id, rec.Message)); err == nil {
 				_ = rc.Flush()
 			}
 		} else {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/pelletier/go-toml/v2"
 )
 
@@ -57,7 +58,7 @@ func (b *builder) codex() error {
 		b.note("auth.json is written only when absent: Codex refreshes the login in place, and a restart keeps its refreshed copy")
 	case KindPlatformProxy:
 		b.setSecret(EnvInferenceToken, c.Secret)
-		cc.provider = providerBlock(proxyURL(b.spec.ProxyBaseURL, openAIProxyPath), EnvInferenceToken)
+		cc.provider = providerBlock(proxyURL(b.spec.ProxyBaseURL, catalog.ProviderOpenAI), EnvInferenceToken)
 		b.note("Codex makes side calls (titles) with other model IDs; the proxy must route or refuse them")
 	}
 	content, err := cc.merge(nil)

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/agentbroker/agentbroker/catalog"
 )
 
 // Sentinel errors, for errors.Is.
@@ -63,14 +65,6 @@ const (
 	// ProviderID is the id of the model provider block the broker writes
 	// into Codex's config.toml.
 	ProviderID = "agentbroker"
-)
-
-// Paths of the platform proxy under the broker's base URL. They mirror the
-// proxy package's AnthropicPrefix and OpenAIPrefix, which this package does
-// not import.
-const (
-	anthropicProxyPath = "/proxy/anthropic"
-	openAIProxyPath    = "/proxy/openai/v1"
 )
 
 // DefaultPATH is the agent's PATH when the LaunchSpec sets none; the install
@@ -628,8 +622,16 @@ func validateCredential(p Profile, spec LaunchSpec) error {
 	return nil
 }
 
-// proxyURL joins the broker's base URL and a proxy path.
-func proxyURL(base, path string) string { return strings.TrimRight(base, "/") + path }
+// proxyURL is the base URL an agent is given for provider p's API through
+// the platform proxy at base: the broker's URL and the provider's
+// AgentBasePath in the catalog's provider table.
+func proxyURL(base string, p catalog.Provider) string {
+	info, ok := catalog.LookupProvider(p)
+	if !ok {
+		panic("profile: provider " + string(p) + " is not in the catalog's table")
+	}
+	return strings.TrimRight(base, "/") + info.AgentBasePath
+}
 
 func (b *builder) custom() error {
 	if b.spec.MCP.Name != "" {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/internal/termtext"
 )
 
@@ -220,14 +221,13 @@ type config struct {
 	CustomAgentEnv stringsFlag
 	AmpCommand     string
 
-	AnthropicUpstream string
-	OpenAIUpstream    string
-	AnthropicKeyFile  string
-	OpenAIKeyFile     string
-	ShutdownTimeout   time.Duration
-	Issuer            string
-	TokenMaxTTL       time.Duration
-	AdminTokenTTL     time.Duration
+	// Providers are the inference proxy's upstreams, one per row of the
+	// catalog's provider table (--<provider>-upstream, --<provider>-key-file).
+	Providers       map[catalog.Provider]*providerConfig
+	ShutdownTimeout time.Duration
+	Issuer          string
+	TokenMaxTTL     time.Duration
+	AdminTokenTTL   time.Duration
 }
 
 func defaultConfig(getenv func(string) string) *config {
@@ -244,9 +244,23 @@ func defaultConfig(getenv func(string) string) *config {
 		TokenMaxTTL:     24 * time.Hour,
 		AdminTokenTTL:   90 * 24 * time.Hour,
 
-		AnthropicUpstream: "https://api.anthropic.com",
-		OpenAIUpstream:    "https://api.openai.com",
+		Providers: defaultProviders(),
 	}
+}
+
+// providerConfig is where the inference proxy sends one provider's calls
+// and where the platform's key for it is.
+type providerConfig struct {
+	Upstream string
+	KeyFile  string
+}
+
+func defaultProviders() map[catalog.Provider]*providerConfig {
+	out := map[catalog.Provider]*providerConfig{}
+	for _, p := range catalog.Providers() {
+		out[p.Name] = &providerConfig{Upstream: p.DefaultUpstream}
+	}
+	return out
 }
 
 // defaultDataDir follows the XDG base directory spec.
