@@ -74,6 +74,8 @@ const DefaultPATH = "/usr/local/bin:/usr/bin:/bin"
 // Profile describes one kind of agent.
 type Profile struct {
 	Name Name
+	// Title is what people call the agent (pickers, tables).
+	Title string
 	// Agent is the catalog agent name its models come from; "" for custom.
 	Agent string
 	// Package is the npm package (name@version) to install into the install
@@ -97,11 +99,22 @@ type Profile struct {
 	NeedsCommand bool
 	// NeedsMCP: LaunchSpec.MCP is required.
 	NeedsMCP bool
+
+	// configure is the profile's config writer: it sets the agent's
+	// environment, files and notes from the spec (after the common part:
+	// HOME, TMPDIR, PATH, the command).
+	configure func(*builder) error
+	// checkOAuth validates an oauth-token secret; nil means a plain token.
+	checkOAuth func(Secret) error
+	// noBaseURL, when set, says why an api-key credential may not carry a
+	// BaseURL for this agent.
+	noBaseURL string
 }
 
 var profiles = []Profile{
 	{
 		Name:        ClaudeCode,
+		Title:       "Claude Code",
 		Agent:       "claude-code",
 		Package:     "@agentclientprotocol/claude-agent-acp@0.101.0",
 		Entry:       "node_modules/@agentclientprotocol/claude-agent-acp/dist/index.js",
@@ -112,9 +125,11 @@ var profiles = []Profile{
 		InitialMode: "default",
 		Credentials: []CredentialKind{KindAPIKey, KindOAuthToken, KindPlatformProxy},
 		NeedsMCP:    true,
+		configure:   (*builder).claude,
 	},
 	{
 		Name:        Codex,
+		Title:       "Codex",
 		Agent:       "codex",
 		Package:     "@agentclientprotocol/codex-acp@2.6.0",
 		Entry:       "node_modules/@agentclientprotocol/codex-acp/dist/index.js",
@@ -126,9 +141,12 @@ var profiles = []Profile{
 		InitialMode: "workspace-write",
 		Credentials: []CredentialKind{KindAPIKey, KindOAuthToken, KindPlatformProxy},
 		NeedsMCP:    true,
+		configure:   (*builder).codex,
+		checkOAuth:  checkAuthJSON,
 	},
 	{
 		Name:    CodexZed,
+		Title:   "Codex (Zed's adapter)",
 		Agent:   "codex",
 		Package: "@zed-industries/codex-acp@0.16.0",
 		Entry:   "node_modules/@zed-industries/codex-acp-linux-x64/bin/codex-acp",
@@ -139,20 +157,27 @@ var profiles = []Profile{
 		IgnoresStdinEOF: true,
 		Credentials:     []CredentialKind{KindAPIKey, KindOAuthToken, KindPlatformProxy},
 		NeedsMCP:        true,
+		configure:       (*builder).codex,
+		checkOAuth:      checkAuthJSON,
 	},
 	{
 		Name:         Amp,
+		Title:        "Amp",
 		Agent:        "amp",
 		MCPConnect:   MCPAtFirstPrompt,
 		Credentials:  []CredentialKind{KindAPIKey},
 		NeedsCommand: true,
 		NeedsMCP:     true,
+		configure:    (*builder).amp,
+		noBaseURL:    "Amp's model calls run on Amp's servers: no custom base URL",
 	},
 	{
 		Name:         Custom,
+		Title:        "Custom (the broker's --custom-agent)",
 		MCPConnect:   MCPAtSessionNew,
 		Credentials:  []CredentialKind{KindNone},
 		NeedsCommand: true,
+		configure:    (*builder).custom,
 	},
 }
 
@@ -179,6 +204,11 @@ func (p Profile) clone() Profile {
 	p.Credentials = slices.Clone(p.Credentials)
 	return p
 }
+
+// Installable reports whether the broker installs the agent from the npm
+// registry into its agents directory (Package and Entry are set); the
+// others are started by a command the operator configures.
+func (p Profile) Installable() bool { return p.Package != "" && !p.NeedsCommand }
 
 // Accepts reports whether the profile accepts credentials of kind k.
 func (p Profile) Accepts(k CredentialKind) bool { return slices.Contains(p.Credentials, k) }
@@ -433,18 +463,7 @@ func build(p Profile, spec LaunchSpec) (*Launch, error) {
 	if err := b.command(); err != nil {
 		return nil, err
 	}
-	var err error
-	switch p.Name {
-	case ClaudeCode:
-		err = b.claude()
-	case Codex, CodexZed:
-		err = b.codex()
-	case Amp:
-		err = b.amp()
-	case Custom:
-		err = b.custom()
-	}
-	if err != nil {
+	if err := p.configure(b); err != nil {
 		return nil, err
 	}
 	if err := b.extraEnv(); err != nil {
@@ -591,8 +610,8 @@ func validateCredential(p Profile, spec LaunchSpec) error {
 		if k != KindAPIKey {
 			return fmt.Errorf("%w: Credential.BaseURL is for api-key credentials only, not %s", ErrBadValue, k)
 		}
-		if p.Name == Amp {
-			return fmt.Errorf("%w: Amp's model calls run on Amp's servers: no custom base URL", ErrUnsupportedCredential)
+		if p.noBaseURL != "" {
+			return fmt.Errorf("%w: %s", ErrUnsupportedCredential, p.noBaseURL)
 		}
 		if err := checkURL("Credential.BaseURL", c.BaseURL, false); err != nil {
 			return err
@@ -604,8 +623,8 @@ func validateCredential(p Profile, spec LaunchSpec) error {
 			return fmt.Errorf("%w: a credential of kind none carries a secret", ErrBadValue)
 		}
 	case KindOAuthToken:
-		if p.Name == Codex || p.Name == CodexZed {
-			return checkAuthJSON(c.Secret)
+		if p.checkOAuth != nil {
+			return p.checkOAuth(c.Secret)
 		}
 		return checkToken("OAuth token", c.Secret)
 	case KindPlatformProxy:

@@ -337,17 +337,19 @@ func (c *config) upstreams(getenv func(string) string, log *slog.Logger) (map[ca
 	return out, nil
 }
 
-// agentConfigs says where each profile's agent is: the npm adapters under
-// the agents directory, amp and custom by explicit command.
+// agentConfigs says where each profile's agent is: every profile the
+// broker installs from the registry (profile.Profile.Installable) under the
+// agents directory, amp and custom by explicit command.
 func (c *config) agentConfigs() map[profile.Name]sessions.AgentConfig {
 	dir := c.AgentsDir
 	if dir == "" {
 		dir = filepath.Join(c.DataDir, "agents")
 	}
-	agents := map[profile.Name]sessions.AgentConfig{
-		profile.ClaudeCode: {InstallDir: dir},
-		profile.Codex:      {InstallDir: dir},
-		profile.CodexZed:   {InstallDir: dir},
+	agents := map[profile.Name]sessions.AgentConfig{}
+	for _, p := range profile.All() {
+		if p.Installable() {
+			agents[p.Name] = sessions.AgentConfig{InstallDir: dir}
+		}
 	}
 	if c.AmpCommand != "" {
 		agents[profile.Amp] = sessions.AgentConfig{InstallDir: dir, Command: strings.Fields(c.AmpCommand)}
@@ -368,7 +370,7 @@ func consoleAgents(configured map[profile.Name]sessions.AgentConfig) []console.A
 		if !ok {
 			continue
 		}
-		a := console.Agent{Name: string(p.Name), CatalogAgent: p.Agent}
+		a := console.Agent{Name: string(p.Name), Title: p.Title, CatalogAgent: p.Agent}
 		if p.Name == profile.Custom {
 			a.CatalogAgent = ac.CatalogAgent
 		}
