@@ -19,6 +19,10 @@ type adapter struct {
 	// tokenHeaders are the request headers besides Authorization that may
 	// carry the session's inference token (never forwarded upstream).
 	tokenHeaders []string
+	// queryTokens are query parameters the API's clients may put a key in
+	// (Google's "key"): a request with one is refused before anything
+	// else, as the token would reach logs and the upstream.
+	queryTokens []string
 	// attachKey sets the upstream key on an outgoing request.
 	attachKey func(h http.Header, key string)
 	// errorBody renders e in the API's error shape.
@@ -39,6 +43,29 @@ type route struct {
 	path string
 	// metered: the answer carries usage that is billed (not count_tokens).
 	metered bool
+	// action, when set, makes a route whose model is in its URL: path is
+	// then the part before the model ("/v1beta/models/") and the request
+	// is path + <model> + ":" + action (the Gemini API's
+	// /v1beta/models/{model}:generateContent). The model is read from the
+	// path, never from the body, and the upstream gets the model checked.
+	action string
+}
+
+// apiPath is the route's API path (unescaped, as url.URL.Path holds it)
+// for a request for model, which the catalog resolved (an exact ID).
+func (rt route) apiPath(model string) string {
+	if rt.action == "" {
+		return rt.path
+	}
+	return rt.path + model + ":" + rt.action
+}
+
+// display is how the route is named in messages.
+func (rt route) display() string {
+	if rt.action == "" {
+		return rt.path
+	}
+	return rt.path + "{model}:" + rt.action
 }
 
 // usageReader reads the token usage of one answer, fed by the meter: the

@@ -223,12 +223,41 @@ func New(opts *Options) (*Proxy, error) {
 // (AnthropicPrefix, OpenAIPrefix…), and an API-shaped 404 (405 for another
 // method) for everything else under them.
 func (p *Proxy) Mount(mux interface{ Handle(string, http.Handler) }) {
-	for _, rt := range routes {
-		mux.Handle("POST "+rt.adapter.prefix+rt.path, p.handlers[rt.name])
-	}
 	for _, a := range adapters {
+		byModel := map[string]bool{}
+		for _, rt := range a.routes {
+			switch {
+			case rt.action == "":
+				mux.Handle("POST "+a.prefix+rt.path, p.handlers[rt.name])
+			case !byModel[rt.path]:
+				byModel[rt.path] = true
+				mux.Handle("POST "+a.prefix+rt.path+"{call}", p.actions(a, rt.path))
+			}
+		}
 		mux.Handle(a.prefix+"/", p.unrouted(a))
 	}
+}
+
+// pathModelKey is the context key of the model ID read from the path.
+type pathModelKey struct{}
+
+// actions serves the routes of a whose model is in the path after path:
+// "<model>:<action>" picks the route by its action.
+func (p *Proxy) actions(a *adapter, path string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		call := r.PathValue("call")
+		if i := strings.LastIndexByte(call, ':'); i > 0 {
+			model, action := call[:i], call[i+1:]
+			for _, rt := range a.routes {
+				if rt.action != "" && rt.path == path && rt.action == action {
+					ctx := context.WithValue(r.Context(), pathModelKey{}, model)
+					p.handlers[rt.name].ServeHTTP(w, r.WithContext(ctx))
+					return
+				}
+			}
+		}
+		p.unrouted(a).ServeHTTP(w, r)
+	})
 }
 
 // providerList names the providers the proxy has adapters for.
@@ -253,7 +282,8 @@ func (p *Proxy) unrouted(a *adapter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rest := strings.TrimPrefix(r.URL.Path, a.prefix)
 		for _, rt := range a.routes {
-			if rt.path == rest {
+			if rt.path == rest && rt.action == "" ||
+				rt.action != "" && len(rest) > len(rt.path) && strings.HasPrefix(rest, rt.path) && strings.HasSuffix(rest, ":"+rt.action) {
 				w.Header().Set("Allow", http.MethodPost)
 				p.m.refusals.With(string(ReasonMethodNotAllowed)).Inc()
 				apiError{status: http.StatusMethodNotAllowed, reason: ReasonMethodNotAllowed,
@@ -270,7 +300,7 @@ func (p *Proxy) unrouted(a *adapter) http.Handler {
 func routeList(a *adapter) string {
 	var out []string
 	for _, rt := range a.routes {
-		out = append(out, "POST "+rt.path)
+		out = append(out, "POST "+rt.display())
 	}
 	return strings.Join(out, ", ")
 }
@@ -281,6 +311,16 @@ func routeList(a *adapter) string {
 func (p *Proxy) authenticated(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		if q := r.URL.Query(); len(rt.adapter.queryTokens) > 0 {
+			for _, k := range rt.adapter.queryTokens {
+				if q.Has(k) {
+					p.m.refusals.With(string(ReasonBadAuthRequest)).Inc()
+					apiError{status: http.StatusBadRequest, reason: ReasonBadAuthRequest,
+						message: "agentbroker proxy: keys are not accepted in the query string (" + k + "=…): send the session's inference token in a header"}.write(w, rt.adapter)
+					return
+				}
+			}
+		}
 		c, ref := p.tokens.AuthorizeRequest(r, p.policies[rt.adapter.provider])
 		if ref != nil {
 			p.authRefused(w, r, rt, ref)

@@ -42,6 +42,16 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, rt route, start ti
 	}
 
 	f, err := scanRequest(body)
+	if pathModel, ok := r.Context().Value(pathModelKey{}).(string); ok {
+		// The model is the path's; a body naming another is ambiguous.
+		switch {
+		case errors.Is(err, errNoModel):
+			err = nil
+		case err == nil && f.Model != pathModel:
+			err = &fieldError{errAmbiguous, "model"}
+		}
+		f.Model = pathModel
+	}
 	rec.WireModel = cut(f.Model, 256)
 	if err != nil {
 		e := apiError{status: http.StatusBadRequest, reason: ReasonInvalidBody,
@@ -103,7 +113,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, rt route, start ti
 	if !p.admit(w, r, rt, c, &rec) {
 		return
 	}
-	p.forward(w, r, rt, up, key, body, res.Model, &rec)
+	p.forward(w, r, rt, up, key, body, f.Model, res.Model, &rec)
 }
 
 // readBody reads the whole body, at most p.maxBody bytes: the model must be
@@ -218,10 +228,10 @@ func copyHeader(dst, src http.Header, drop []string) {
 
 // forward makes the upstream call and streams the answer back: every
 // chunk read is written and flushed at once, then fed to the meter.
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up upstream, key string, body []byte, m *catalog.Model, rec *UsageRecord) {
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up upstream, key string, body []byte, wireModel string, m *catalog.Model, rec *UsageRecord) {
 	ctx := r.Context()
 	target := *up.base
-	target.Path += rt.path
+	target.Path += rt.apiPath(wireModel)
 	target.RawQuery = r.URL.RawQuery
 	out, err := http.NewRequestWithContext(ctx, http.MethodPost, target.String(), bytes.NewReader(body))
 	if err != nil {
