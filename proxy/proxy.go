@@ -283,7 +283,7 @@ func (p *Proxy) unrouted(a *adapter) http.Handler {
 		rest := strings.TrimPrefix(r.URL.Path, a.prefix)
 		for _, rt := range a.routes {
 			if rt.path == rest && rt.action == "" ||
-				rt.action != "" && len(rest) > len(rt.path) && strings.HasPrefix(rest, rt.path) && strings.HasSuffix(rest, ":"+rt.action) {
+				rt.action != "" && len(rest) > len(rt.path)+1+len(rt.action) && strings.HasPrefix(rest, rt.path) && strings.HasSuffix(rest, ":"+rt.action) {
 				w.Header().Set("Allow", http.MethodPost)
 				p.m.refusals.With(string(ReasonMethodNotAllowed)).Inc()
 				apiError{status: http.StatusMethodNotAllowed, reason: ReasonMethodNotAllowed,
