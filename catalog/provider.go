@@ -5,6 +5,16 @@ import (
 	"strings"
 )
 
+// The Gemini API's provider and API style.
+const (
+	// ProviderGoogle is the Gemini API (generativelanguage.googleapis.com).
+	ProviderGoogle Provider = "google"
+	// EndpointGenerateContent is the Gemini API's generateContent,
+	// streamGenerateContent and countTokens (POST
+	// /v1beta/models/{model}:<action>; the model is in the path).
+	EndpointGenerateContent Endpoint = "generate-content"
+)
+
 // AuthHeader is how an upstream API takes its key, and where the proxy
 // accepts a session's inference token in that API's shape.
 type AuthHeader string
@@ -15,6 +25,8 @@ const (
 	AuthXAPIKey AuthHeader = "x-api-key"
 	// AuthBearer is "Authorization: Bearer <key>" (OpenAI).
 	AuthBearer AuthHeader = "authorization-bearer"
+	// AuthGoogAPIKey is "x-goog-api-key: <key>" (the Gemini API).
+	AuthGoogAPIKey AuthHeader = "x-goog-api-key"
 )
 
 // ErrorShape is the JSON shape an API family answers errors in.
@@ -26,6 +38,8 @@ const (
 	ErrorShapeAnthropic ErrorShape = "anthropic"
 	// ErrorShapeOpenAI: {"error":{"message","type","param","code"}}.
 	ErrorShapeOpenAI ErrorShape = "openai"
+	// ErrorShapeGoogle: {"error":{"code","message","status"}}.
+	ErrorShapeGoogle ErrorShape = "google"
 )
 
 // UsageReader names how the token usage of an answer is read.
@@ -39,6 +53,9 @@ const (
 	// UsageOpenAI: "usage" of response.completed (Responses) or of the
 	// last chunk (Chat Completions); input includes cached tokens.
 	UsageOpenAI UsageReader = "openai-usage"
+	// UsageGemini: "usageMetadata" of the last chunk (prompt includes
+	// cached tokens; thoughts are output).
+	UsageGemini UsageReader = "gemini-usage-metadata"
 )
 
 // ProviderInfo is one upstream API the proxy routes to: the one place that
@@ -92,6 +109,14 @@ var providers = []ProviderInfo{
 		AuthHeader: AuthBearer, ErrorShape: ErrorShapeOpenAI, Usage: UsageOpenAI,
 		KeyEnv: "OPENAI_API_KEY", DefaultUpstream: "https://api.openai.com",
 		IDPrefixes: []string{"gpt", "chatgpt", "codex"},
+	},
+	{
+		Name: ProviderGoogle, APIs: []Endpoint{EndpointGenerateContent},
+		// Gemini CLI's GOOGLE_GEMINI_BASE_URL is the root, without /v1beta.
+		PathPrefix: "/proxy/gemini", AgentBasePath: "/proxy/gemini",
+		AuthHeader: AuthGoogAPIKey, ErrorShape: ErrorShapeGoogle, Usage: UsageGemini,
+		KeyEnv: "GEMINI_API_KEY", DefaultUpstream: "https://generativelanguage.googleapis.com",
+		IDPrefixes: []string{"gemini"},
 	},
 }
 
