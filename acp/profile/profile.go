@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/agentbroker/agentbroker/acp"
 	"github.com/agentbroker/agentbroker/catalog"
 )
 
@@ -40,6 +41,7 @@ const (
 	CodexZed   Name = "codex-zed"
 	Amp        Name = "amp"
 	Custom     Name = "custom"
+	Gemini     Name = "gemini"
 )
 
 // MCPConnect says when an agent connects to the MCP servers it was given,
@@ -85,6 +87,8 @@ type Profile struct {
 	// run with Node, or an executable when RunWithNode is false.
 	Entry       string
 	RunWithNode bool
+	// Args follow the entry point on the command line ("--acp").
+	Args []string
 	// MCPConnect says when the agent connects to its MCP servers.
 	MCPConnect MCPConnect
 	// InitialMode is the ACP session mode to set with session/set_mode right
@@ -109,6 +113,13 @@ type Profile struct {
 	// noBaseURL, when set, says why an api-key credential may not carry a
 	// BaseURL for this agent.
 	noBaseURL string
+	// ownTool, when set, recognises this agent's permission requests for
+	// the tools of our MCP server (named server), besides the shapes the
+	// acp package knows (Claude's, Codex's).
+	ownTool func(server string, tc acp.ToolCall) bool
+	// NoResume, when set, says why the broker does not resume the agent's
+	// sessions with session/load although it advertises loadSession.
+	NoResume string
 }
 
 var profiles = []Profile{
@@ -179,6 +190,26 @@ var profiles = []Profile{
 		NeedsCommand: true,
 		configure:    (*builder).custom,
 	},
+	{
+		Name:        Gemini,
+		Title:       "Gemini CLI",
+		Agent:       "gemini",
+		Package:     "@google/gemini-cli@0.61.0",
+		Entry:       "node_modules/@google/gemini-cli/bundle/gemini.js",
+		RunWithNode: true,
+		Args:        []string{"--acp"},
+		MCPConnect:  MCPAtSessionNew,
+		// "default" asks (session/request_permission: proceed_once,
+		// proceed_always_tool, proceed_always_server, cancel); yolo runs
+		// every tool unasked; autoEdit and plan exist too.
+		InitialMode: "default",
+		Credentials: []CredentialKind{KindAPIKey, KindPlatformProxy},
+		NeedsMCP:    true,
+		configure:   (*builder).gemini,
+		ownTool:     geminiOwnTool,
+		NoResume: "Gemini CLI 0.61.0 advertises loadSession, but session/load in a new process answers " +
+			"\"No previous sessions found for this project\" (its listing skips the chat files it deems not resumable)",
+	},
 }
 
 // All returns every profile, in a fixed order.
@@ -202,6 +233,7 @@ func Lookup(name Name) (Profile, error) {
 
 func (p Profile) clone() Profile {
 	p.Credentials = slices.Clone(p.Credentials)
+	p.Args = slices.Clone(p.Args)
 	return p
 }
 
@@ -316,6 +348,12 @@ type Launch struct {
 	InitialMode string
 	// MCPConnect says when the agent connects to the MCP server.
 	MCPConnect MCPConnect
+	// OwnTool, when set, recognises the agent's permission requests for
+	// our MCP server's tools (acp.ConnOptions.ProjectTool).
+	OwnTool func(server string, tc acp.ToolCall) bool
+	// NoResume, when set, says why the agent's sessions are not resumed
+	// with session/load (the profile's NoResume).
+	NoResume string
 	// Notes are human-readable remarks about this launch.
 	Notes []string
 
@@ -439,9 +477,10 @@ func build(p Profile, spec LaunchSpec) (*Launch, error) {
 		return nil, err
 	}
 	b := &builder{
-		p:     p,
-		spec:  spec,
-		l:     &Launch{Profile: p.Name, Dir: spec.Cwd, MCPConnect: p.MCPConnect, InitialMode: p.InitialMode, sessionDir: spec.SessionDir},
+		p:    p,
+		spec: spec,
+		l: &Launch{Profile: p.Name, Dir: spec.Cwd, MCPConnect: p.MCPConnect, InitialMode: p.InitialMode, sessionDir: spec.SessionDir,
+			OwnTool: p.ownTool, NoResume: p.NoResume},
 		env:   map[string]string{},
 		owned: map[string]bool{},
 		home:  filepath.Join(spec.SessionDir, "home"),
@@ -513,9 +552,9 @@ func (b *builder) command() error {
 		if node == "" {
 			node = "node"
 		}
-		b.l.Path, b.l.Args = node, []string{entry}
+		b.l.Path, b.l.Args = node, append([]string{entry}, p.Args...)
 	} else {
-		b.l.Path = entry
+		b.l.Path, b.l.Args = entry, slices.Clone(p.Args)
 	}
 	return nil
 }

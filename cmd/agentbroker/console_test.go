@@ -26,6 +26,7 @@ func TestConsoleAgents(t *testing.T) {
 			{Name: "codex", Title: "Codex", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}},
 			{Name: "codex-zed", Title: "Codex (Zed's adapter)", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}},
 			{Name: "custom", Title: "Custom (the broker's --custom-agent)", CatalogAgent: "", Credentials: []string{"none"}},
+			{Name: "gemini", Title: "Gemini CLI", CatalogAgent: "gemini", Credentials: []string{"api-key", "platform-proxy"}},
 		}},
 		{"amp, and a custom agent with a catalog agent", map[profile.Name]sessions.AgentConfig{
 			profile.Custom: {CatalogAgent: "claude-code"}, profile.Amp: {}}, []console.Agent{
