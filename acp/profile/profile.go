@@ -207,8 +207,13 @@ var profiles = []Profile{
 		NeedsMCP:    true,
 		configure:   (*builder).gemini,
 		ownTool:     geminiOwnTool,
+		// Measured 2026-12-06: its loadSession sets up the session's config
+		// first, which starts recording the chat under the same ID and
+		// rewrites its messages to the opening context; only then does it
+		// list the project's sessions, skip that now "not resumable" file,
+		// and answer "No previous sessions found for this project".
 		NoResume: "Gemini CLI 0.61.0 advertises loadSession, but session/load in a new process answers " +
-			"\"No previous sessions found for this project\" (its listing skips the chat files it deems not resumable)",
+			"\"No previous sessions found for this project\": it rewrites the session's chat file before it looks for it",
 	},
 }
 
