@@ -80,10 +80,9 @@ type openAIWireUsage struct {
 // openAIReader reads Responses (response.completed, .incomplete, .failed)
 // or Chat Completions (every chunk; the last usage wins) usage.
 type openAIReader struct {
-	chat  bool
-	u     *openAIWireUsage
-	id    string
-	ended bool
+	chat bool
+	u    *openAIWireUsage
+	id   string
 }
 
 func (o *openAIReader) wants(name string) bool {
