@@ -29,8 +29,16 @@ type geminiWorld struct {
 
 func newGeminiWorld(t *testing.T) *geminiWorld {
 	t.Helper()
-	fake := fakemodel.New(&fakemodel.Options{APIKey: googleKey, Usage: fakemodel.Usage{Input: 7, Output: 5, CacheRead: 3},
+	return newGeminiWorldWith(t, &fakemodel.Options{Usage: fakemodel.Usage{Input: 7, Output: 5, CacheRead: 3},
 		Rules: []fakemodel.Rule{{Tool: "get_task", Prompt: regexp.MustCompile(`(tsk_[a-z0-9]+)`), Arguments: []byte(`{"id":"$1"}`)}}})
+}
+
+// newGeminiWorldWith starts the fake upstream with opts (APIKey is set).
+func newGeminiWorldWith(t *testing.T, opts *fakemodel.Options) *geminiWorld {
+	t.Helper()
+	o := *opts
+	o.APIKey = googleKey
+	fake := fakemodel.New(&o)
 	if _, err := fake.Start(); err != nil {
 		t.Fatal(err)
 	}
