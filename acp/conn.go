@@ -73,6 +73,10 @@ type ConnOptions struct {
 	// MCPServerName is our MCP server's name in session/new: tool calls to
 	// it are "project tools".
 	MCPServerName string
+	// ProjectTool, when set, also recognises a call to our MCP server's
+	// tools (server is MCPServerName) as this agent describes it in its
+	// permission requests (the agent's profile knows how).
+	ProjectTool func(server string, tc ToolCall) bool
 	// OnPermission, if set, is told every decision (from the request's
 	// goroutine).
 	OnPermission func(PermissionDecision)

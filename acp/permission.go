@@ -117,8 +117,9 @@ func decided(req RequestPermissionRequest, tc ToolCall, o RequestPermissionOutco
 // decide applies the policy.
 func (c *Conn) decide(p *pendingPermission, tc ToolCall) PermissionDecision {
 	req := p.req
-	project := c.opts.MCPServerName != "" && (isProjectTool(c.opts.MCPServerName, tc, nil) ||
-		isProjectTool(c.opts.MCPServerName, req.ToolCall, req.Meta))
+	server := c.opts.MCPServerName
+	project := server != "" && (isProjectTool(server, tc, nil) || isProjectTool(server, req.ToolCall, req.Meta) ||
+		c.opts.ProjectTool != nil && (c.opts.ProjectTool(server, tc) || c.opts.ProjectTool(server, req.ToolCall)))
 	switch {
 	case c.opts.Permissions == PolicyAllowAll:
 		return allow(req, tc, "policy allow-all")

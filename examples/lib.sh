@@ -4,6 +4,8 @@
 #   adapter   the npm package@version       entry     its entry point under node_modules
 #   model     the model to ask for          key_env   the broker's platform-key variable
 #   upstream_env  the broker's upstream variable for that provider
+# and may define agent_checks, a function of checks of its own on the
+# session's events ($ev), run after the common ones.
 #
 # The broker starts the agent through its API, in platform-proxy mode: the
 # agent's model calls go through the broker's inference proxy to a scripted
@@ -84,6 +86,10 @@ check "the session recorded no warning about the agent's model catalog" \
   test "$(count "$ev" '"type":"warning"' 'model catalog' || true)" -eq 0
 check "the scripted upstream never saw the inference token (it accepts only the platform key)" \
   test "$(grep -c 'status=401' "$work/fake.log" || true)" -eq 0
+check "every request the upstream got carried the platform key and nothing else (its log: auth_ok)" \
+  test "$(grep -c 'auth_ok=true' "$work/fake.log" || true)" -ge 1 -a "$(grep -c 'auth_ok=false' "$work/fake.log" || true)" -eq 0
+# An example may define agent_checks, run here on the same records ($ev).
+if declare -F agent_checks >/dev/null; then agent_checks; fi
 
 step "negative check: the session's MCP token revoked before the prompt"
 session2=$(start_session)

@@ -680,11 +680,10 @@ func (m *Manager) checkPlatformKey(catalogAgent, model string) error {
 	return nil
 }
 
+// keyEnv is where agentbroker serve reads provider p's platform key.
 func keyEnv(p catalog.Provider) string {
-	if p == catalog.ProviderAnthropic {
-		return "ANTHROPIC_API_KEY"
-	}
-	return "OPENAI_API_KEY"
+	info, _ := catalog.LookupProvider(p)
+	return info.KeyEnv
 }
 
 // checkSpecText refuses, before anything is minted or recorded, the text
@@ -1028,18 +1027,13 @@ func (m *Manager) UserKey(_ context.Context, c tokens.Claims, p catalog.Provider
 		return "", false
 	}
 	pol, err := m.opts.Models.Policy(agent)
-	if err != nil || providerOf(pol.API) != p {
+	if err != nil {
+		return "", false
+	}
+	if prov, ok := catalog.ProviderOf(pol.API); !ok || prov != p {
 		return "", false
 	}
 	return key.Reveal(), true
-}
-
-// providerOf is the provider whose API an agent's API style is.
-func providerOf(api catalog.Endpoint) catalog.Provider {
-	if api == catalog.EndpointMessages {
-		return catalog.ProviderAnthropic
-	}
-	return catalog.ProviderOpenAI
 }
 
 // RecordUsage implements proxy.Recorder: each inference request becomes a

@@ -543,6 +543,7 @@ func (s *session) launch(resume string, attempt int) (*agentProc, error) {
 		Asker:         s,
 		AskTimeout:    m.opts.AskTimeout,
 		MCPServerName: cfg.MCP.Name,
+		ProjectTool:   l.OwnTool,
 		OnPermission:  s.onPermission,
 		Agent:         cfg.CatalogAgent,
 		Models:        m.opts.Models,
@@ -573,7 +574,9 @@ func (s *session) launch(resume string, attempt int) (*agentProc, error) {
 	p.replayUntil.Store(p.conn.Stats().Updates)
 	s.mu.Lock()
 	s.acpID = sess.ID
-	s.loadable = sess.Init.AgentCapabilities.LoadSession
+	// An agent whose profile says session/load does not work for the
+	// broker is not resumed, whatever it advertises.
+	s.loadable = sess.Init.AgentCapabilities.LoadSession && l.NoResume == ""
 	s.mu.Unlock()
 	ev := map[string]any{"acp_session_id": sess.ID, "loaded": sess.Loaded, "load_session": s.loadable}
 	if sess.Init.AgentInfo != nil {

@@ -24,6 +24,10 @@ type Policy struct {
 	// When both headers are present they must carry the same token.
 	// Default: only Authorization.
 	AcceptAPIKey bool
+	// APIKeyHeaders, with AcceptAPIKey, are the headers that may carry the
+	// token instead of x-api-key (the Gemini API's x-goog-api-key). Empty
+	// means x-api-key. Every one present must carry the same token.
+	APIKeyHeaders []string
 	// AcceptSubprotocol also takes the token from a WebSocket subprotocol
 	// "bearer.<token>" (Sec-WebSocket-Protocol), the one place a browser can
 	// put it on a WebSocket; Authorization, when present, wins. Default: only
@@ -199,15 +203,22 @@ func RequestToken(r *http.Request, p Policy) (string, *Refusal) {
 		}
 	}
 	if p.AcceptAPIKey {
-		keys := r.Header.Values("X-Api-Key")
-		if len(keys) > 1 {
-			return bad("more than one x-api-key header")
+		headers := p.APIKeyHeaders
+		if len(headers) == 0 {
+			headers = []string{"X-Api-Key"}
 		}
-		if len(keys) == 1 && keys[0] != "" {
-			if raw != "" && raw != keys[0] {
-				return bad("different tokens in Authorization and x-api-key")
+		for _, h := range headers {
+			name := strings.ToLower(h)
+			keys := r.Header.Values(h)
+			if len(keys) > 1 {
+				return bad("more than one " + name + " header")
 			}
-			raw = keys[0]
+			if len(keys) == 1 && keys[0] != "" {
+				if raw != "" && raw != keys[0] {
+					return bad("different tokens in Authorization and " + name)
+				}
+				raw = keys[0]
+			}
 		}
 	}
 	if p.AcceptSubprotocol && len(auth) == 0 {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/pelletier/go-toml/v2"
 )
 
@@ -58,7 +59,7 @@ func (b *builder) codex() error {
 		b.note("auth.json is written only when absent: Codex refreshes the login in place, and a restart keeps its refreshed copy")
 	case KindPlatformProxy:
 		b.setSecret(EnvInferenceToken, c.Secret)
-		cc.provider = providerBlock(proxyURL(b.spec.ProxyBaseURL, openAIProxyPath), EnvInferenceToken)
+		cc.provider = providerBlock(proxyURL(b.spec.ProxyBaseURL, catalog.ProviderOpenAI), EnvInferenceToken)
 		b.note("Codex makes side calls (titles) with other model IDs; the proxy must route or refuse them")
 	}
 	if len(b.spec.AgentModels) > 0 {

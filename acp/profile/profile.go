@@ -10,6 +10,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/agentbroker/agentbroker/acp"
+	"github.com/agentbroker/agentbroker/catalog"
 )
 
 // Sentinel errors, for errors.Is.
@@ -38,6 +41,7 @@ const (
 	CodexZed   Name = "codex-zed"
 	Amp        Name = "amp"
 	Custom     Name = "custom"
+	Gemini     Name = "gemini"
 )
 
 // MCPConnect says when an agent connects to the MCP servers it was given,
@@ -65,14 +69,6 @@ const (
 	ProviderID = "agentbroker"
 )
 
-// Paths of the platform proxy under the broker's base URL. They mirror the
-// proxy package's AnthropicPrefix and OpenAIPrefix, which this package does
-// not import.
-const (
-	anthropicProxyPath = "/proxy/anthropic"
-	openAIProxyPath    = "/proxy/openai/v1"
-)
-
 // DefaultPATH is the agent's PATH when the LaunchSpec sets none; the install
 // directory's node_modules/.bin is put in front of it.
 const DefaultPATH = "/usr/local/bin:/usr/bin:/bin"
@@ -80,6 +76,8 @@ const DefaultPATH = "/usr/local/bin:/usr/bin:/bin"
 // Profile describes one kind of agent.
 type Profile struct {
 	Name Name
+	// Title is what people call the agent (pickers, tables).
+	Title string
 	// Agent is the catalog agent name its models come from; "" for custom.
 	Agent string
 	// Package is the npm package (name@version) to install into the install
@@ -89,6 +87,8 @@ type Profile struct {
 	// run with Node, or an executable when RunWithNode is false.
 	Entry       string
 	RunWithNode bool
+	// Args follow the entry point on the command line ("--acp").
+	Args []string
 	// MCPConnect says when the agent connects to its MCP servers.
 	MCPConnect MCPConnect
 	// InitialMode is the ACP session mode to set with session/set_mode right
@@ -113,11 +113,29 @@ type Profile struct {
 	// metadata for and cannot be given it for others (no ModelCatalog): a
 	// session with another model is refused at create.
 	KnownModels []string
+
+	// configure is the profile's config writer: it sets the agent's
+	// environment, files and notes from the spec (after the common part:
+	// HOME, TMPDIR, PATH, the command).
+	configure func(*builder) error
+	// checkOAuth validates an oauth-token secret; nil means a plain token.
+	checkOAuth func(Secret) error
+	// noBaseURL, when set, says why an api-key credential may not carry a
+	// BaseURL for this agent.
+	noBaseURL string
+	// ownTool, when set, recognises this agent's permission requests for
+	// the tools of our MCP server (named server), besides the shapes the
+	// acp package knows (Claude's, Codex's).
+	ownTool func(server string, tc acp.ToolCall) bool
+	// NoResume, when set, says why the broker does not resume the agent's
+	// sessions with session/load although it advertises loadSession.
+	NoResume string
 }
 
 var profiles = []Profile{
 	{
 		Name:        ClaudeCode,
+		Title:       "Claude Code",
 		Agent:       "claude-code",
 		Package:     "@agentclientprotocol/claude-agent-acp@0.101.0",
 		Entry:       "node_modules/@agentclientprotocol/claude-agent-acp/dist/index.js",
@@ -128,9 +146,11 @@ var profiles = []Profile{
 		InitialMode: "default",
 		Credentials: []CredentialKind{KindAPIKey, KindOAuthToken, KindPlatformProxy},
 		NeedsMCP:    true,
+		configure:   (*builder).claude,
 	},
 	{
 		Name:        Codex,
+		Title:       "Codex",
 		Agent:       "codex",
 		Package:     "@agentclientprotocol/codex-acp@2.6.0",
 		Entry:       "node_modules/@agentclientprotocol/codex-acp/dist/index.js",
@@ -145,9 +165,12 @@ var profiles = []Profile{
 		// Codex 0.166 knows only gpt-5.5 of the catalog's models; for any
 		// other it warns "Model metadata for … not found" in every reply.
 		ModelCatalog: []string{"node_modules/@openai/codex/bin/codex.js", "debug", "models", "--bundled"},
+		configure:    (*builder).codex,
+		checkOAuth:   checkAuthJSON,
 	},
 	{
 		Name:    CodexZed,
+		Title:   "Codex (Zed's adapter)",
 		Agent:   "codex",
 		Package: "@zed-industries/codex-acp@0.16.0",
 		Entry:   "node_modules/@zed-industries/codex-acp-linux-x64/bin/codex-acp",
@@ -162,20 +185,52 @@ var profiles = []Profile{
 		// any other it warns "Model metadata for … not found" in every reply,
 		// and it has no command that prints the catalog to build on.
 		KnownModels: []string{"gpt-5.5", "gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex", "gpt-5.2"},
+		configure:   (*builder).codex,
+		checkOAuth:  checkAuthJSON,
 	},
 	{
 		Name:         Amp,
+		Title:        "Amp",
 		Agent:        "amp",
 		MCPConnect:   MCPAtFirstPrompt,
 		Credentials:  []CredentialKind{KindAPIKey},
 		NeedsCommand: true,
 		NeedsMCP:     true,
+		configure:    (*builder).amp,
+		noBaseURL:    "Amp's model calls run on Amp's servers: no custom base URL",
 	},
 	{
 		Name:         Custom,
+		Title:        "Custom (the broker's --custom-agent)",
 		MCPConnect:   MCPAtSessionNew,
 		Credentials:  []CredentialKind{KindNone},
 		NeedsCommand: true,
+		configure:    (*builder).custom,
+	},
+	{
+		Name:        Gemini,
+		Title:       "Gemini CLI",
+		Agent:       "gemini",
+		Package:     "@google/gemini-cli@0.61.0",
+		Entry:       "node_modules/@google/gemini-cli/bundle/gemini.js",
+		RunWithNode: true,
+		Args:        []string{"--acp"},
+		MCPConnect:  MCPAtSessionNew,
+		// "default" asks (session/request_permission: proceed_once,
+		// proceed_always_tool, proceed_always_server, cancel); yolo runs
+		// every tool unasked; autoEdit and plan exist too.
+		InitialMode: "default",
+		Credentials: []CredentialKind{KindAPIKey, KindPlatformProxy},
+		NeedsMCP:    true,
+		configure:   (*builder).gemini,
+		ownTool:     geminiOwnTool,
+		// Measured 2026-12-06: its loadSession sets up the session's config
+		// first, which starts recording the chat under the same ID and
+		// rewrites its messages to the opening context; only then does it
+		// list the project's sessions, skip that now "not resumable" file,
+		// and answer "No previous sessions found for this project".
+		NoResume: "Gemini CLI 0.61.0 advertises loadSession, but session/load in a new process answers " +
+			"\"No previous sessions found for this project\": it rewrites the session's chat file before it looks for it",
 	},
 }
 
@@ -221,8 +276,14 @@ func (p Profile) clone() Profile {
 	p.Credentials = slices.Clone(p.Credentials)
 	p.ModelCatalog = slices.Clone(p.ModelCatalog)
 	p.KnownModels = slices.Clone(p.KnownModels)
+	p.Args = slices.Clone(p.Args)
 	return p
 }
+
+// Installable reports whether the broker installs the agent from the npm
+// registry into its agents directory (Package and Entry are set); the
+// others are started by a command the operator configures.
+func (p Profile) Installable() bool { return p.Package != "" && !p.NeedsCommand }
 
 // Accepts reports whether the profile accepts credentials of kind k.
 func (p Profile) Accepts(k CredentialKind) bool { return slices.Contains(p.Credentials, k) }
@@ -340,6 +401,12 @@ type Launch struct {
 	InitialMode string
 	// MCPConnect says when the agent connects to the MCP server.
 	MCPConnect MCPConnect
+	// OwnTool, when set, recognises the agent's permission requests for
+	// our MCP server's tools (acp.ConnOptions.ProjectTool).
+	OwnTool func(server string, tc acp.ToolCall) bool
+	// NoResume, when set, says why the agent's sessions are not resumed
+	// with session/load (the profile's NoResume).
+	NoResume string
 	// Notes are human-readable remarks about this launch.
 	Notes []string
 
@@ -463,9 +530,10 @@ func build(p Profile, spec LaunchSpec) (*Launch, error) {
 		return nil, err
 	}
 	b := &builder{
-		p:     p,
-		spec:  spec,
-		l:     &Launch{Profile: p.Name, Dir: spec.Cwd, MCPConnect: p.MCPConnect, InitialMode: p.InitialMode, sessionDir: spec.SessionDir},
+		p:    p,
+		spec: spec,
+		l: &Launch{Profile: p.Name, Dir: spec.Cwd, MCPConnect: p.MCPConnect, InitialMode: p.InitialMode, sessionDir: spec.SessionDir,
+			OwnTool: p.ownTool, NoResume: p.NoResume},
 		env:   map[string]string{},
 		owned: map[string]bool{},
 		home:  filepath.Join(spec.SessionDir, "home"),
@@ -487,18 +555,7 @@ func build(p Profile, spec LaunchSpec) (*Launch, error) {
 	if err := b.command(); err != nil {
 		return nil, err
 	}
-	var err error
-	switch p.Name {
-	case ClaudeCode:
-		err = b.claude()
-	case Codex, CodexZed:
-		err = b.codex()
-	case Amp:
-		err = b.amp()
-	case Custom:
-		err = b.custom()
-	}
-	if err != nil {
+	if err := p.configure(b); err != nil {
 		return nil, err
 	}
 	if err := b.extraEnv(); err != nil {
@@ -548,9 +605,9 @@ func (b *builder) command() error {
 		if node == "" {
 			node = "node"
 		}
-		b.l.Path, b.l.Args = node, []string{entry}
+		b.l.Path, b.l.Args = node, append([]string{entry}, p.Args...)
 	} else {
-		b.l.Path = entry
+		b.l.Path, b.l.Args = entry, slices.Clone(p.Args)
 	}
 	return nil
 }
@@ -645,8 +702,8 @@ func validateCredential(p Profile, spec LaunchSpec) error {
 		if k != KindAPIKey {
 			return fmt.Errorf("%w: Credential.BaseURL is for api-key credentials only, not %s", ErrBadValue, k)
 		}
-		if p.Name == Amp {
-			return fmt.Errorf("%w: Amp's model calls run on Amp's servers: no custom base URL", ErrUnsupportedCredential)
+		if p.noBaseURL != "" {
+			return fmt.Errorf("%w: %s", ErrUnsupportedCredential, p.noBaseURL)
 		}
 		if err := checkURL("Credential.BaseURL", c.BaseURL, false); err != nil {
 			return err
@@ -658,8 +715,8 @@ func validateCredential(p Profile, spec LaunchSpec) error {
 			return fmt.Errorf("%w: a credential of kind none carries a secret", ErrBadValue)
 		}
 	case KindOAuthToken:
-		if p.Name == Codex || p.Name == CodexZed {
-			return checkAuthJSON(c.Secret)
+		if p.checkOAuth != nil {
+			return p.checkOAuth(c.Secret)
 		}
 		return checkToken("OAuth token", c.Secret)
 	case KindPlatformProxy:
@@ -676,8 +733,16 @@ func validateCredential(p Profile, spec LaunchSpec) error {
 	return nil
 }
 
-// proxyURL joins the broker's base URL and a proxy path.
-func proxyURL(base, path string) string { return strings.TrimRight(base, "/") + path }
+// proxyURL is the base URL an agent is given for provider p's API through
+// the platform proxy at base: the broker's URL and the provider's
+// AgentBasePath in the catalog's provider table.
+func proxyURL(base string, p catalog.Provider) string {
+	info, ok := catalog.LookupProvider(p)
+	if !ok {
+		panic("profile: provider " + string(p) + " is not in the catalog's table")
+	}
+	return strings.TrimRight(base, "/") + info.AgentBasePath
+}
 
 func (b *builder) custom() error {
 	if b.spec.MCP.Name != "" {

@@ -92,6 +92,8 @@ func specFor(p Profile, c credCase, proxy string, withSecret bool, sessionDir, i
 		spec.Model = "claude-opus-4-8"
 	case Codex, CodexZed:
 		spec.Model = "gpt-5.5"
+	case Gemini:
+		spec.Model = "gemini-3.8-flash"
 	case Amp:
 		spec.Command = []string{"node", "/opt/amp-acp/dist/index.js"} // the amp CLI is in installDir
 	case Custom:
@@ -111,6 +113,8 @@ func expectErr(p Profile, c credCase, proxy string, withSecret bool) error {
 	case c.kind != KindNone && p.Name == Custom:
 		return ErrUnsupportedCredential
 	case p.Name == Amp && c.kind != KindAPIKey:
+		return ErrUnsupportedCredential
+	case p.Name == Gemini && c.kind == KindOAuthToken:
 		return ErrUnsupportedCredential
 	case p.Name == Amp && c.baseURL != "":
 		return ErrUnsupportedCredential
@@ -214,6 +218,8 @@ var allowedEnv = []string{
 	"DISABLE_AUTOUPDATER", "ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL",
 	"ANTHROPIC_DEFAULT_HAIKU_MODEL", "ANTHROPIC_SMALL_FAST_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "CLAUDE_CODE_OAUTH_TOKEN",
 	"CODEX_HOME", "INITIAL_AGENT_MODE", "OPENAI_API_KEY", EnvMCPToken, EnvInferenceToken, "AMP_API_KEY",
+	"GEMINI_CLI_TRUST_WORKSPACE", "GEMINI_CLI_NO_RELAUNCH", "GEMINI_TELEMETRY_ENABLED", "GEMINI_MODEL", "GEMINI_API_KEY",
+	"GOOGLE_GEMINI_BASE_URL",
 }
 
 func checkLaunch(t *testing.T, name string, p Profile, spec LaunchSpec, l *Launch) {
@@ -288,6 +294,28 @@ func checkLaunch(t *testing.T, name string, p Profile, spec LaunchSpec, l *Launc
 		if config["model"] != spec.Model {
 			t.Errorf("%s: model = %v", name, config["model"])
 		}
+	} else if p.Name == Gemini {
+		// Only its settings, quiet (no usage statistics, no auto-update).
+		var settings struct {
+			Privacy struct {
+				UsageStatisticsEnabled *bool `json:"usageStatisticsEnabled"`
+			} `json:"privacy"`
+			General struct {
+				EnableAutoUpdate *bool `json:"enableAutoUpdate"`
+			} `json:"general"`
+		}
+		if len(l.Files) != 1 || l.Files[0].Path != filepath.Join(env["HOME"], ".gemini", "settings.json") || l.Files[0].Secret ||
+			json.Unmarshal(l.Files[0].Content, &settings) != nil ||
+			settings.Privacy.UsageStatisticsEnabled == nil || *settings.Privacy.UsageStatisticsEnabled ||
+			settings.General.EnableAutoUpdate == nil || *settings.General.EnableAutoUpdate {
+			t.Errorf("%s: gemini files %v", name, l.Files)
+		}
+		if env["GEMINI_CLI_TRUST_WORKSPACE"] != "true" || env["GEMINI_MODEL"] != spec.Model || len(l.Args) == 0 || l.Args[len(l.Args)-1] != "--acp" {
+			t.Errorf("%s: gemini trust %q, model %q, args %q", name, env["GEMINI_CLI_TRUST_WORKSPACE"], env["GEMINI_MODEL"], l.Args)
+		}
+		if l.OwnTool == nil || l.NoResume == "" {
+			t.Errorf("%s: gemini launch without its own-tool recogniser or resume note", name)
+		}
 	} else if len(l.Files) != 0 {
 		t.Errorf("%s: %s writes files: %v", name, p.Name, l.Files)
 	}
@@ -322,10 +350,17 @@ func checkLaunch(t *testing.T, name string, p Profile, spec LaunchSpec, l *Launc
 			if _, ok := env["OPENAI_API_KEY"]; ok {
 				t.Errorf("%s: proxy launch sets OPENAI_API_KEY", name)
 			}
+		} else if p.Name == Gemini {
+			if env["GOOGLE_GEMINI_BASE_URL"] != testProxy+"/proxy/gemini" || env["GEMINI_API_KEY"] != testInfer || !slices.Contains(l.SecretEnv, "GEMINI_API_KEY") {
+				t.Errorf("%s: Gemini proxy env %q %v", name, env["GOOGLE_GEMINI_BASE_URL"], env["GEMINI_API_KEY"] == testInfer)
+			}
 		} else if env["ANTHROPIC_BASE_URL"] != testProxy+"/proxy/anthropic" || env["ANTHROPIC_API_KEY"] != testInfer {
 			t.Errorf("%s: Claude proxy env %q %v", name, env["ANTHROPIC_BASE_URL"], env["ANTHROPIC_API_KEY"] == testInfer)
 		}
 	case KindAPIKey:
+		if p.Name == Gemini && (env["GEMINI_API_KEY"] != testAPIKey || env["GOOGLE_GEMINI_BASE_URL"] != spec.Credential.BaseURL) {
+			t.Errorf("%s: Gemini api-key env: key set %v, base URL %q", name, env["GEMINI_API_KEY"] == testAPIKey, env["GOOGLE_GEMINI_BASE_URL"])
+		}
 		if isCodex {
 			_, hasProvider := providers[ProviderID]
 			if hasProvider != (spec.Credential.BaseURL != "") || (l.AuthMethod == "") == (spec.Credential.BaseURL == "") {
@@ -491,6 +526,7 @@ func TestProfiles(t *testing.T) {
 		CodexZed:   {"codex", MCPAtSessionNew, "auto", true},
 		Amp:        {"amp", MCPAtFirstPrompt, "", false},
 		Custom:     {"", MCPAtSessionNew, "", false},
+		Gemini:     {"gemini", MCPAtSessionNew, "default", false},
 	}
 	cat := catalog.Embedded()
 	all := All()
@@ -508,11 +544,11 @@ func TestProfiles(t *testing.T) {
 			}
 		}
 	}
-	if _, err := Lookup("gemini"); !errors.Is(err, ErrUnknownProfile) {
-		t.Errorf("Lookup(gemini) = %v", err)
+	if _, err := Lookup("no-such-agent"); !errors.Is(err, ErrUnknownProfile) {
+		t.Errorf("Lookup(no-such-agent) = %v", err)
 	}
-	if _, err := Build("gemini", LaunchSpec{}); !errors.Is(err, ErrUnknownProfile) {
-		t.Errorf("Build(gemini) = %v", err)
+	if _, err := Build("no-such-agent", LaunchSpec{}); !errors.Is(err, ErrUnknownProfile) {
+		t.Errorf("Build(no-such-agent) = %v", err)
 	}
 	p, _ := Lookup(Codex)
 	p.Credentials[0] = "mutated"

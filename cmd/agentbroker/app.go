@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/internal/cliflag"
 	"github.com/agentbroker/agentbroker/internal/termtext"
 )
@@ -65,6 +66,13 @@ var envTwins = map[string]bool{
 	"agent-allow-port": true, "database": true,
 	// The MCP bridge is configured by the broker, through its environment.
 	"mcp-url": true,
+}
+
+// hasEnvTwin reports whether flag name has an environment twin: one of
+// envTwins, or a provider's upstream or key file (one per provider in the
+// catalog's provider table: --gemini-upstream, --openai-key-file…).
+func hasEnvTwin(name string) bool {
+	return envTwins[name] || strings.HasSuffix(name, "-upstream") || strings.HasSuffix(name, "-key-file")
 }
 
 func envName(flagName string) string {
@@ -211,7 +219,7 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil || !envTwins[f.Name] {
+		if set[f.Name] || err != nil || !hasEnvTwin(f.Name) {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
@@ -249,7 +257,7 @@ func printUsage(w io.Writer, cmd *command, path []string, fs *flag.FlagSet) {
 			def = fmt.Sprintf(" (default %s)", f.DefValue)
 		}
 		twin := ""
-		if envTwins[n] {
+		if hasEnvTwin(n) {
 			twin = " [" + envName(n) + "]"
 		}
 		fmt.Fprintf(w, "  --%s%s\n      %s%s\n", n, twin, f.Usage, def)
@@ -288,14 +296,13 @@ type config struct {
 	CustomAgentEnv stringsFlag
 	AmpCommand     string
 
-	AnthropicUpstream string
-	OpenAIUpstream    string
-	AnthropicKeyFile  string
-	OpenAIKeyFile     string
-	ShutdownTimeout   time.Duration
-	Issuer            string
-	TokenMaxTTL       time.Duration
-	AdminTokenTTL     time.Duration
+	// Providers are the inference proxy's upstreams, one per row of the
+	// catalog's provider table (--<provider>-upstream, --<provider>-key-file).
+	Providers       map[catalog.Provider]*providerConfig
+	ShutdownTimeout time.Duration
+	Issuer          string
+	TokenMaxTTL     time.Duration
+	AdminTokenTTL   time.Duration
 }
 
 func defaultConfig(getenv func(string) string) *config {
@@ -311,9 +318,23 @@ func defaultConfig(getenv func(string) string) *config {
 		TokenMaxTTL:     24 * time.Hour,
 		AdminTokenTTL:   90 * 24 * time.Hour,
 
-		AnthropicUpstream: "https://api.anthropic.com",
-		OpenAIUpstream:    "https://api.openai.com",
+		Providers: defaultProviders(),
 	}
+}
+
+// providerConfig is where the inference proxy sends one provider's calls
+// and where the platform's key for it is.
+type providerConfig struct {
+	Upstream string
+	KeyFile  string
+}
+
+func defaultProviders() map[catalog.Provider]*providerConfig {
+	out := map[catalog.Provider]*providerConfig{}
+	for _, p := range catalog.Providers() {
+		out[p.Name] = &providerConfig{Upstream: p.DefaultUpstream}
+	}
+	return out
 }
 
 // defaultDataDir follows the XDG base directory spec.

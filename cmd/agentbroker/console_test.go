@@ -22,15 +22,16 @@ func TestConsoleAgents(t *testing.T) {
 	}{
 		{"none", nil, nil},
 		{"the defaults and custom", (&config{CustomAgent: "refagent"}).agentConfigs(), []console.Agent{
-			{Name: "claude-code", CatalogAgent: "claude-code", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}},
-			{Name: "codex", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}},
-			{Name: "codex-zed", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}},
-			{Name: "custom", CatalogAgent: "", Credentials: []string{"none"}},
+			{Name: "claude-code", Title: "Claude Code", CatalogAgent: "claude-code", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}},
+			{Name: "codex", Title: "Codex", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}},
+			{Name: "codex-zed", Title: "Codex (Zed's adapter)", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}},
+			{Name: "custom", Title: "Custom (the broker's --custom-agent)", CatalogAgent: "", Credentials: []string{"none"}},
+			{Name: "gemini", Title: "Gemini CLI", CatalogAgent: "gemini", Credentials: []string{"api-key", "platform-proxy"}},
 		}},
 		{"amp, and a custom agent with a catalog agent", map[profile.Name]sessions.AgentConfig{
 			profile.Custom: {CatalogAgent: "claude-code"}, profile.Amp: {}}, []console.Agent{
-			{Name: "amp", CatalogAgent: "amp", Credentials: []string{"api-key"}},
-			{Name: "custom", CatalogAgent: "claude-code", Credentials: []string{"none"}},
+			{Name: "amp", Title: "Amp", CatalogAgent: "amp", Credentials: []string{"api-key"}},
+			{Name: "custom", Title: "Custom (the broker's --custom-agent)", CatalogAgent: "claude-code", Credentials: []string{"none"}},
 		}},
 	}
 	for _, tt := range tests {

@@ -40,10 +40,7 @@ func serveCommand() *command {
 			cliflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long the stop on SIGINT/SIGTERM may take: turns in flight are cancelled, requests finish; a second signal stops at once")
 			cliflag.DurationVar(fs, &c.AdminTokenTTL, "admin-token-ttl", c.AdminTokenTTL, "lifetime of the admin token created at start")
 			fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "the broker's URL as agents and browsers reach it (default http://<listen address>)")
-			fs.StringVar(&c.AnthropicUpstream, "anthropic-upstream", c.AnthropicUpstream, "where the inference proxy sends Anthropic Messages calls")
-			fs.StringVar(&c.OpenAIUpstream, "openai-upstream", c.OpenAIUpstream, "where the inference proxy sends OpenAI calls")
-			fs.StringVar(&c.AnthropicKeyFile, "anthropic-key-file", c.AnthropicKeyFile, "a 0600 file with the platform's Anthropic key (or set ANTHROPIC_API_KEY)")
-			fs.StringVar(&c.OpenAIKeyFile, "openai-key-file", c.OpenAIKeyFile, "a 0600 file with the platform's OpenAI key (or set OPENAI_API_KEY)")
+			providerFlags(fs, c)
 			fs.StringVar(&c.AgentsDir, "agents-dir", c.AgentsDir, "where the agents' npm packages are installed (default <data-dir>/agents)")
 			fs.StringVar(&c.CustomAgent, "custom-agent", c.CustomAgent, "the command of the custom profile: any ACP agent, e.g. the reference agent")
 			fs.Var(&c.CustomAgentEnv, "custom-agent-env", "KEY=VALUE added to the custom agent's environment ({session_dir} is replaced); repeat for more")
@@ -304,45 +301,62 @@ func isLoopback(a net.Addr) bool {
 	return ok && ta.IP.IsLoopback()
 }
 
+// providerFlags registers, for each provider of the catalog's table, where
+// the inference proxy sends its calls and the file with its platform key.
+func providerFlags(fs *flag.FlagSet, c *config) {
+	for _, p := range catalog.Providers() {
+		pc := c.Providers[p.Name]
+		fs.StringVar(&pc.Upstream, string(p.Name)+"-upstream", pc.Upstream,
+			fmt.Sprintf("where the inference proxy sends %s calls (%s)", p.Name, strings.Join(endpointNames(p.APIs), ", ")))
+		fs.StringVar(&pc.KeyFile, string(p.Name)+"-key-file", pc.KeyFile,
+			fmt.Sprintf("a 0600 file with the platform's %s key (or set %s)", p.Name, p.KeyEnv))
+	}
+}
+
+func endpointNames(eps []catalog.Endpoint) []string {
+	out := make([]string, len(eps))
+	for i, ep := range eps {
+		out[i] = string(ep)
+	}
+	return out
+}
+
 // upstreams configures the inference proxy's providers. A provider without
 // a platform key still routes sessions that bring their own; its platform
 // sessions are refused with a clear error, and the log says so at start.
 func (c *config) upstreams(getenv func(string) string, log *slog.Logger) (map[catalog.Provider]proxy.Upstream, error) {
 	out := map[catalog.Provider]proxy.Upstream{}
-	for _, u := range []struct {
-		provider      catalog.Provider
-		base, env, fn string
-	}{
-		{catalog.ProviderAnthropic, c.AnthropicUpstream, "ANTHROPIC_API_KEY", c.AnthropicKeyFile},
-		{catalog.ProviderOpenAI, c.OpenAIUpstream, "OPENAI_API_KEY", c.OpenAIKeyFile},
-	} {
-		key := getenv(u.env)
-		if key == "" && u.fn != "" {
+	for _, p := range catalog.Providers() {
+		pc := c.Providers[p.Name]
+		key := getenv(p.KeyEnv)
+		if key == "" && pc.KeyFile != "" {
 			var err error
-			if key, err = proxy.LoadKey("", u.fn); err != nil {
-				return nil, fmt.Errorf("inference proxy: %s key: %w", u.provider, err)
+			if key, err = proxy.LoadKey("", pc.KeyFile); err != nil {
+				return nil, fmt.Errorf("inference proxy: %s key: %w", p.Name, err)
 			}
 		}
 		if key == "" {
 			log.Info("inference proxy: no platform key; only sessions with their own key reach this provider",
-				"provider", string(u.provider), "env", u.env)
+				"provider", string(p.Name), "env", p.KeyEnv)
 		}
-		out[u.provider] = proxy.Upstream{BaseURL: u.base, APIKey: key}
+		out[p.Name] = proxy.Upstream{BaseURL: pc.Upstream, APIKey: key}
 	}
 	return out, nil
 }
 
-// agentConfigs says where each profile's agent is: the npm adapters under
-// the agents directory, amp and custom by explicit command.
+// agentConfigs says where each profile's agent is: every profile the
+// broker installs from the registry (profile.Profile.Installable) under the
+// agents directory, amp and custom by explicit command.
 func (c *config) agentConfigs() map[profile.Name]sessions.AgentConfig {
 	dir := c.AgentsDir
 	if dir == "" {
 		dir = filepath.Join(c.DataDir, "agents")
 	}
-	agents := map[profile.Name]sessions.AgentConfig{
-		profile.ClaudeCode: {InstallDir: dir},
-		profile.Codex:      {InstallDir: dir},
-		profile.CodexZed:   {InstallDir: dir},
+	agents := map[profile.Name]sessions.AgentConfig{}
+	for _, p := range profile.All() {
+		if p.Installable() {
+			agents[p.Name] = sessions.AgentConfig{InstallDir: dir}
+		}
 	}
 	if c.AmpCommand != "" {
 		agents[profile.Amp] = sessions.AgentConfig{InstallDir: dir, Command: strings.Fields(c.AmpCommand)}
@@ -363,7 +377,7 @@ func consoleAgents(configured map[profile.Name]sessions.AgentConfig) []console.A
 		if !ok {
 			continue
 		}
-		a := console.Agent{Name: string(p.Name), CatalogAgent: p.Agent}
+		a := console.Agent{Name: string(p.Name), Title: p.Title, CatalogAgent: p.Agent}
 		if p.Name == profile.Custom {
 			a.CatalogAgent = ac.CatalogAgent
 		}

@@ -97,7 +97,7 @@ export function agentPickers(prefix, err) {
     // setAgents offers the agents and loads the first one's models.
     async setAgents(offered) {
       agents = offered;
-      agentSel.append(...agents.map((a) => h("option", { value: a.name }, AGENT_TITLES[a.name] || a.name)));
+      agentSel.append(...agents.map((a) => h("option", { value: a.name }, a.title || AGENT_TITLES[a.name] || a.name)));
       if (!agents.length) err("This broker is configured to launch no agent.");
       await loadModels();
     },
