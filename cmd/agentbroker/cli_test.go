@@ -302,7 +302,7 @@ func TestEveryListAndGetHasJSON(t *testing.T) {
 func TestEnvTwins(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"project", "json", "status", "title", "agent", "model", "limit", "session", "task", "state"} {
-		if envTwins[name] {
+		if hasEnvTwin(name) {
 			t.Errorf("--%s has an environment twin", name)
 		}
 	}
