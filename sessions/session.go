@@ -504,6 +504,11 @@ func (s *session) launch(resume string, attempt int) (*agentProc, error) {
 	if err := l.Prepare(); err != nil {
 		return nil, err
 	}
+	if resume != "" {
+		if err := l.PrepareLoad(resume); err != nil {
+			return nil, err
+		}
+	}
 	if err := conf.giveTo(dir); err != nil {
 		return nil, fmt.Errorf("session directory for the agent user: %w", err)
 	}

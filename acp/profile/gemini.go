@@ -2,6 +2,11 @@ package profile
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -66,4 +71,67 @@ func geminiOwnTool(server string, tc acp.ToolCall) bool {
 		return false
 	}
 	return strings.HasPrefix(tc.ToolCallID, "mcp_"+server+"_"+tool+"__")
+}
+
+// geminiPrepareLoad makes Gemini CLI's session/load find the session's
+// chat. Its loadSession first starts recording a fresh chat for the same
+// ID, in chats/session-<UTC minute>-<first 8 of the ID>.jsonl: when that
+// is the session's own file (a relaunch within the minute the file was
+// named after), the fresh start appends to it and rewrites its messages to
+// the opening context, and the listing that follows skips the file as not
+// resumable ("No previous sessions found for this project"). Renaming the
+// session's files out of that pattern first leaves the fresh start a new
+// file of its own; the listing still finds the renamed chat (any
+// chats/session-*.jsonl, by the session ID inside) and Gemini goes on
+// recording into it.
+//
+// Everything happens inside home (os.Root: a link placed by the agent
+// cannot lead outside it), only to regular files named for this session.
+func geminiPrepareLoad(home, acpID string) error {
+	if len(acpID) < 8 || strings.ContainsAny(acpID[:8], `/\.`) {
+		return fmt.Errorf("%w: ACP session ID %q", ErrBadValue, truncate(acpID))
+	}
+	root, err := os.OpenRoot(home)
+	if err != nil {
+		return fmt.Errorf("gemini resume: %w", err)
+	}
+	defer root.Close()
+	projects, err := fs.ReadDir(root.FS(), ".gemini/tmp")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // nothing recorded yet: session/load will say so
+	}
+	if err != nil {
+		return fmt.Errorf("gemini resume: %w", err)
+	}
+	suffix := "-" + acpID[:8] + ".jsonl"
+	for _, p := range projects {
+		if !p.IsDir() {
+			continue
+		}
+		dir := path.Join(".gemini/tmp", p.Name(), "chats")
+		files, err := fs.ReadDir(root.FS(), dir)
+		if err != nil {
+			continue
+		}
+		for _, f := range files {
+			name := f.Name()
+			if !f.Type().IsRegular() || !strings.HasPrefix(name, "session-") || !strings.HasSuffix(name, suffix) {
+				continue
+			}
+			base := strings.TrimSuffix(name, ".jsonl")
+			for n := 1; ; n++ {
+				to := fmt.Sprintf("%s-r%d.jsonl", base, n)
+				if _, err := root.Lstat(path.Join(dir, to)); errors.Is(err, fs.ErrNotExist) {
+					if err := root.Rename(path.Join(dir, name), path.Join(dir, to)); err != nil {
+						return fmt.Errorf("gemini resume: %w", err)
+					}
+					break
+				}
+				if n >= 100 {
+					return fmt.Errorf("gemini resume: too many resumed copies of %s", name)
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -68,3 +68,69 @@ func TestGeminiOwnTool(t *testing.T) {
 		t.Errorf("reject picks %+v", o)
 	}
 }
+
+// TestGeminiPrepareLoad: before session/load, the session's chat files
+// (chats/session-<minute>-<first 8 of the ID>.jsonl, in any project) are
+// renamed out of the name a fresh start of the same session would append
+// to; other sessions' files, a link named like ours, and anything reached
+// through a link out of HOME are left alone. Nothing recorded yet is no
+// error.
+func TestGeminiPrepareLoad(t *testing.T) {
+	const id = "53269ea7-03fc-4e4d-8a52-c6e5dbf14e1c"
+	home, outside := t.TempDir(), t.TempDir()
+	if err := geminiPrepareLoad(home, id); err != nil {
+		t.Fatalf("nothing recorded: %v", err)
+	}
+	chats := filepath.Join(home, ".gemini", "tmp", "proj", "chats")
+	if err := os.MkdirAll(chats, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write := func(dir, name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(chats, "session-2026-12-06T02-23-53269ea7.jsonl", "ours")
+	write(chats, "session-2026-12-06T02-23-53269ea7-r1.jsonl", "ours, resumed before")
+	write(chats, "session-2026-12-06T02-23-aaaaaaaa.jsonl", "another session")
+	write(outside, "session-2026-12-06T02-20-53269ea7.jsonl", "outside HOME")
+	if err := os.Symlink(filepath.Join(outside, "session-2026-12-06T02-20-53269ea7.jsonl"), filepath.Join(chats, "session-2026-12-06T02-21-53269ea7.jsonl")); err != nil {
+		t.Fatal(err)
+	}
+	// A project whose chats directory is a link out of HOME.
+	if err := os.MkdirAll(filepath.Join(home, ".gemini", "tmp", "evil"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(home, ".gemini", "tmp", "evil", "chats")); err != nil {
+		t.Fatal(err)
+	}
+	if err := geminiPrepareLoad(home, id); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	entries, _ := os.ReadDir(chats)
+	for _, e := range entries {
+		b, _ := os.ReadFile(filepath.Join(chats, e.Name()))
+		got[e.Name()] = string(b)
+	}
+	want := map[string]string{
+		"session-2026-12-06T02-23-53269ea7-r2.jsonl": "ours",
+		"session-2026-12-06T02-23-53269ea7-r1.jsonl": "ours, resumed before",
+		"session-2026-12-06T02-23-aaaaaaaa.jsonl":    "another session",
+		"session-2026-12-06T02-21-53269ea7.jsonl":    "outside HOME", // the link, read through
+	}
+	for name, content := range want {
+		if got[name] != content {
+			t.Errorf("%s = %q, want %q (all: %v)", name, got[name], content, got)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("files %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "session-2026-12-06T02-20-53269ea7.jsonl")); err != nil {
+		t.Errorf("a file outside HOME was moved: %v", err)
+	}
+	if err := geminiPrepareLoad(home, "short"); err == nil {
+		t.Error("a short ACP session ID was accepted")
+	}
+}

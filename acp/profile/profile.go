@@ -130,6 +130,9 @@ type Profile struct {
 	// NoResume, when set, says why the broker does not resume the agent's
 	// sessions with session/load although it advertises loadSession.
 	NoResume string
+	// prepareLoad, when set, readies the agent's files in home for
+	// session/load of the ACP session acpID (Launch.PrepareLoad).
+	prepareLoad func(home, acpID string) error
 }
 
 var profiles = []Profile{
@@ -224,13 +227,9 @@ var profiles = []Profile{
 		NeedsMCP:    true,
 		configure:   (*builder).gemini,
 		ownTool:     geminiOwnTool,
-		// Measured 2026-12-06: its loadSession sets up the session's config
-		// first, which starts recording the chat under the same ID and
-		// rewrites its messages to the opening context; only then does it
-		// list the project's sessions, skip that now "not resumable" file,
-		// and answer "No previous sessions found for this project".
-		NoResume: "Gemini CLI 0.61.0 advertises loadSession, but session/load in a new process answers " +
-			"\"No previous sessions found for this project\": it rewrites the session's chat file before it looks for it",
+		// Its session/load fails within the minute its chat file is named
+		// after: geminiPrepareLoad moves the file out of the way first.
+		prepareLoad: geminiPrepareLoad,
 	},
 }
 
@@ -411,6 +410,8 @@ type Launch struct {
 	Notes []string
 
 	sessionDir string
+	home       string
+	loadPrep   func(home, acpID string) error
 	requires   string // the entry point that must exist, or ""
 	install    string // how to install it
 }
@@ -543,6 +544,7 @@ func build(p Profile, spec LaunchSpec) (*Launch, error) {
 	}
 	tmp := filepath.Join(spec.SessionDir, "tmp")
 	b.l.Dirs = []string{b.home, tmp}
+	b.l.home, b.l.loadPrep = b.home, p.prepareLoad
 	path := DefaultPATH
 	if spec.InstallDir != "" {
 		path = filepath.Join(spec.InstallDir, "node_modules", ".bin") + ":" + path

@@ -313,8 +313,8 @@ func checkLaunch(t *testing.T, name string, p Profile, spec LaunchSpec, l *Launc
 		if env["GEMINI_CLI_TRUST_WORKSPACE"] != "true" || env["GEMINI_MODEL"] != spec.Model || len(l.Args) == 0 || l.Args[len(l.Args)-1] != "--acp" {
 			t.Errorf("%s: gemini trust %q, model %q, args %q", name, env["GEMINI_CLI_TRUST_WORKSPACE"], env["GEMINI_MODEL"], l.Args)
 		}
-		if l.OwnTool == nil || l.NoResume == "" {
-			t.Errorf("%s: gemini launch without its own-tool recogniser or resume note", name)
+		if l.OwnTool == nil || l.loadPrep == nil || l.home != env["HOME"] {
+			t.Errorf("%s: gemini launch without its own-tool recogniser or its session/load preparation", name)
 		}
 	} else if len(l.Files) != 0 {
 		t.Errorf("%s: %s writes files: %v", name, p.Name, l.Files)
