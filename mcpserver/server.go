@@ -247,7 +247,8 @@ func New(opts *Options) (*Server, error) {
 	)
 	if o.Tokens != nil {
 		s.auth = o.Tokens
-		s.policy = tokens.Policy{Audience: tokens.AudienceMCP, ResourceMetadata: s.metadataURL}
+		s.policy = tokens.Policy{Audience: tokens.AudienceMCP, ResourceMetadata: s.metadataURL,
+			ChallengeScope: tokens.AudienceMCP.AllowedScopes().String()}
 		s.revocations, _ = o.Observer.(RevocationObserver)
 	}
 	s.handler = http.HandlerFunc(s.serveMCP)
