@@ -162,6 +162,8 @@ type peeked struct {
 	Params struct {
 		Name            string          `json:"name"`
 		ProtocolVersion json.RawMessage `json:"protocolVersion"`
+		URI             string          `json:"uri"`
+		Cursor          json.RawMessage `json:"cursor"`
 		Meta            struct {
 			ProgressToken json.RawMessage `json:"progressToken"`
 		} `json:"_meta"`
@@ -233,9 +235,17 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request, c tokens.C
 				writeJSONRPCError(w, p.ID, -32602, "Invalid params: initialize needs params.protocolVersion, a string")
 				return
 			}
+		case "resources/list", "resources/templates/list", "resources/read":
+			s.serveResources(w, r, c, p)
+			return
+		case "prompts/get":
+			if p.Params.Name == promptInstructions && !c.HasScope(tokens.ScopeProjectRead) {
+				s.insufficientScope(w, r, c, tokens.ScopeProjectRead, "prompt "+promptInstructions, "", p.ID)
+				return
+			}
 		case "tools/call":
 			if d, ok := s.tools[p.Params.Name]; ok && !d.allowed(c) {
-				s.insufficientScope(w, r, c, d, p.ID)
+				s.insufficientScope(w, r, c, d.scopes[0], "tool "+d.name, d.name, p.ID)
 				return
 			}
 			if len(p.Params.Meta.ProgressToken) > 0 {
@@ -344,12 +354,17 @@ func (s *Server) tooLarge(w http.ResponseWriter) {
 // The body is a JSON-RPC error response to the call (id), with the OAuth
 // error in its data: the official Go SDK keeps its session alive on an HTTP
 // error whose body is a JSON-RPC error, and closes it on any other.
-func (s *Server) insufficientScope(w http.ResponseWriter, r *http.Request, c tokens.Claims, d *toolDef, id json.RawMessage) {
+//
+// The same answer refuses a resources/read or prompts/get the scopes do not
+// open (what names it; tool is empty: nothing is recorded).
+func (s *Server) insufficientScope(w http.ResponseWriter, r *http.Request, c tokens.Claims, scope tokens.Scope, what, tool string, id json.RawMessage) {
 	start := s.now()
-	need := string(d.scopes[0])
-	msg := "this token lacks scope " + need + " for tool " + d.name
+	need := string(scope)
+	msg := "this token lacks scope " + need + " for " + what
 	s.metrics.authFailures.With("insufficient_scope").Inc()
-	s.record(r.Context(), d.name, c, start, OutcomeForbidden, msg)
+	if tool != "" {
+		s.record(r.Context(), tool, c, start, OutcomeForbidden, msg)
+	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="agentbroker", error="insufficient_scope", error_description="`+
 		msg+`", scope="`+need+`", resource_metadata="`+s.metadataURL+`"`)
 	writeJSONRPCRefusal(w, http.StatusForbidden, id, "insufficient_scope", msg)

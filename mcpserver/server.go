@@ -30,6 +30,7 @@ type Store interface {
 	ListTasks(ctx context.Context, projectID string, f store.TaskFilter) ([]store.Task, error)
 	SearchTasks(ctx context.Context, projectID, query string, limit int) ([]store.SearchHit[store.Task], error)
 	GetKnowledge(ctx context.Context, projectID, id string) (store.Knowledge, error)
+	ListKnowledge(ctx context.Context, projectID string, limit int) ([]store.Knowledge, error)
 	AddKnowledge(ctx context.Context, k store.Knowledge) (store.Knowledge, error)
 	SearchKnowledge(ctx context.Context, projectID, query string, limit int) ([]store.SearchHit[store.Knowledge], error)
 	ListSessions(ctx context.Context, projectID string, limit int) ([]store.SessionRecord, error)
@@ -145,7 +146,8 @@ const instructions = "Project context for this agent session, from agentbroker. 
 	"Start with get_project and get_instructions, and follow the instructions. " +
 	"Tasks (list_tasks, get_task, search_tasks, update_task), what earlier sessions learnt " +
 	"(search_knowledge, get_knowledge, add_knowledge) and their transcripts (list_sessions, " +
-	"get_session_messages, search_messages) are here too; a tool you do not see is one this session's token does not allow."
+	"get_session_messages, search_messages) are here too; a tool you do not see is one this session's token does not allow. " +
+	"The instructions are also the prompt project_instructions, and the project, its tasks and knowledge entries are resources (agentbroker://…)."
 
 // New returns a server for opts (nil: every default, which fails for want
 // of a Store, Tokens and ResourceURL).
@@ -228,13 +230,14 @@ func New(opts *Options) (*Server, error) {
 			s.observer.ToolsListed(ctx, c)
 		}
 	})
-	s.mcp = server.NewMCPServer("agentbroker", o.Version,
+	s.mcp = server.NewMCPServer("agentbroker", o.Version, append(capabilities(),
 		server.WithTitle("agentbroker project context"),
-		server.WithToolCapabilities(false),
 		server.WithInstructions(instructions),
 		server.WithToolFilter(s.filterTools),
+		server.WithPromptFilter(s.filterPrompts),
 		server.WithHooks(hooks),
-	)
+	)...)
+	s.addPrompts()
 	for _, d := range tools() {
 		if err := s.addTool(d); err != nil {
 			return nil, err
