@@ -95,6 +95,13 @@ type Options struct {
 	// stream open through proxies. Zero means 25s.
 	StreamKeepAlive time.Duration
 
+	// AuthorizationServers are the issuers of the OAuth authorization
+	// servers that hand out tokens for this resource (RFC 9728
+	// authorization_servers): the broker itself when it serves
+	// internal/oauth. None: the metadata lists none (tokens come only from
+	// the broker's sessions).
+	AuthorizationServers []string
+
 	// InsecureFixedIdentity, when set, treats every request WITHOUT an
 	// Authorization header as authenticated with these claims (a request
 	// with one is still verified by Tokens, when set). It exists for
@@ -220,7 +227,7 @@ func New(opts *Options) (*Server, error) {
 		closing:     make(chan struct{}),
 		streams:     make(map[string]int),
 	}
-	if s.metadata, err = s.buildMetadata(); err != nil {
+	if s.metadata, err = s.buildMetadata(o.AuthorizationServers); err != nil {
 		return nil, err
 	}
 
@@ -324,10 +331,11 @@ func metadataURL(resource *url.URL) string {
 	return resource.Scheme + "://" + resource.Host + metadataPath + strings.TrimSuffix(resource.EscapedPath(), "/")
 }
 
-// buildMetadata renders the RFC 9728 document. authorization_servers is
-// omitted on purpose: the broker mints its tokens itself, per session, and
-// there is no OAuth authorization server a client could obtain one from.
-func (s *Server) buildMetadata() ([]byte, error) {
+// buildMetadata renders the RFC 9728 document. authorization_servers
+// lists as (the MCP authorization spec requires one for clients that sign
+// in); without any, it is omitted: the broker's sessions get their tokens
+// minted, and there is no server a client could obtain one from.
+func (s *Server) buildMetadata(as []string) ([]byte, error) {
 	var scopes []string
 	for _, sc := range tokens.AudienceMCP.AllowedScopes().List() {
 		scopes = append(scopes, string(sc))
@@ -335,9 +343,10 @@ func (s *Server) buildMetadata() ([]byte, error) {
 	b, err := json.MarshalIndent(struct {
 		Resource               string   `json:"resource"`
 		ResourceName           string   `json:"resource_name"`
+		AuthorizationServers   []string `json:"authorization_servers,omitempty"`
 		BearerMethodsSupported []string `json:"bearer_methods_supported"`
 		ScopesSupported        []string `json:"scopes_supported"`
-	}{s.resource.String(), "agentbroker MCP (project context)", []string{"header"}, scopes}, "", "  ")
+	}{s.resource.String(), "agentbroker MCP (project context)", as, []string{"header"}, scopes}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("mcpserver: metadata: %w", err)
 	}
