@@ -5,9 +5,10 @@
 //   - metadata: RFC 8414 at /.well-known/oauth-authorization-server (the
 //     MCP server's RFC 9728 metadata names this issuer);
 //   - registration: RFC 7591 dynamic client registration at
-//     /oauth/register, public clients only (token_endpoint_auth_method
-//     "none"), redirect URIs https, loopback http (RFC 8252 §7.3) or a
-//     private-use scheme (RFC 8252 §7.1);
+//     /oauth/register, or a client ID metadata document (an https
+//     client_id, fetched at authorization: see cimd.go); public clients
+//     only (token_endpoint_auth_method "none"), redirect URIs https,
+//     loopback http (RFC 8252 §7.3) or a private-use scheme (RFC 8252 §7.1);
 //   - authorization: the code grant with PKCE, S256 only, at
 //     /oauth/authorize, which sends the browser to the console's consent
 //     page (/console/consent.html): a signed-in admin picks the project,
@@ -118,6 +119,8 @@ type Server struct {
 	o       Options
 	origins origins.Set
 
+	fetch   *http.Client // client ID metadata documents
+
 	mu      sync.Mutex
 	st      state
 	pending map[string]*pendingAuth // by request ID
@@ -204,7 +207,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oauth: new: %w", err)
 	}
-	s := &Server{o: o, origins: set, pending: map[string]*pendingAuth{}, codes: map[string]*authCode{},
+	s := &Server{o: o, origins: set, fetch: metadataClient(), pending: map[string]*pendingAuth{}, codes: map[string]*authCode{},
 		st: state{Clients: map[string]*Client{}, Connections: map[string]*Connection{}}}
 	if err := s.load(); err != nil {
 		return nil, err
@@ -375,6 +378,7 @@ func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
 		"code_challenge_methods_supported":      []string{"S256"},
 		"token_endpoint_auth_methods_supported": []string{"none"},
+		"client_id_metadata_document_supported": true,
 		"scopes_supported":                      mcpScopes(),
 		"service_documentation":                 s.o.Issuer + ConsentPagePath,
 	})
@@ -593,11 +597,27 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	s.mu.Lock()
-	c := s.st.Clients[q.Get("client_id")]
-	s.mu.Unlock()
+	var c *Client
+	if cid := q.Get("client_id"); isMetadataURL(cid) {
+		var err error
+		if c, err = s.fetchMetadataDocument(r.Context(), cid); err != nil {
+			oauthError(w, http.StatusBadRequest, "invalid_client", err.Error())
+			return
+		}
+		s.mu.Lock()
+		if s.st.Clients[c.ID] == nil && len(s.st.Clients) >= maxClients {
+			s.evictClientLocked()
+		}
+		s.st.Clients[c.ID] = c // the latest document (kept for the consent page and the connection list)
+		s.mu.Unlock()
+	} else {
+		s.mu.Lock()
+		c = s.st.Clients[cid]
+		s.mu.Unlock()
+	}
 	if c == nil {
-		oauthError(w, http.StatusBadRequest, "invalid_client", "unknown client_id (register at "+RegisterPath+")")
+		oauthError(w, http.StatusBadRequest, "invalid_client", "unknown client_id (register at "+RegisterPath+
+			", or use a client ID metadata document's https URL)")
 		return
 	}
 	redirect := q.Get("redirect_uri")
