@@ -119,7 +119,7 @@ type Server struct {
 	o       Options
 	origins origins.Set
 
-	fetch   *http.Client // client ID metadata documents
+	fetch *http.Client // client ID metadata documents
 
 	mu      sync.Mutex
 	st      state
