@@ -620,11 +620,9 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 			", or use a client ID metadata document's https URL)")
 		return
 	}
+	// redirect_uri is required (OAuth 2.1), and exact-matched.
 	redirect := q.Get("redirect_uri")
-	if redirect == "" && len(c.RedirectURIs) == 1 {
-		redirect = c.RedirectURIs[0]
-	}
-	if !redirectMatches(c.RedirectURIs, redirect) {
+	if redirect == "" || !redirectMatches(c.RedirectURIs, redirect) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "redirect_uri is not one registered for this client")
 		return
 	}

@@ -421,6 +421,12 @@ func TestAttackRedirectURI(t *testing.T) {
 			t.Errorf("redirect_uri %q: %d %q", bad, r.status, r.header.Get("Location"))
 		}
 	}
+	// redirect_uri is required, even for a client with one.
+	single := w.register("https://app.example/only")
+	if r := w.authorizeRaw(url.Values{"response_type": {"code"}, "client_id": {single},
+		"code_challenge": {newPKCE().challenge}, "code_challenge_method": {"S256"}}); r.status != http.StatusBadRequest || r.header.Get("Location") != "" {
+		t.Errorf("no redirect_uri: %d %q", r.status, r.header.Get("Location"))
+	}
 	// RFC 8252: the loopback port may differ.
 	p := newPKCE()
 	id := w.authorize(clientID, "http://127.0.0.1:45678/callback", p)
