@@ -46,6 +46,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -545,6 +546,9 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	s.st.Clients[c.ID] = c
 	err = s.saveLocked()
+	if err != nil {
+		delete(s.st.Clients, c.ID)
+	}
 	s.mu.Unlock()
 	if err != nil {
 		s.o.Logger.Warn("oauth: save state", "err", err)
@@ -842,6 +846,10 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, admin tokens.Cla
 	s.codes[hashOf(code)] = &authCode{ConnID: conn.ID, ClientID: c.ID, RedirectURI: p.RedirectURI,
 		Challenge: p.Challenge, Expires: now.Add(codeLifetime)}
 	err = s.saveLocked()
+	if err != nil { // nothing granted: the code is never given out
+		delete(s.st.Connections, conn.ID)
+		delete(s.codes, hashOf(code))
+	}
 	s.mu.Unlock()
 	if err != nil {
 		s.o.Logger.Warn("oauth: save state", "err", err)
@@ -1017,14 +1025,18 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, connID, prev stri
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "the connection is revoked, or the refresh token was used meanwhile")
 		return
 	}
+	oldList := conn.OldRefresh
 	if prev != "" {
-		conn.OldRefresh = append(conn.OldRefresh, prev)
+		conn.OldRefresh = append(slices.Clip(conn.OldRefresh), prev)
 		if len(conn.OldRefresh) > maxOldRefresh {
 			conn.OldRefresh = conn.OldRefresh[len(conn.OldRefresh)-maxOldRefresh:]
 		}
 	}
 	conn.Refresh = hashOf(refresh)
 	err = s.saveLocked()
+	if err != nil { // not rotated: the client's refresh token stays good
+		conn.Refresh, conn.OldRefresh = prev, oldList
+	}
 	s.mu.Unlock()
 	if err != nil {
 		s.o.Logger.Warn("oauth: save state", "err", err)

@@ -682,3 +682,52 @@ func FuzzRedirectMatch(f *testing.F) {
 		}
 	})
 }
+
+// TestStateUnwritable: when the state file cannot be written,
+// registration, consent and refresh answer 503 and change nothing: no
+// client, no connection, and the refresh token stays good.
+func TestStateUnwritable(t *testing.T) {
+	w := newWorld(t)
+	redirect := "http://127.0.0.1:33333/callback"
+	cid, tok := w.connect(w.projA.ID, "project:read") // before the writes fail
+	clientID := w.register(redirect)
+	p := newPKCE()
+	id := w.authorize(clientID, redirect, p)
+	counts := func() (int, int, int) {
+		w.as.mu.Lock()
+		defer w.as.mu.Unlock()
+		return len(w.as.st.Clients), len(w.as.st.Connections), len(w.as.codes)
+	}
+	clients, conns, codes := counts()
+	// The state file's folder becomes a file: every write fails.
+	dir := filepath.Join(t.TempDir(), "gone")
+	if err := os.WriteFile(dir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.as.mu.Lock()
+	w.as.o.StatePath = filepath.Join(dir, "oauth-state.json")
+	w.as.mu.Unlock()
+
+	b, _ := json.Marshal(map[string]any{"redirect_uris": []string{redirect}})
+	if r := w.do(http.MethodPost, RegisterPath, bytes.NewReader(b)); r.status != http.StatusServiceUnavailable {
+		t.Errorf("register: %d %s", r.status, r.body)
+	}
+	r := w.consentRaw(id, w.admin, map[string]any{"decision": "approve", "project": w.projA.ID,
+		"scopes": []string{"project:read"}, "lifetime_seconds": 3600})
+	if r.status != http.StatusServiceUnavailable || strings.Contains(string(r.body), "code=") {
+		t.Errorf("consent: %d %s", r.status, r.body)
+	}
+	if r := w.refresh(cid, tok["refresh_token"].(string)); r.status != http.StatusServiceUnavailable {
+		t.Errorf("refresh: %d %s", r.status, r.body)
+	}
+	if c2, n2, k2 := counts(); c2 != clients || n2 != conns || k2 != codes {
+		t.Errorf("after failed writes: %d clients, %d connections, %d codes; want %d, %d, %d", c2, n2, k2, clients, conns, codes)
+	}
+
+	w.as.mu.Lock()
+	w.as.o.StatePath = w.statePath
+	w.as.mu.Unlock()
+	if r := w.refresh(cid, tok["refresh_token"].(string)); r.status != http.StatusOK {
+		t.Errorf("refresh once the state can be written: %d %s; the failed one must not count as a use", r.status, r.body)
+	}
+}
