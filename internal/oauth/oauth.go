@@ -997,6 +997,13 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, connID, prev stri
 	now := s.o.Now()
 	s.mu.Lock()
 	conn := s.st.Connections[connID]
+	if conn != nil && conn.Revoked == nil && prev != "" && conn.Refresh != prev {
+		// Rotated since the lookup: the same refresh token, used twice at once.
+		s.mu.Unlock()
+		_ = s.revoke(r.Context(), connID, "refresh token reused")
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was already used; the connection is revoked")
+		return
+	}
 	if conn == nil || conn.Revoked != nil || !now.Before(conn.Expires) || conn.Refresh != prev {
 		s.mu.Unlock()
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "the connection is revoked or expired")
@@ -1020,9 +1027,16 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request, connID, prev stri
 	refresh := randomToken(32)
 	s.mu.Lock()
 	conn = s.st.Connections[connID]
+	if conn != nil && conn.Revoked == nil && prev != "" && conn.Refresh != prev {
+		// The same refresh token, used by two requests at once: a reuse.
+		s.mu.Unlock()
+		_ = s.revoke(r.Context(), connID, "refresh token reused")
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was already used; the connection is revoked")
+		return
+	}
 	if conn == nil || conn.Revoked != nil || conn.Refresh != prev {
 		s.mu.Unlock()
-		oauthError(w, http.StatusBadRequest, "invalid_grant", "the connection is revoked, or the refresh token was used meanwhile")
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "the connection is revoked or expired")
 		return
 	}
 	oldList := conn.OldRefresh

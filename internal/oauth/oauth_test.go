@@ -519,6 +519,45 @@ func TestAttackRefreshReuse(t *testing.T) {
 	}
 }
 
+// TestRefreshRace: the same refresh token sent twice at once is a reuse
+// however the two requests interleave: at most one gets tokens, and the
+// connection ends revoked.
+func TestRefreshRace(t *testing.T) {
+	w := newWorld(t)
+	for round := range 5 {
+		clientID, tok := w.connect(w.projA.ID, "project:read")
+		rt := tok["refresh_token"].(string)
+		statuses := make(chan int, 2)
+		for range 2 {
+			go func() {
+				form := url.Values{"grant_type": {"refresh_token"}, "client_id": {clientID}, "refresh_token": {rt}}
+				resp, err := http.PostForm(w.http.URL+TokenPath, form)
+				if err != nil {
+					statuses <- 0
+					return
+				}
+				resp.Body.Close()
+				statuses <- resp.StatusCode
+			}()
+		}
+		ok := 0
+		for range 2 {
+			if <-statuses == http.StatusOK {
+				ok++
+			}
+		}
+		revoked := false
+		for _, c := range w.connections() {
+			if c["client_id"] == clientID {
+				revoked = c["revoked"] != nil
+			}
+		}
+		if ok > 1 || !revoked {
+			t.Errorf("round %d: %d refreshes succeeded, connection revoked %v; want at most 1, revoked", round, ok, revoked)
+		}
+	}
+}
+
 // TestAttackConsentWithoutAdmin: the consent endpoints need the admin
 // token: none, an MCP token or a garbage one get 401, and the request stays
 // undecided.
