@@ -35,6 +35,10 @@ type Policy struct {
 	AcceptSubprotocol bool
 	// Realm in the challenge Refusal.Write sends. Default "agentbroker".
 	Realm string
+	// ChallengeScope, when set, is the space-separated scope list a 401's
+	// challenge advertises as scope="…" (RFC 6750 §3): the scopes a client
+	// should ask for (the MCP authorization spec's clients read it first).
+	ChallengeScope string
 	// ResourceMetadata, when set, is the URL of the RFC 9728 protected
 	// resource metadata, advertised as resource_metadata="…" in the
 	// challenge (the MCP server needs it).
@@ -79,7 +83,7 @@ type Refusal struct {
 	// Description is a short English sentence for error_description.
 	Description string
 	// Scope lists the scopes needed (space-separated) when Code is
-	// insufficient_scope.
+	// insufficient_scope, and Policy.ChallengeScope on a 401.
 	Scope string
 	// Reason is the machine-readable reason.
 	Reason Reason
@@ -241,6 +245,10 @@ func (p Policy) refuse(status int, code string, reason Reason, desc string, err 
 	if realm == "" {
 		realm = "agentbroker"
 	}
-	return &Refusal{Status: status, Code: code, Description: desc, Reason: reason, Err: err,
+	f := &Refusal{Status: status, Code: code, Description: desc, Reason: reason, Err: err,
 		realm: realm, resourceMetadata: p.ResourceMetadata}
+	if status == http.StatusUnauthorized {
+		f.Scope = p.ChallengeScope
+	}
+	return f
 }

@@ -176,15 +176,20 @@ func serve(ctx context.Context, c *config, e *env) error {
 	recovering := make(chan struct{})
 
 	reg := metrics.NewRegistry()
+	authServer, err := c.oauthServer(svc, st, publicURL, log)
+	if err != nil {
+		return err
+	}
 	mcp, err := mcpserver.New(&mcpserver.Options{
-		Store:          st,
-		Tokens:         svc,
-		Observer:       mgr,
-		ResourceURL:    publicURL + "/mcp",
-		AllowedOrigins: c.AllowedOrigins,
-		Metrics:        reg,
-		Logger:         log,
-		Version:        version,
+		Store:                st,
+		Tokens:               svc,
+		Observer:             mgr,
+		ResourceURL:          publicURL + "/mcp",
+		AuthorizationServers: []string{authServer.Issuer()},
+		AllowedOrigins:       c.AllowedOrigins,
+		Metrics:              reg,
+		Logger:               log,
+		Version:              version,
 	})
 	if err != nil {
 		return fmt.Errorf("start MCP server: %w", err)
@@ -198,6 +203,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 		OnShutdown:      []func(){func() { mcp.Close() }, func() { <-recovering; sessionsStop.Stop() }},
 	})
 	mcp.Mount(srv)
+	authServer.Mount(srv)
 	px, err := proxy.New(&proxy.Options{
 		Tokens:    svc,
 		Catalog:   cat,
