@@ -73,8 +73,10 @@ type ConnOptions struct {
 	// MCPServerName is our MCP server's name in session/new: tool calls to
 	// it are "project tools".
 	MCPServerName string
-	// ProjectTool, if set, also recognises calls to our MCP server's tools
-	// (the agent's profile knows how its agent describes them).
+	// ProjectTool, if set, also recognises a call to our MCP server's tools
+	// (server is MCPServerName) as this agent describes it in its
+	// permission requests and tool_call updates (the agent's profile knows
+	// how: profile.Launch.OwnTool).
 	ProjectTool ToolRecognizer
 	// OnExtension, if set, is told every request or notification from the
 	// agent that the client does not handle (a request is then answered

@@ -8,7 +8,7 @@ import (
 )
 
 // The agents the broker launches; each must have a policy.
-var launchedAgents = []string{"claude-code", "codex", "amp", "opencode", "copilot", "qwen"}
+var launchedAgents = []string{"claude-code", "codex", "amp", "gemini", "opencode", "copilot", "qwen"}
 
 func TestEmbeddedIsValid(t *testing.T) {
 	t.Parallel()
@@ -28,7 +28,7 @@ func TestEveryLaunchedAgentHasAPolicy(t *testing.T) {
 	t.Parallel()
 	c := Embedded()
 	want := map[string]Endpoint{"claude-code": EndpointMessages, "codex": EndpointResponses, "amp": EndpointMessages,
-		"opencode": EndpointChat, "copilot": EndpointChat, "qwen": EndpointChat}
+		"gemini": EndpointGenerateContent, "opencode": EndpointChat, "copilot": EndpointChat, "qwen": EndpointChat}
 	for _, agent := range launchedAgents {
 		p, err := c.Policy(agent)
 		if err != nil {
@@ -38,7 +38,7 @@ func TestEveryLaunchedAgentHasAPolicy(t *testing.T) {
 			t.Errorf("%s speaks %s, want %s", agent, p.API, want[agent])
 		}
 	}
-	if got := c.Agents(); !slices.Equal(got, []string{"amp", "claude-code", "codex", "copilot", "opencode", "qwen"}) {
+	if got := c.Agents(); !slices.Equal(got, []string{"amp", "claude-code", "codex", "copilot", "gemini", "opencode", "qwen"}) {
 		t.Errorf("Agents() = %v", got)
 	}
 }
@@ -151,11 +151,12 @@ func TestUnknownRefused(t *testing.T) {
 	t.Parallel()
 	c := Embedded()
 	unknown := []string{
-		"", "llama-3", "gemini-2.5-pro", "o", "ox", "omni", "opus", "sonnet", "haiku",
+		"", "llama-3", "gemini-2.5", "o", "ox", "omni", "opus", "sonnet", "haiku",
 		"claude-opus-4-6-20260205", // deliberately not an alias (models.md)
 		"claude-opus-4-7-20260416", // LiteLLM only
 		"claude-4-opus-20250514",   // LiteLLM's legacy ordering, not an Anthropic ID
 		"claude-opus-5-5",          // offered by Claude Code, in no trusted source
+		"gemini-3.5-flash-lite",    // offered by Gemini CLI 0.61.0, in no trusted source
 		"gpt-5.6", "gpt-5.6-sol", "gpt-5.6-terra", "gpt-5.6-luna", "gpt-6-astra",
 		"anthropic.claude-opus-4-6-v1", "claude-opus-4-6@default",
 		"CLAUDE-OPUS-4-6", " claude-opus-4-6", "claude-opus-4-6 ", "claude-opus-4-*",

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -50,11 +51,14 @@ func DetectProvider(id string) (Provider, error) {
 		}
 	}
 	first, more := tokens[0], len(tokens) > 1
+	if more {
+		for _, p := range providers {
+			if slices.Contains(p.IDPrefixes, first) {
+				return p.Name, nil
+			}
+		}
+	}
 	switch {
-	case first == "claude" && more:
-		return ProviderAnthropic, nil
-	case (first == "gpt" || first == "chatgpt" || first == "codex") && more:
-		return ProviderOpenAI, nil
 	case isOSeries(first):
 		return ProviderOpenAI, nil
 	case first == "omni" && more && tokens[1] == "moderation":

@@ -57,7 +57,11 @@ func TestDetectProvider(t *testing.T) {
 		// Never a default.
 		{"", ""},
 		{"llama-3", ""},
-		{"gemini-2.5-pro", ""},
+		// Gemini's, by the provider table's ID prefix.
+		{"gemini-2.5-pro", ProviderGoogle},
+		{"gemini-3.8-flash", ProviderGoogle},
+		{"gemini", ""},
+		{"gemma-3-27b-it", ""},
 		{"mistral-large", ""},
 		{"GPT-5.5", ""},
 		{"Claude-opus-4-6", ""},

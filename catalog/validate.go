@@ -104,8 +104,9 @@ func (v *validator) checkModel(m *Model) {
 	}
 
 	// Provider, and the diagnostics classifier agreeing with it.
-	switch m.Provider {
-	case ProviderAnthropic, ProviderOpenAI:
+	prov, known := LookupProvider(m.Provider)
+	switch {
+	case known:
 		for j, id := range append([]string{m.ID}, m.Aliases...) {
 			field := "id"
 			if j > 0 {
@@ -119,10 +120,10 @@ func (v *validator) checkModel(m *Model) {
 				v.model(m, field, "DetectProvider classifies %q as %s, but the model's provider is %s", id, got, m.Provider)
 			}
 		}
-	case "":
-		v.model(m, "provider", "is required (%s or %s)", ProviderAnthropic, ProviderOpenAI)
+	case m.Provider == "":
+		v.model(m, "provider", "is required (one of %s)", providerNames())
 	default:
-		v.model(m, "provider", "%q is not a provider the proxy can route to (%s or %s)", m.Provider, ProviderAnthropic, ProviderOpenAI)
+		v.model(m, "provider", "%q is not a provider the proxy can route to (%s)", m.Provider, providerNames())
 	}
 
 	// Endpoints.
@@ -133,11 +134,10 @@ func (v *validator) checkModel(m *Model) {
 		field := fmt.Sprintf("endpoints[%d]", j)
 		switch {
 		case !validEndpoint(ep):
-			v.model(m, field, "unknown endpoint %q (messages, responses or chat)", ep)
+			v.model(m, field, "unknown endpoint %q (%s)", ep, endpointNames())
 		case slices.Index(m.Endpoints, ep) != j:
 			v.model(m, field, "endpoint %q is listed twice", ep)
-		case m.Provider == ProviderAnthropic && ep != EndpointMessages,
-			m.Provider == ProviderOpenAI && ep == EndpointMessages:
+		case known && !prov.Serves(ep):
 			v.model(m, field, "provider %s does not serve the %s API", m.Provider, ep)
 		}
 	}
@@ -387,7 +387,7 @@ func (v *validator) checkPolicy(p *Policy) {
 		v.agent(p, "agent", "%q is not a valid agent name (lowercase letters, digits and '-')", p.Agent)
 	}
 	if !validEndpoint(p.API) {
-		v.agent(p, "api", "%q is not an API style (messages, responses or chat)", p.API)
+		v.agent(p, "api", "%q is not an API style (%s)", p.API, endpointNames())
 	}
 	if len(p.Allowed) == 0 {
 		v.agent(p, "allowed", "an agent must be allowed at least one model")
@@ -551,11 +551,8 @@ func validAgentName(s string) bool {
 }
 
 func validEndpoint(ep Endpoint) bool {
-	switch ep {
-	case EndpointMessages, EndpointResponses, EndpointChat:
-		return true
-	}
-	return false
+	_, ok := ProviderOf(ep)
+	return ok
 }
 
 func validStatus(s Status) bool {

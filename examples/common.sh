@@ -53,7 +53,9 @@ install_profile() {
 ab() { "$work/agentbroker" "$@"; }
 
 # start_broker [KEY=VALUE...] [-- SERVE-FLAGS...]: build and start a broker
-# on a free loopback port with a fresh data directory, and point the CLI at it.
+# on a free loopback port with a fresh data directory, and point the CLI at
+# that directory: the broker writes its URL there (broker-url), next to the
+# admin token, and the CLI finds both.
 start_broker() {
   local envs=()
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do envs+=("$1"); shift; done
@@ -61,15 +63,13 @@ start_broker() {
   (cd "$root" && go build -o "$work/agentbroker" ./cmd/agentbroker)
   env "${envs[@]}" "$work/agentbroker" serve --data-dir "$work/data" --listen 127.0.0.1:0 "$@" 2>"$work/broker.log" &
   pids+=($!)
-  local addr=""
   for _ in $(seq 100); do
-    addr=$(grep -o 'msg=listening addr=127.0.0.1:[0-9]*' "$work/broker.log" | head -1 | sed 's/.*addr=//') || true
-    [ -n "$addr" ] && break
+    [ -s "$work/data/broker-url" ] && break
     sleep 0.1
   done
-  [ -n "$addr" ] || { echo "the broker did not start"; cat "$work/broker.log"; exit 1; }
-  export AGENTBROKER_URL=http://$addr AGENTBROKER_DATA_DIR=$work/data
-  echo "broker $AGENTBROKER_URL"
+  [ -s "$work/data/broker-url" ] || { echo "the broker did not start"; cat "$work/broker.log"; exit 1; }
+  export AGENTBROKER_DATA_DIR=$work/data
+  echo "broker $(cat "$work/data/broker-url")"
 }
 
 # count FILE PATTERN...: how many lines of FILE contain every PATTERN.

@@ -5,6 +5,8 @@
 #             (or no adapter: `agentbroker agents install <profile>` installs it)
 #   model     the model to ask for          key_env   the broker's platform-key variable
 #   upstream_env  the broker's upstream variable for that provider
+# and may define agent_checks, a function of checks of its own on the
+# session's events ($ev), run after the common ones.
 #
 # The broker starts the agent through its API, in platform-proxy mode: the
 # agent's model calls go through the broker's inference proxy to a scripted
@@ -56,7 +58,7 @@ echo "session $session; reply: $reply"
 ab session stop "$session" >/dev/null || true
 ab session events "$session" >"$work/events.jsonl"
 
-step "checks, from the broker's records"
+cp "$work/fake.log" /tmp/fake.log; cp -r "$work/data-sessions" /tmp/ds 2>/dev/null; step "checks"
 ev=$work/events.jsonl
 check_confined "$ev"
 check "the session's MCP config was recorded before launch (token id $mcp_token)" test -n "$mcp_token"
@@ -84,8 +86,18 @@ if [ "${asks_permission:-0}" = 1 ]; then
   check "no permission request was left to a person" test "$(count "$ev" '"type":"permission_request"')" -eq 0
 fi
 check "the final reply contains the task's marker" grep -q -- "$marker" <<<"$reply"
+# Codex prefixes every reply with "Warning: Model metadata for `M` not found"
+# when its own catalog lacks the model; the broker's config must fill it in.
+check "the agent did not warn about missing model metadata" \
+  test "$(grep -ciE 'model metadata|fallback metadata' <<<"$reply" || true)" -eq 0
+check "the session recorded no warning about the agent's model catalog" \
+  test "$(count "$ev" '"type":"warning"' 'model catalog' || true)" -eq 0
 check "the scripted upstream never saw the inference token (it accepts only the platform key)" \
   test "$(grep -c 'status=401' "$work/fake.log" || true)" -eq 0
+check "every request the upstream got carried the platform key and nothing else (its log: auth_ok)" \
+  test "$(grep -c 'auth_ok=true' "$work/fake.log" || true)" -ge 1 -a "$(grep -c 'auth_ok=false' "$work/fake.log" || true)" -eq 0
+# An example may define agent_checks, run here on the same records ($ev).
+if declare -F agent_checks >/dev/null; then agent_checks; fi
 
 step "negative check: the session's MCP token revoked before the prompt"
 session2=$(start_session)

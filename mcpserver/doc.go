@@ -23,12 +23,21 @@
 //     challenge naming the RFC 9728
 //     metadata (resource_metadata="…"). The metadata is served, without a
 //     token, at /.well-known/oauth-protected-resource and at the RFC 9728
-//     path-suffixed /.well-known/oauth-protected-resource/mcp. It has no
-//     authorization_servers: the broker mints each session's token itself,
-//     and no OAuth server exists a client could get one from.
+//     path-suffixed /.well-known/oauth-protected-resource/mcp; its
+//     authorization_servers are Options.AuthorizationServers (`serve`: the
+//     broker itself, internal/oauth, where clients it did not launch sign
+//     in with an admin's consent). The 401's challenge carries scope="…"
+//     (every MCP scope: the consent decides which are given).
 //   - A tools/call of a tool the token's scopes do not open is refused with
 //     403 and an insufficient_scope challenge (MCP authorization, 2025-11-25);
-//     tools/list never shows such a tool.
+//     tools/list never shows such a tool. A resources/read or prompts/get
+//     the scopes do not open gets the same answer.
+//   - A 401 or 403 to a POST carrying a JSON-RPC request has a JSON-RPC
+//     error response to it as body (the OAuth error in its data): the
+//     official Go SDK keeps its session on such an answer.
+//   - A GET without Mcp-Protocol-Version is 405, before authentication: it
+//     is a legacy HTTP+SSE client, which then fails at once instead of
+//     waiting for an "endpoint" event.
 //   - A per-token rate limit (a token bucket keyed by the jti; 50 requests
 //     per second, bursts of 100, by default): 429 with Retry-After.
 //   - A body limit (1 MiB by default): 413.
@@ -40,6 +49,10 @@
 // initialize handshake are served (2025-11-25 for Claude Code, 2025-06-18
 // for Codex, …); server/discover, which Claude Code sends first, is
 // answered -32601 (so it falls back to initialize), like any unknown method.
+// A JSON-RPC batch is served under 2025-03-26 (or with no version header,
+// which the spec says to take as 2025-03-26), at most 32 messages, each
+// checked as if alone, and refused with a message saying why under later
+// versions. initialize without a protocolVersion is refused (-32602).
 // GET opens an SSE stream that only carries keep-alive comments (Codex,
 // Claude and Amp open one; every message of this server belongs to a
 // request and goes on that POST's response). DELETE is 405: there is no
@@ -50,6 +63,16 @@
 // order, whether or not the client holds a GET stream: mcp-go v1.2.1 lost
 // some in both cases, and the front works around both (see serveStream and
 // progressWriter).
+//
+// # Prompts and resources
+//
+// The project's instructions are the prompt project_instructions
+// (project:read); the project (agentbroker://project, project:read), its
+// tasks (agentbroker://tasks/{id}, tasks:read) and knowledge entries
+// (agentbroker://knowledge/{id}, knowledge:read) are resources, listed,
+// read and templated for the scopes the token holds (see resources.go).
+// The capabilities declare tools, prompts and resources, without list
+// changes or subscriptions, and nothing else.
 //
 // # Tools
 //

@@ -434,7 +434,7 @@ func TestRevokedClientStream(t *testing.T) {
 	w := newWorld(t, nil)
 	raw, c := w.mint(w.projA.ID, w.sessA, readScopes...)
 	//lint:ignore SA1019 the test is about the legacy standalone GET stream, which the server still serves to clients of the legacy protocol
-	cl := w.client(raw, transport.WithContinuousListening())
+	cl := w.client(raw, transport.WithContinuousListening(), versionedGETs(w))
 	call(t, cl, "get_project", nil)
 	if err := w.tokens.Revoke(context.Background(), c.ID, c.ExpiresAt); err != nil {
 		t.Fatal(err)
@@ -485,6 +485,7 @@ func TestGETStreamEndsWhenTokenRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			raw, end := tc.open()
 			req, _ := http.NewRequest(http.MethodGet, w.url, nil)
+			req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
 			req.Header.Set("Accept", "text/event-stream")
 			req.Header.Set("Authorization", "Bearer "+raw)
 			resp, err := w.http.Client().Do(req)

@@ -34,10 +34,16 @@ import (
 //     WWW-Authenticate challenge naming the RFC 9728 metadata, 400 for a
 //     malformed request, 503 when revocation cannot be checked.
 //  5. Per-token rate limit: 429 with Retry-After.
-//  6. GET: a keep-alive SSE stream (see serveStream).
-//  7. POST: the body (413 over MaxBodyBytes); server/discover answered
-//     -32601 here; a tools/call of a tool the token's scopes do not open
-//     answered 403 insufficient_scope; everything else to mcp-go.
+//  6. GET: a keep-alive SSE stream (see serveStream). A GET without an
+//     Mcp-Protocol-Version header gets 405 before step 4 (see legacyGET).
+//  7. POST: the body (413 over MaxBodyBytes); a JSON-RPC batch is taken
+//     apart here (serveBatch); server/discover answered -32601 here, an
+//     initialize without a protocolVersion -32602; a tools/call of a tool
+//     the token's scopes do not open answered 403 insufficient_scope;
+//     everything else to mcp-go.
+//
+// The 401 and 403 answers to a POST that carries a JSON-RPC request have a
+// JSON-RPC error response as their body (see refuseJSONRPC).
 
 const allowedMethods = "GET, POST, OPTIONS"
 
@@ -62,7 +68,12 @@ func (s *Server) serveMCP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Access-Control-Expose-Headers", "WWW-Authenticate, Mcp-Session-Id, Retry-After")
 	}
 	switch r.Method {
-	case http.MethodPost, http.MethodGet:
+	case http.MethodPost:
+	case http.MethodGet:
+		if r.Header.Get("Mcp-Protocol-Version") == "" {
+			s.legacyGET(w)
+			return
+		}
 	case http.MethodOptions:
 		h := w.Header()
 		h.Set("Allow", allowedMethods)
@@ -109,6 +120,9 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, ref *tokens.Refu
 		s.revocations.RevokedTokenUsed(r.Context(), rev.Claims)
 	}
 	s.metrics.authFailures.With(string(ref.Reason)).Inc()
+	if r.Method == http.MethodPost && s.refuseJSONRPC(w, r, ref) {
+		return
+	}
 	ref.Write(w)
 }
 
@@ -146,8 +160,11 @@ type peeked struct {
 	ID     json.RawMessage `json:"id"`
 	Method string          `json:"method"`
 	Params struct {
-		Name string `json:"name"`
-		Meta struct {
+		Name            string          `json:"name"`
+		ProtocolVersion json.RawMessage `json:"protocolVersion"`
+		URI             string          `json:"uri"`
+		Cursor          json.RawMessage `json:"cursor"`
+		Meta            struct {
 			ProgressToken json.RawMessage `json:"progressToken"`
 		} `json:"_meta"`
 	} `json:"params"`
@@ -174,6 +191,16 @@ func (s *Server) servePost(w http.ResponseWriter, r *http.Request, c tokens.Clai
 		writeError(w, http.StatusBadRequest, "invalid_request", "cannot read the request body")
 		return
 	}
+	if isBatch(body) {
+		s.serveBatch(w, r, c, body)
+		return
+	}
+	s.serveMessage(w, r, c, body)
+}
+
+// serveMessage answers one JSON-RPC message (body), alone in a POST or one
+// of a batch's.
+func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request, c tokens.Claims, body []byte) {
 	if code, msg := checkEnvelope(body); code != 0 {
 		s.metrics.refused.With("invalid_message").Inc()
 		w.Header().Set("Content-Type", "application/json")
@@ -201,9 +228,24 @@ func (s *Server) servePost(w http.ResponseWriter, r *http.Request, c tokens.Clai
 			// to initialize.
 			writeJSONRPCError(w, p.ID, -32601, "Method not found: server/discover")
 			return
+		case "initialize":
+			// mcp-go would take a missing version for its latest one.
+			if !isJSONString(p.Params.ProtocolVersion) {
+				s.metrics.refused.With("invalid_message").Inc()
+				writeJSONRPCError(w, p.ID, -32602, "Invalid params: initialize needs params.protocolVersion, a string")
+				return
+			}
+		case "resources/list", "resources/templates/list", "resources/read":
+			s.serveResources(w, r, c, p)
+			return
+		case "prompts/get":
+			if p.Params.Name == promptInstructions && !c.HasScope(tokens.ScopeProjectRead) {
+				s.insufficientScope(w, r, c, tokens.ScopeProjectRead, "prompt "+promptInstructions, "", p.ID)
+				return
+			}
 		case "tools/call":
 			if d, ok := s.tools[p.Params.Name]; ok && !d.allowed(c) {
-				s.insufficientScope(w, r, c, d)
+				s.insufficientScope(w, r, c, d.scopes[0], "tool "+d.name, d.name, p.ID)
 				return
 			}
 			if len(p.Params.Meta.ProgressToken) > 0 {
@@ -308,15 +350,24 @@ func (s *Server) tooLarge(w http.ResponseWriter) {
 // insufficient_scope challenge naming the scope needed. tools/list never
 // shows such a tool, so only a client calling blind gets here. The call is
 // still recorded (outcome forbidden).
-func (s *Server) insufficientScope(w http.ResponseWriter, r *http.Request, c tokens.Claims, d *toolDef) {
+//
+// The body is a JSON-RPC error response to the call (id), with the OAuth
+// error in its data: the official Go SDK keeps its session alive on an HTTP
+// error whose body is a JSON-RPC error, and closes it on any other.
+//
+// The same answer refuses a resources/read or prompts/get the scopes do not
+// open (what names it; tool is empty: nothing is recorded).
+func (s *Server) insufficientScope(w http.ResponseWriter, r *http.Request, c tokens.Claims, scope tokens.Scope, what, tool string, id json.RawMessage) {
 	start := s.now()
-	need := string(d.scopes[0])
-	msg := "this token lacks scope " + need + " for tool " + d.name
+	need := string(scope)
+	msg := "this token lacks scope " + need + " for " + what
 	s.metrics.authFailures.With("insufficient_scope").Inc()
-	s.record(r.Context(), d.name, c, start, OutcomeForbidden, msg)
+	if tool != "" {
+		s.record(r.Context(), tool, c, start, OutcomeForbidden, msg)
+	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="agentbroker", error="insufficient_scope", error_description="`+
 		msg+`", scope="`+need+`", resource_metadata="`+s.metadataURL+`"`)
-	writeError(w, http.StatusForbidden, "insufficient_scope", msg)
+	writeJSONRPCRefusal(w, http.StatusForbidden, id, "insufficient_scope", msg)
 }
 
 // serveStream answers GET with an SSE stream that carries only keep-alive

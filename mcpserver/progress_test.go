@@ -49,6 +49,7 @@ func openGET(t *testing.T, w *world, token string) (data *atomic.Int64, stop fun
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.url, nil)
+	req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := w.http.Client().Do(req)
@@ -140,7 +141,7 @@ func TestProgressMCPClient(t *testing.T) {
 	w := newWorld(t, nil)
 	addProgressTool(t, w.srv)
 	//lint:ignore SA1019 the test is about the legacy standalone GET stream, which the server still serves to clients of the legacy protocol
-	c := w.client(w.tokenA(tokens.ScopeTasksRead), transport.WithContinuousListening())
+	c := w.client(w.tokenA(tokens.ScopeTasksRead), transport.WithContinuousListening(), versionedGETs(w))
 	if !waitFor(func() bool { return w.metric("agentbroker_mcp_get_streams") == 1 }) {
 		t.Fatal("the client's GET stream did not open")
 	}
@@ -185,4 +186,22 @@ func TestNoProgressWithoutToken(t *testing.T) {
 	if r.status != http.StatusOK || r.header.Get("Content-Type") != "application/json" || len(jsonrpcMessages(t, r)) != 1 {
 		t.Fatalf("%d %s %s", r.status, r.header.Get("Content-Type"), r.body)
 	}
+}
+
+// versionedGETs gives an mcp-go client an HTTP client that puts the
+// negotiated Mcp-Protocol-Version on a GET that lacks it: mcp-go v1.2.1 may
+// open its stream as soon as the initialize response arrives, before it has
+// stored the version, and the server answers such a GET 405 (legacyGET).
+func versionedGETs(w *world) transport.StreamableHTTPCOption {
+	return transport.WithHTTPBasicClient(&http.Client{Transport: versionTransport{w.http.Client().Transport}})
+}
+
+type versionTransport struct{ next http.RoundTripper }
+
+func (v versionTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodGet && r.Header.Get("Mcp-Protocol-Version") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Mcp-Protocol-Version", mcp.LATEST_LEGACY_PROTOCOL_VERSION)
+	}
+	return v.next.RoundTrip(r)
 }

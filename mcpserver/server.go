@@ -30,6 +30,7 @@ type Store interface {
 	ListTasks(ctx context.Context, projectID string, f store.TaskFilter) ([]store.Task, error)
 	SearchTasks(ctx context.Context, projectID, query string, limit int) ([]store.SearchHit[store.Task], error)
 	GetKnowledge(ctx context.Context, projectID, id string) (store.Knowledge, error)
+	ListKnowledge(ctx context.Context, projectID string, limit int) ([]store.Knowledge, error)
 	AddKnowledge(ctx context.Context, k store.Knowledge) (store.Knowledge, error)
 	SearchKnowledge(ctx context.Context, projectID, query string, limit int) ([]store.SearchHit[store.Knowledge], error)
 	ListSessions(ctx context.Context, projectID string, limit int) ([]store.SessionRecord, error)
@@ -94,6 +95,13 @@ type Options struct {
 	// stream open through proxies. Zero means 25s.
 	StreamKeepAlive time.Duration
 
+	// AuthorizationServers are the issuers of the OAuth authorization
+	// servers that hand out tokens for this resource (RFC 9728
+	// authorization_servers): the broker itself when it serves
+	// internal/oauth. None: the metadata lists none (tokens come only from
+	// the broker's sessions).
+	AuthorizationServers []string
+
 	// InsecureFixedIdentity, when set, treats every request WITHOUT an
 	// Authorization header as authenticated with these claims (a request
 	// with one is still verified by Tokens, when set). It exists for
@@ -145,7 +153,8 @@ const instructions = "Project context for this agent session, from agentbroker. 
 	"Start with get_project and get_instructions, and follow the instructions. " +
 	"Tasks (list_tasks, get_task, search_tasks, update_task), what earlier sessions learnt " +
 	"(search_knowledge, get_knowledge, add_knowledge) and their transcripts (list_sessions, " +
-	"get_session_messages, search_messages) are here too; a tool you do not see is one this session's token does not allow."
+	"get_session_messages, search_messages) are here too; a tool you do not see is one this session's token does not allow. " +
+	"The instructions are also the prompt project_instructions, and the project, its tasks and knowledge entries are resources (agentbroker://…)."
 
 // New returns a server for opts (nil: every default, which fails for want
 // of a Store, Tokens and ResourceURL).
@@ -218,7 +227,7 @@ func New(opts *Options) (*Server, error) {
 		closing:     make(chan struct{}),
 		streams:     make(map[string]int),
 	}
-	if s.metadata, err = s.buildMetadata(); err != nil {
+	if s.metadata, err = s.buildMetadata(o.AuthorizationServers); err != nil {
 		return nil, err
 	}
 
@@ -228,13 +237,14 @@ func New(opts *Options) (*Server, error) {
 			s.observer.ToolsListed(ctx, c)
 		}
 	})
-	s.mcp = server.NewMCPServer("agentbroker", o.Version,
+	s.mcp = server.NewMCPServer("agentbroker", o.Version, append(capabilities(),
 		server.WithTitle("agentbroker project context"),
-		server.WithToolCapabilities(false),
 		server.WithInstructions(instructions),
 		server.WithToolFilter(s.filterTools),
+		server.WithPromptFilter(s.filterPrompts),
 		server.WithHooks(hooks),
-	)
+	)...)
+	s.addPrompts()
 	for _, d := range tools() {
 		if err := s.addTool(d); err != nil {
 			return nil, err
@@ -247,7 +257,8 @@ func New(opts *Options) (*Server, error) {
 	)
 	if o.Tokens != nil {
 		s.auth = o.Tokens
-		s.policy = tokens.Policy{Audience: tokens.AudienceMCP, ResourceMetadata: s.metadataURL}
+		s.policy = tokens.Policy{Audience: tokens.AudienceMCP, ResourceMetadata: s.metadataURL,
+			ChallengeScope: tokens.AudienceMCP.AllowedScopes().String()}
 		s.revocations, _ = o.Observer.(RevocationObserver)
 	}
 	s.handler = http.HandlerFunc(s.serveMCP)
@@ -320,10 +331,11 @@ func metadataURL(resource *url.URL) string {
 	return resource.Scheme + "://" + resource.Host + metadataPath + strings.TrimSuffix(resource.EscapedPath(), "/")
 }
 
-// buildMetadata renders the RFC 9728 document. authorization_servers is
-// omitted on purpose: the broker mints its tokens itself, per session, and
-// there is no OAuth authorization server a client could obtain one from.
-func (s *Server) buildMetadata() ([]byte, error) {
+// buildMetadata renders the RFC 9728 document. authorization_servers
+// lists as (the MCP authorization spec requires one for clients that sign
+// in); without any, it is omitted: the broker's sessions get their tokens
+// minted, and there is no server a client could obtain one from.
+func (s *Server) buildMetadata(as []string) ([]byte, error) {
 	var scopes []string
 	for _, sc := range tokens.AudienceMCP.AllowedScopes().List() {
 		scopes = append(scopes, string(sc))
@@ -331,9 +343,10 @@ func (s *Server) buildMetadata() ([]byte, error) {
 	b, err := json.MarshalIndent(struct {
 		Resource               string   `json:"resource"`
 		ResourceName           string   `json:"resource_name"`
+		AuthorizationServers   []string `json:"authorization_servers,omitempty"`
 		BearerMethodsSupported []string `json:"bearer_methods_supported"`
 		ScopesSupported        []string `json:"scopes_supported"`
-	}{s.resource.String(), "agentbroker MCP (project context)", []string{"header"}, scopes}, "", "  ")
+	}{s.resource.String(), "agentbroker MCP (project context)", as, []string{"header"}, scopes}, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("mcpserver: metadata: %w", err)
 	}

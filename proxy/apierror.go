@@ -7,15 +7,6 @@ import (
 	"strconv"
 )
 
-// family is an API family: it decides the error shape and the upstream
-// credential header.
-type family int
-
-const (
-	familyAnthropic family = iota
-	familyOpenAI
-)
-
 // Reason says why the proxy refused a request; the values are the
 // agentbroker_proxy_refusals_total reason label.
 type Reason string
@@ -71,83 +62,18 @@ type apiError struct {
 	retry bool
 }
 
-// anthropicType is Anthropic's error.type for a status.
-func anthropicType(status int) string {
-	switch status {
-	case http.StatusBadRequest, http.StatusMethodNotAllowed:
-		return "invalid_request_error"
-	case http.StatusUnauthorized:
-		return "authentication_error"
-	case http.StatusPaymentRequired:
-		return "billing_error"
-	case http.StatusForbidden:
-		return "permission_error"
-	case http.StatusNotFound:
-		return "not_found_error"
-	case http.StatusRequestEntityTooLarge:
-		return "request_too_large"
-	case http.StatusTooManyRequests:
-		return "rate_limit_error"
-	}
-	if status >= 500 {
-		return "api_error"
-	}
-	return "invalid_request_error"
-}
-
-// openAIType is OpenAI's error.type for a status.
-func openAIType(status int) string {
-	if status == http.StatusPaymentRequired {
-		return "insufficient_quota"
-	}
-	if status >= 500 {
-		return "server_error"
-	}
-	return "invalid_request_error"
-}
-
-// body renders e in fam's shape.
-func (e apiError) body(fam family) []byte {
-	var v any
-	if fam == familyAnthropic {
-		v = struct {
-			Type  string `json:"type"`
-			Error struct {
-				Type    string `json:"type"`
-				Message string `json:"message"`
-			} `json:"error"`
-		}{Type: "error", Error: struct {
-			Type    string `json:"type"`
-			Message string `json:"message"`
-		}{anthropicType(e.status), e.message}}
-	} else {
-		type inner struct {
-			Message string  `json:"message"`
-			Type    string  `json:"type"`
-			Param   *string `json:"param"`
-			Code    *string `json:"code"`
-		}
-		in := inner{Message: e.message, Type: openAIType(e.status)}
-		if e.param != "" {
-			in.Param = &e.param
-		}
-		if e.code != "" {
-			in.Code = &e.code
-		}
-		v = struct {
-			Error inner `json:"error"`
-		}{in}
-	}
+// encodeError encodes an error body (plain strings: it cannot fail).
+func encodeError(v any) []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v) // plain strings: cannot fail
+	_ = enc.Encode(v)
 	return buf.Bytes()
 }
 
 // write sends e to the client.
-func (e apiError) write(w http.ResponseWriter, fam family) {
-	b := e.body(fam)
+func (e apiError) write(w http.ResponseWriter, a *adapter) {
+	b := a.errorBody(e)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
@@ -160,23 +86,8 @@ func (e apiError) write(w http.ResponseWriter, fam family) {
 	_, _ = w.Write(b)
 }
 
-// sseError is an error event that ends a stream the upstream broke off, in
-// the shape the API's clients read mid-stream.
-func sseError(rt route, responseID, message string) []byte {
-	var name string
-	var v any
-	switch rt.name {
-	case RouteResponses:
-		name = "response.failed"
-		v = map[string]any{"type": "response.failed", "response": map[string]any{
-			"id": responseID, "object": "response", "status": "failed",
-			"error": map[string]string{"code": "server_error", "message": message}}}
-	case RouteChat:
-		v = map[string]any{"error": map[string]any{"message": message, "type": "server_error", "param": nil, "code": nil}}
-	default:
-		name = "error"
-		v = map[string]any{"type": "error", "error": map[string]string{"type": "api_error", "message": message}}
-	}
+// sseEvent frames one server-sent event (name "" for an unnamed one).
+func sseEvent(name string, v any) []byte {
 	data, _ := json.Marshal(v)
 	var b []byte
 	if name != "" {

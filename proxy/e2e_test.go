@@ -34,6 +34,7 @@ import (
 //
 //	AGENTBROKER_E2E_CLAUDE_ACP=…/node_modules/@agentclientprotocol/claude-agent-acp/dist/index.js
 //	AGENTBROKER_E2E_CODEX_ACP=…/node_modules/@agentclientprotocol/codex-acp/dist/index.js
+//	AGENTBROKER_E2E_GEMINI_CLI=…/node_modules/@google/gemini-cli/bundle/gemini.js (TestE2EGemini)
 
 // e2eMCP is a one-tool MCP server (get_task) that remembers its calls.
 type e2eMCP struct {

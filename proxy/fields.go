@@ -140,18 +140,22 @@ func scanRequest(b []byte) (requestFields, error) {
 	if ambiguous >= 0 {
 		return f, &fieldError{errAmbiguous, watched[ambiguous]}
 	}
-	if !seen[0] {
-		return f, errNoModel
-	}
 	var ok bool
-	if f.Model, ok = stringValue(raw[0], false); !ok {
-		return requestFields{}, &fieldError{errFieldNotStr, "model"}
+	if seen[0] {
+		if f.Model, ok = stringValue(raw[0], false); !ok {
+			return requestFields{}, &fieldError{errFieldNotStr, "model"}
+		}
 	}
 	if f.Speed, ok = stringValue(raw[1], true); !ok {
 		return requestFields{}, &fieldError{errFieldNotStr, "speed"}
 	}
 	if f.ServiceTier, ok = stringValue(raw[2], true); !ok {
 		return requestFields{}, &fieldError{errFieldNotStr, "service_tier"}
+	}
+	if !seen[0] {
+		// The other fields are read: a route whose model is in its path
+		// (route.action) takes a body without one.
+		return f, errNoModel
 	}
 	return f, nil
 }

@@ -17,8 +17,9 @@ import (
 	"github.com/agentbroker/agentbroker/tokens"
 )
 
-// Path prefixes the proxy is mounted under. An agent's base URL is the
-// broker's URL followed by one of them (see BaseURLs).
+// Path prefixes the proxy is mounted under: each provider's PathPrefix in
+// the catalog's provider table. An agent's base URL is the broker's URL
+// followed by the provider's AgentBasePath (see BaseURL).
 const (
 	// AnthropicPrefix serves Anthropic Messages: Claude Code gets
 	// ANTHROPIC_BASE_URL=<broker>/proxy/anthropic and posts
@@ -44,8 +45,18 @@ const (
 // (ANTHROPIC_BASE_URL, without /v1, as Claude Code wants it) and OpenAI's
 // (Codex's model provider base_url, with /v1).
 func BaseURLs(brokerURL string) (anthropic, openaiV1 string) {
-	base := strings.TrimRight(brokerURL, "/")
-	return base + AnthropicPrefix, base + OpenAIPrefix + "/v1"
+	return BaseURL(brokerURL, catalog.ProviderAnthropic), BaseURL(brokerURL, catalog.ProviderOpenAI)
+}
+
+// BaseURL returns the base URL an agent is given for provider p's API on a
+// broker at brokerURL: the broker's URL and the provider's AgentBasePath
+// ("" for a provider not in the table).
+func BaseURL(brokerURL string, p catalog.Provider) string {
+	info, ok := catalog.LookupProvider(p)
+	if !ok {
+		return ""
+	}
+	return strings.TrimRight(brokerURL, "/") + info.AgentBasePath
 }
 
 // Route is an API route the proxy serves.
@@ -59,21 +70,6 @@ const (
 	RouteChat        Route = "chat"         // POST /proxy/openai/v1/chat/completions
 )
 
-type route struct {
-	name     Route
-	family   family
-	endpoint catalog.Endpoint
-	prefix   string
-	path     string // the API path, upstream and under the prefix
-}
-
-var routes = []route{
-	{RouteMessages, familyAnthropic, catalog.EndpointMessages, AnthropicPrefix, "/v1/messages"},
-	{RouteCountTokens, familyAnthropic, catalog.EndpointMessages, AnthropicPrefix, "/v1/messages/count_tokens"},
-	{RouteResponses, familyOpenAI, catalog.EndpointResponses, OpenAIPrefix, "/v1/responses"},
-	{RouteChat, familyOpenAI, catalog.EndpointChat, OpenAIPrefix, "/v1/chat/completions"},
-}
-
 // Upstream is where a provider's models go.
 type Upstream struct {
 	// BaseURL is the provider API's root, to which the API paths
@@ -81,9 +77,8 @@ type Upstream struct {
 	// "https://api.anthropic.com" or "https://api.openai.com". A path is
 	// kept (a gateway's "https://gw.example/anthropic"). Required.
 	BaseURL string
-	// APIKey is the platform's key (see LoadKey), sent as x-api-key to
-	// Anthropic-style upstreams and as Authorization: Bearer to
-	// OpenAI-style ones. Empty means only sessions with their own key
+	// APIKey is the platform's key (see LoadKey), sent the way the
+	// provider's API takes it (catalog.ProviderInfo.AuthHeader). Empty means only sessions with their own key
 	// (Options.UserKey) can use this upstream.
 	APIKey string
 }
@@ -144,7 +139,7 @@ type Proxy struct {
 	m         *meters
 	bufs      sync.Pool
 	handlers  map[Route]http.Handler
-	policy    tokens.Policy // what a request's token must pass
+	policies  map[catalog.Provider]tokens.Policy // what a request's token must pass, per API family
 }
 
 type upstream struct {
@@ -170,6 +165,9 @@ func New(opts *Options) (*Proxy, error) {
 		p.maxBody = DefaultMaxBodyBytes
 	}
 	for prov, up := range o.Upstreams {
+		if _, ok := adapterFor(prov); !ok {
+			return nil, fmt.Errorf("proxy: new: upstream %s: no such provider (known: %s)", prov, providerList())
+		}
 		u, err := url.Parse(up.BaseURL)
 		switch {
 		case err != nil:
@@ -204,11 +202,15 @@ func New(opts *Options) (*Proxy, error) {
 	p.m = newMeters(reg)
 	p.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	p.handlers = map[Route]http.Handler{}
-	p.policy = tokens.Policy{
-		Audience:     tokens.AudienceProxy,
-		Scopes:       []tokens.Scope{tokens.ScopeInference},
-		AcceptAPIKey: true,
-		Realm:        "agentbroker-proxy",
+	p.policies = map[catalog.Provider]tokens.Policy{}
+	for _, a := range adapters {
+		p.policies[a.provider] = tokens.Policy{
+			Audience:      tokens.AudienceProxy,
+			Scopes:        []tokens.Scope{tokens.ScopeInference},
+			AcceptAPIKey:  true,
+			APIKeyHeaders: a.tokenHeaders,
+			Realm:         "agentbroker-proxy",
+		}
 	}
 	for _, rt := range routes {
 		p.handlers[rt.name] = p.authenticated(rt)
@@ -217,15 +219,54 @@ func New(opts *Options) (*Proxy, error) {
 }
 
 // Mount registers the proxy's routes on mux (net/http ServeMux pattern
-// syntax): POST on each API path under AnthropicPrefix and OpenAIPrefix,
-// and an API-shaped 404 (405 for another method) for everything else under
-// them.
+// syntax): POST on each API path under each provider's prefix
+// (AnthropicPrefix, OpenAIPrefix…), and an API-shaped 404 (405 for another
+// method) for everything else under them.
 func (p *Proxy) Mount(mux interface{ Handle(string, http.Handler) }) {
-	for _, rt := range routes {
-		mux.Handle("POST "+rt.prefix+rt.path, p.handlers[rt.name])
+	for _, a := range adapters {
+		byModel := map[string]bool{}
+		for _, rt := range a.routes {
+			switch {
+			case rt.action == "":
+				mux.Handle("POST "+a.prefix+rt.path, p.handlers[rt.name])
+			case !byModel[rt.path]:
+				byModel[rt.path] = true
+				mux.Handle("POST "+a.prefix+rt.path+"{call}", p.actions(a, rt.path))
+			}
+		}
+		mux.Handle(a.prefix+"/", p.unrouted(a))
 	}
-	mux.Handle(AnthropicPrefix+"/", p.unrouted(familyAnthropic, AnthropicPrefix))
-	mux.Handle(OpenAIPrefix+"/", p.unrouted(familyOpenAI, OpenAIPrefix))
+}
+
+// pathModelKey is the context key of the model ID read from the path.
+type pathModelKey struct{}
+
+// actions serves the routes of a whose model is in the path after path:
+// "<model>:<action>" picks the route by its action.
+func (p *Proxy) actions(a *adapter, path string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		call := r.PathValue("call")
+		if i := strings.LastIndexByte(call, ':'); i > 0 {
+			model, action := call[:i], call[i+1:]
+			for _, rt := range a.routes {
+				if rt.action != "" && rt.path == path && rt.action == action {
+					ctx := context.WithValue(r.Context(), pathModelKey{}, model)
+					p.handlers[rt.name].ServeHTTP(w, r.WithContext(ctx))
+					return
+				}
+			}
+		}
+		p.unrouted(a).ServeHTTP(w, r)
+	})
+}
+
+// providerList names the providers the proxy has adapters for.
+func providerList() string {
+	names := make([]string, len(adapters))
+	for i, a := range adapters {
+		names[i] = string(a.provider)
+	}
+	return strings.Join(names, ", ")
 }
 
 // Close closes the idle upstream connections of the transport New made.
@@ -236,31 +277,30 @@ func (p *Proxy) Close() {
 	}
 }
 
-// unrouted answers a path under prefix that is not a route.
-func (p *Proxy) unrouted(fam family, prefix string) http.Handler {
+// unrouted answers a path under a's prefix that is not a route.
+func (p *Proxy) unrouted(a *adapter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rest := strings.TrimPrefix(r.URL.Path, prefix)
-		for _, rt := range routes {
-			if rt.prefix == prefix && rt.path == rest {
+		rest := strings.TrimPrefix(r.URL.Path, a.prefix)
+		for _, rt := range a.routes {
+			if rt.path == rest && rt.action == "" ||
+				rt.action != "" && len(rest) > len(rt.path)+1+len(rt.action) && strings.HasPrefix(rest, rt.path) && strings.HasSuffix(rest, ":"+rt.action) {
 				w.Header().Set("Allow", http.MethodPost)
 				p.m.refusals.With(string(ReasonMethodNotAllowed)).Inc()
 				apiError{status: http.StatusMethodNotAllowed, reason: ReasonMethodNotAllowed,
-					message: "agentbroker proxy: " + rest + " takes POST only"}.write(w, fam)
+					message: "agentbroker proxy: " + rest + " takes POST only"}.write(w, a)
 				return
 			}
 		}
 		p.m.refusals.With(string(ReasonNotFound)).Inc()
 		apiError{status: http.StatusNotFound, reason: ReasonNotFound,
-			message: "agentbroker proxy: no route " + strconv.Quote(cut(rest, 128)) + " (routes: " + routeList(prefix) + ")"}.write(w, fam)
+			message: "agentbroker proxy: no route " + strconv.Quote(cut(rest, 128)) + " (routes: " + routeList(a) + ")"}.write(w, a)
 	})
 }
 
-func routeList(prefix string) string {
+func routeList(a *adapter) string {
 	var out []string
-	for _, rt := range routes {
-		if rt.prefix == prefix {
-			out = append(out, "POST "+rt.path)
-		}
+	for _, rt := range a.routes {
+		out = append(out, "POST "+rt.display())
 	}
 	return strings.Join(out, ", ")
 }
@@ -271,7 +311,17 @@ func routeList(prefix string) string {
 func (p *Proxy) authenticated(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		c, ref := p.tokens.AuthorizeRequest(r, p.policy)
+		if q := r.URL.Query(); len(rt.adapter.queryTokens) > 0 {
+			for _, k := range rt.adapter.queryTokens {
+				if q.Has(k) {
+					p.m.refusals.With(string(ReasonBadAuthRequest)).Inc()
+					apiError{status: http.StatusBadRequest, reason: ReasonBadAuthRequest,
+						message: "agentbroker proxy: keys are not accepted in the query string (" + k + "=…): send the session's inference token in a header"}.write(w, rt.adapter)
+					return
+				}
+			}
+		}
+		c, ref := p.tokens.AuthorizeRequest(r, p.policies[rt.adapter.provider])
 		if ref != nil {
 			p.authRefused(w, r, rt, ref)
 			return
@@ -307,7 +357,7 @@ func (p *Proxy) authRefused(w http.ResponseWriter, r *http.Request, rt route, re
 	p.log.LogAttrs(r.Context(), slog.LevelInfo, "proxy refused a request", slog.String("route", string(rt.name)),
 		slog.String("reason", string(e.reason)), slog.String("token_refusal", string(ref.Reason)),
 		slog.Int("status", e.status), slog.String("message", e.message))
-	e.write(w, rt.family)
+	e.write(w, rt.adapter)
 }
 
 // cut shortens s to at most n bytes (on a rune boundary, for messages and logs).

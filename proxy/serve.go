@@ -42,6 +42,16 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, rt route, start ti
 	}
 
 	f, err := scanRequest(body)
+	if pathModel, ok := r.Context().Value(pathModelKey{}).(string); ok {
+		// The model is the path's; a body naming another is ambiguous.
+		switch {
+		case errors.Is(err, errNoModel):
+			err = nil
+		case err == nil && f.Model != pathModel:
+			err = &fieldError{errAmbiguous, "model"}
+		}
+		f.Model = pathModel
+	}
 	rec.WireModel = cut(f.Model, 256)
 	if err != nil {
 		e := apiError{status: http.StatusBadRequest, reason: ReasonInvalidBody,
@@ -103,7 +113,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, rt route, start ti
 	if !p.admit(w, r, rt, c, &rec) {
 		return
 	}
-	p.forward(w, r, rt, up, key, body, res.Model, &rec)
+	p.forward(w, r, rt, up, key, body, f.Model, res.Model, &rec)
 }
 
 // readBody reads the whole body, at most p.maxBody bytes: the model must be
@@ -177,7 +187,7 @@ func unpriced(f requestFields) (apiError, bool) {
 
 // refuse answers a refusal before any upstream call and records it.
 func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, rt route, rec *UsageRecord, e apiError) {
-	e.write(w, rt.family)
+	e.write(w, rt.adapter)
 	rec.Status, rec.Outcome, rec.Reason, rec.Message = e.status, OutcomeRefused, e.reason, e.message
 	p.finish(r.Context(), rec)
 }
@@ -218,10 +228,10 @@ func copyHeader(dst, src http.Header, drop []string) {
 
 // forward makes the upstream call and streams the answer back: every
 // chunk read is written and flushed at once, then fed to the meter.
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up upstream, key string, body []byte, m *catalog.Model, rec *UsageRecord) {
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up upstream, key string, body []byte, wireModel string, m *catalog.Model, rec *UsageRecord) {
 	ctx := r.Context()
 	target := *up.base
-	target.Path += rt.path
+	target.Path += rt.apiPath(wireModel)
 	target.RawQuery = r.URL.RawQuery
 	out, err := http.NewRequestWithContext(ctx, http.MethodPost, target.String(), bytes.NewReader(body))
 	if err != nil {
@@ -230,14 +240,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up ups
 	out.ContentLength = int64(len(body))
 	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	copyHeader(out.Header, r.Header, dropRequest)
-	if rt.family == familyAnthropic {
-		out.Header.Set("X-Api-Key", key)
-		if out.Header.Get("Anthropic-Version") == "" {
-			out.Header.Set("Anthropic-Version", DefaultAnthropicVersion)
-		}
-	} else {
-		out.Header.Set("Authorization", "Bearer "+key)
+	for _, h := range rt.adapter.tokenHeaders {
+		out.Header.Del(h)
 	}
+	rt.adapter.attachKey(out.Header, key)
 
 	resp, err := p.transport.RoundTrip(out)
 	if err != nil {
@@ -255,7 +261,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up ups
 		}
 		p.log.LogAttrs(ctx, slog.LevelWarn, "proxy: upstream request failed", slog.String("provider", string(m.Provider)),
 			slog.String("session", rec.Session), slog.String("error", err.Error()))
-		e.write(w, rt.family)
+		e.write(w, rt.adapter)
 		rec.Status, rec.Outcome, rec.Reason, rec.Message = e.status, OutcomeUnreachable, e.reason, e.message
 		p.finish(ctx, rec)
 		return
@@ -269,7 +275,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up ups
 		e := apiError{status: http.StatusBadGateway, reason: ReasonUpstreamAuth,
 			message: fmt.Sprintf("agentbroker proxy: the %s upstream refused the broker's key; ask the broker's operator", m.Provider)}
 		p.log.LogAttrs(ctx, slog.LevelError, "proxy: upstream refused the platform key", slog.String("provider", string(m.Provider)))
-		e.write(w, rt.family)
+		e.write(w, rt.adapter)
 		rec.Status, rec.Outcome, rec.Reason, rec.Message = e.status, OutcomeUpstreamError, e.reason, e.message
 		p.finish(ctx, rec)
 		return
@@ -284,7 +290,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up ups
 		_ = rc.Flush() // the status line now: the client knows the stream started
 	}
 	var mt *meter
-	if resp.StatusCode/100 == 2 && rt.name != RouteCountTokens {
+	if resp.StatusCode/100 == 2 && rt.metered {
 		mt = newMeter(rt, sse)
 	}
 
@@ -347,9 +353,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rt route, up ups
 			// client's SDK reports.
 			id := ""
 			if mt != nil {
-				id = mt.responseID
+				id = mt.responseID()
 			}
-			if _, err := w.Write(sseError(rt, id, rec.Message)); err == nil {
+			if _, err := w.Write(rt.adapter.streamError(rt, id, rec.Message)); err == nil {
 				_ = rc.Flush()
 			}
 		} else {

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"encoding/json"
 
 	"github.com/agentbroker/agentbroker/catalog"
 )
@@ -19,14 +18,15 @@ const (
 
 // meter reads token usage from a response as it passes, without holding
 // it: the proxy writes every chunk to the client first, then to the
-// meter. For SSE it keeps only the data of the events that carry usage
-// (Anthropic message_start and message_delta; OpenAI response.created,
-// response.completed, response.incomplete, response.failed; every Chat
-// Completions chunk), each up to maxEventBytes, copied once; for JSON the
-// body, up to maxJSONBytes.
+// meter. For SSE it keeps only the data of the events the route's
+// usageReader wants (Anthropic message_start and message_delta; OpenAI
+// response.created, response.completed, response.incomplete,
+// response.failed; every Chat Completions chunk…), each up to
+// maxEventBytes, copied once; for JSON the body, up to maxJSONBytes.
 type meter struct {
 	rt  route
 	sse bool
+	r   usageReader
 
 	// SSE parsing state, per line: the field name is gathered in field
 	// (up to maxField bytes), then the value goes where the field says.
@@ -50,12 +50,6 @@ type meter struct {
 	// JSON body.
 	body     []byte
 	bodyOver bool
-
-	// Results.
-	anth       anthropicUsage
-	oai        *wireUsage
-	reported   bool
-	responseID string
 }
 
 type lineState int
@@ -70,7 +64,7 @@ const (
 // maxField bounds field names and event names kept.
 const maxField = 64
 
-func newMeter(rt route, sse bool) *meter { return &meter{rt: rt, sse: sse} }
+func newMeter(rt route, sse bool) *meter { return &meter{rt: rt, sse: sse, r: rt.adapter.usage(rt)} }
 
 // Write feeds the next chunk of the response body. It never fails.
 func (m *meter) Write(p []byte) {
@@ -185,43 +179,18 @@ func (m *meter) endLine() {
 	case stateField: // a line without a colon: the field name with an empty value
 		m.startValue()
 	case stateEvent:
-		m.ignore = !m.wants(string(m.event))
-		m.terminal = m.ends(string(m.event))
+		m.ignore = !m.r.wants(string(m.event))
+		m.terminal = m.r.ends(string(m.event))
 	}
 	m.state, m.field, m.lineSeen, m.valueStart = stateField, m.field[:0], false, false
-}
-
-// wants reports whether an event of that name may carry usage (or the
-// response ID); unnamed events are read.
-func (m *meter) wants(name string) bool {
-	switch m.rt.name {
-	case RouteMessages:
-		return name == "message_start" || name == "message_delta" || name == "" || name == "message"
-	case RouteResponses:
-		switch name {
-		case "response.created", "response.completed", "response.incomplete", "response.failed", "", "message":
-			return true
-		}
-		return false
-	}
-	return true
-}
-
-// ends reports whether an event of that name ends the answer.
-func (m *meter) ends(name string) bool {
-	switch m.rt.name {
-	case RouteMessages:
-		return name == "message_stop"
-	case RouteResponses:
-		return name == "response.completed" || name == "response.incomplete" || name == "response.failed"
-	}
-	return false
 }
 
 // dispatch handles the event that a blank line ends.
 func (m *meter) dispatch() {
 	if m.dataSeen && !m.dataOver && !m.ignore && len(m.data) > 0 {
-		m.handle(m.data)
+		if m.r.event(m.data) {
+			m.complete = true
+		}
 	}
 	if m.terminal && m.dataSeen {
 		m.complete = true
@@ -238,176 +207,16 @@ func (m *meter) dispatch() {
 // where an error event can be appended cleanly.
 func (m *meter) atBoundary() bool { return !m.pending }
 
-// wireUsage is a usage object of any of the three APIs.
-type wireUsage struct {
-	// Anthropic Messages (input excludes cache reads and writes).
-	InputTokens              *int64 `json:"input_tokens"`
-	OutputTokens             *int64 `json:"output_tokens"`
-	CacheReadInputTokens     *int64 `json:"cache_read_input_tokens"`
-	CacheCreationInputTokens *int64 `json:"cache_creation_input_tokens"`
-	CacheCreation            *struct {
-		Ephemeral5m *int64 `json:"ephemeral_5m_input_tokens"`
-		Ephemeral1h *int64 `json:"ephemeral_1h_input_tokens"`
-	} `json:"cache_creation"`
-	// OpenAI Responses (input includes cached tokens).
-	InputTokensDetails *struct {
-		CachedTokens *int64 `json:"cached_tokens"`
-	} `json:"input_tokens_details"`
-	// OpenAI Chat Completions (prompt includes cached tokens).
-	PromptTokens        *int64 `json:"prompt_tokens"`
-	CompletionTokens    *int64 `json:"completion_tokens"`
-	PromptTokensDetails *struct {
-		CachedTokens *int64 `json:"cached_tokens"`
-	} `json:"prompt_tokens_details"`
-}
-
-// anthropicUsage accumulates message_start's usage and the message_delta
-// updates (each field present replaces the earlier value: the counts are
-// cumulative).
-type anthropicUsage struct {
-	input, output, cacheRead, cacheCreation, write5m, write1h *int64
-	detailed                                                  bool
-}
-
-func (a *anthropicUsage) merge(u *wireUsage) {
-	set := func(dst **int64, v *int64) {
-		if v != nil {
-			*dst = v
-		}
-	}
-	set(&a.input, u.InputTokens)
-	set(&a.output, u.OutputTokens)
-	set(&a.cacheRead, u.CacheReadInputTokens)
-	set(&a.cacheCreation, u.CacheCreationInputTokens)
-	if c := u.CacheCreation; c != nil && (c.Ephemeral5m != nil || c.Ephemeral1h != nil) {
-		a.detailed = true
-		set(&a.write5m, c.Ephemeral5m)
-		set(&a.write1h, c.Ephemeral1h)
-	}
-}
-
-func (a *anthropicUsage) usage() catalog.Usage {
-	v := func(p *int64) int64 {
-		if p == nil {
-			return 0
-		}
-		return *p
-	}
-	u := catalog.Usage{InputTokens: v(a.input), OutputTokens: v(a.output), CacheReadTokens: v(a.cacheRead)}
-	if a.detailed {
-		u.CacheWrite5mTokens, u.CacheWrite1hTokens = v(a.write5m), v(a.write1h)
-	} else {
-		u.CacheWrite5mTokens = v(a.cacheCreation)
-	}
-	return u
-}
-
-// handle reads one event's data.
-func (m *meter) handle(data []byte) {
-	switch m.rt.name {
-	case RouteMessages:
-		var ev struct {
-			Type    string `json:"type"`
-			Message *struct {
-				Usage *wireUsage `json:"usage"`
-			} `json:"message"`
-			Usage *wireUsage `json:"usage"`
-		}
-		if json.Unmarshal(data, &ev) != nil {
-			return
-		}
-		switch {
-		case ev.Type == "message_stop":
-			m.complete = true
-		case ev.Type == "message_start" && ev.Message != nil && ev.Message.Usage != nil:
-			m.anth.merge(ev.Message.Usage)
-			m.reported = true
-		case ev.Type == "message_delta" && ev.Usage != nil:
-			m.anth.merge(ev.Usage)
-			m.reported = true
-		}
-	case RouteResponses:
-		var ev struct {
-			Type     string `json:"type"`
-			Response *struct {
-				ID    string     `json:"id"`
-				Usage *wireUsage `json:"usage"`
-			} `json:"response"`
-		}
-		if json.Unmarshal(data, &ev) != nil || ev.Response == nil {
-			return
-		}
-		if ev.Response.ID != "" {
-			m.responseID = ev.Response.ID
-		}
-		switch ev.Type {
-		case "response.completed", "response.incomplete", "response.failed":
-			m.complete = true
-			if ev.Response.Usage != nil {
-				m.oai, m.reported = ev.Response.Usage, true
-			}
-		}
-	case RouteChat:
-		if string(data) == "[DONE]" {
-			m.complete = true
-			return
-		}
-		var ev struct {
-			Usage *wireUsage `json:"usage"`
-		}
-		if json.Unmarshal(data, &ev) == nil && ev.Usage != nil {
-			m.oai, m.reported = ev.Usage, true
-		}
-	}
-}
-
 // finish reads a buffered JSON body (non-streamed answers).
 func (m *meter) finish() {
 	if m.sse || m.bodyOver || len(m.body) == 0 {
 		return
 	}
-	var v struct {
-		Usage *wireUsage `json:"usage"`
-	}
-	if json.Unmarshal(m.body, &v) != nil || v.Usage == nil {
-		return
-	}
-	if m.rt.family == familyAnthropic {
-		m.anth.merge(v.Usage)
-	} else {
-		m.oai = v.Usage
-	}
-	m.reported = true
+	m.r.body(m.body)
 }
 
 // usage returns the usage read, in catalog terms: disjoint counts.
-func (m *meter) usage() (catalog.Usage, bool) {
-	if !m.reported {
-		return catalog.Usage{}, false
-	}
-	if m.rt.family == familyAnthropic {
-		return m.anth.usage(), true
-	}
-	v := func(p *int64) int64 {
-		if p == nil {
-			return 0
-		}
-		return *p
-	}
-	u, in, cached := catalog.Usage{}, int64(0), int64(0)
-	if m.rt.name == RouteChat {
-		in, u.OutputTokens = v(m.oai.PromptTokens), v(m.oai.CompletionTokens)
-		if d := m.oai.PromptTokensDetails; d != nil {
-			cached = v(d.CachedTokens)
-		}
-	} else {
-		in, u.OutputTokens = v(m.oai.InputTokens), v(m.oai.OutputTokens)
-		if d := m.oai.InputTokensDetails; d != nil {
-			cached = v(d.CachedTokens)
-		}
-	}
-	// OpenAI's input count includes the cached tokens; catalog.Usage's
-	// InputTokens excludes them.
-	u.InputTokens, u.CacheReadTokens = in-cached, cached
-	return u, true
-}
+func (m *meter) usage() (catalog.Usage, bool) { return m.r.usage() }
+
+// responseID is the answer's ID, when its API gives one.
+func (m *meter) responseID() string { return m.r.responseID() }

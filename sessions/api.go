@@ -31,6 +31,8 @@ func (m *Manager) Mount(mux Mux) {
 	admin := m.opts.Tokens.Middleware(tokens.AudienceAdmin, tokens.ScopeAdmin)
 	mux.Handle("POST /v1/sessions", admin(http.HandlerFunc(m.handleCreate)))
 	mux.Handle("GET /v1/sessions", admin(http.HandlerFunc(m.handleList)))
+	mux.Handle("GET /v1/sessions/watch", http.HandlerFunc(m.handleWatch))
+	mux.Handle("POST /v1/sessions/{id}/render", m.sessionAuth(tokens.ScopeSessionView, m.handleRender))
 	mux.Handle("GET /v1/usage", admin(http.HandlerFunc(m.handleUsage)))
 	mux.Handle("POST /v1/tasks/{task}/runs", admin(http.HandlerFunc(m.handleRunTask)))
 	mux.Handle("GET /v1/tasks/{task}/runs", admin(http.HandlerFunc(m.handleRuns)))

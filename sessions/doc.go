@@ -163,6 +163,12 @@
 //	        replacement —, not allowed): nothing was started or recorded
 //	    502 agent_start_failed {"session": Info}: recorded as failed
 //	GET    /v1/sessions[?project=&state=]        admin   200 {"sessions": [Info]}
+//	GET    /v1/sessions/watch                    admin (WebSocket, subprotocol
+//	    agentbroker.sessions.v1, token as "bearer.<token>" or Authorization)
+//	    pushes {"type":"sessions","sessions":[Info]} at once and after each
+//	    change (any session's committed event, at most every 250 ms)
+//	POST   /v1/sessions/{id}/render              session:view  {"markdown":[text]}
+//	    200 {"html":[sanitized HTML]} (internal/markdown; at most 64 texts)
 //	GET    /v1/sessions/{id}                     session:view     200 Info
 //	POST   /v1/sessions/{id}/prompt[?wait=true]  session:control  {"text","wait"?}
 //	    202 {"turn","running":true}; with wait 200 {"turn","stop_reason",
@@ -190,17 +196,19 @@
 // Info carries id, project, agent (the profile), catalog_agent, model,
 // state, title, live, cwd, permission_policy, credential (the kind),
 // acp_session_id, mcp {name, url, token_id, status}, turn, prompting,
-// pending_permissions, restarts, last_error, dropped_events,
-// last_event_seq, created_at.
+// pending_permissions, restarts, last_error (kept after the session ends:
+// a failed state event carries it), dropped_events, last_event_seq,
+// created_at, last_activity_at.
 //
 // POST /v1/sessions blocks for the launch (up to StartTimeout plus
 // ReadyTimeout): a serve without a write timeout is assumed.
 //
-// # Limits of the store used here
+// # What the store keeps of a session
 //
-// The store has no column for a session's configuration, so it lives in
-// "config" events and a session's events are scanned to find it (Get of an
-// ended session, Recover). There is no lookup of a session by ID alone nor a
-// list by state across projects: the Manager remembers the projects of the
-// sessions it has seen, and otherwise scans every project.
+// A session's record (store.SessionRecord) carries in its Config what the
+// session's log said when the record was written: its configuration (the
+// latest "config" event), its ACP session, turns, last agent, last state
+// (see scanned). A session is found by its ID alone (store.SessionByID)
+// and the live ones by state (store.SessionsByState): Get of an ended
+// session and Recover read only the events written after its record.
 package sessions

@@ -55,6 +55,24 @@ type Journal struct {
 	log   *slog.Logger
 	stop  context.CancelFunc
 	ended chan struct{}
+
+	changeMu sync.Mutex
+	changed  chan struct{} // closed after each commit, then replaced
+}
+
+// Changed returns a channel closed after the next commit of any session's
+// events: what follows the sessions list (WatchHandler) waits on it.
+func (j *Journal) Changed() <-chan struct{} {
+	j.changeMu.Lock()
+	defer j.changeMu.Unlock()
+	return j.changed
+}
+
+func (j *Journal) announce() {
+	j.changeMu.Lock()
+	defer j.changeMu.Unlock()
+	close(j.changed)
+	j.changed = make(chan struct{})
 }
 
 type appendReq struct {
@@ -91,7 +109,7 @@ func NewJournal(st EventStore, opts *JournalOptions) *Journal {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	j := &Journal{st: st, reqs: make(chan *appendReq, o.Queue), max: o.MaxBatch, log: o.Logger,
-		stop: cancel, ended: make(chan struct{})}
+		stop: cancel, ended: make(chan struct{}), changed: make(chan struct{})}
 	go j.run(ctx)
 	return j
 }
@@ -142,6 +160,7 @@ func (j *Journal) commit(ctx context.Context, batch []*appendReq) {
 	for _, r := range batch {
 		evs = append(evs, r.evs...)
 	}
+	defer j.announce()
 	err := j.st.AppendEvents(ctx, evs)
 	if err == nil || len(batch) == 1 {
 		for _, r := range batch {
@@ -189,6 +208,8 @@ type Log struct {
 	notify    chan struct{} // closed at each commit, then replaced
 	closed    bool
 
+	sum scanned // what the events appended so far say (see scanned)
+
 	syncWaiting func() // tests: Sync has taken its target
 }
 
@@ -206,6 +227,24 @@ func (j *Journal) OpenLog(ctx context.Context, sessionID string) (*Log, error) {
 type pendingEvent struct {
 	e   store.Event
 	gen uint64
+}
+
+// seed starts the log's summary from what the stored events said (a log
+// reopened after a restart).
+func (l *Log) seed(sc scanned) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sc.Seq <= l.committed && l.sum.Seq == 0 {
+		l.sum = sc
+	}
+}
+
+// summary is what the log's events say about its session so far (those
+// appended, committed or not).
+func (l *Log) summary() scanned {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sum
 }
 
 // SessionID is the session whose log this is.
@@ -261,6 +300,7 @@ func (l *Log) enqueue(ctx context.Context, typ string, data any) (store.Event, f
 	// At the store's precision (microseconds), so that an event read back
 	// after a restart is the event viewers were sent live, time included.
 	e := store.Event{SessionID: l.id, Seq: l.next, Type: typ, Data: raw, CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	l.sum.apply(e)
 	gen := l.gen
 	l.next++
 	l.pending[e.Seq] = pendingEvent{e, gen}
@@ -356,6 +396,17 @@ func (l *Log) Committed() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.committed
+}
+
+// LastAt is when the last durable event was recorded (zero: none since
+// the log was opened).
+func (l *Log) LastAt() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.recent) == 0 {
+		return time.Time{}
+	}
+	return l.recent[len(l.recent)-1].CreatedAt
 }
 
 // Close ends the log: appends fail, readers see the end once they have

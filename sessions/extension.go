@@ -1,11 +1,6 @@
 package sessions
 
-import (
-	"encoding/json"
-
-	"github.com/agentbroker/agentbroker/acp"
-	"github.com/agentbroker/agentbroker/acp/profile"
-)
+import "encoding/json"
 
 // EventAgentExtension records a request or notification from the agent that
 // the broker does not handle (Qwen Code's craft/drainMidTurnQueue request,
@@ -29,13 +24,4 @@ func (s *session) onExtension(method string, request bool, params json.RawMessag
 		ev["params"] = params
 	}
 	s.queueEvent(EventAgentExtension, ev)
-}
-
-// projectToolOf is the profile's recogniser of our MCP tools, or nil.
-func projectToolOf(name profile.Name) acp.ToolRecognizer {
-	p, err := profile.Lookup(name)
-	if err != nil {
-		return nil
-	}
-	return p.ProjectTool
 }

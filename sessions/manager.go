@@ -20,6 +20,8 @@ import (
 	"github.com/agentbroker/agentbroker/acp"
 	"github.com/agentbroker/agentbroker/acp/profile"
 	"github.com/agentbroker/agentbroker/catalog"
+	"github.com/agentbroker/agentbroker/internal/markdown"
+	"github.com/agentbroker/agentbroker/internal/origins"
 	"github.com/agentbroker/agentbroker/mcpserver"
 	"github.com/agentbroker/agentbroker/proxy"
 	"github.com/agentbroker/agentbroker/store"
@@ -27,14 +29,14 @@ import (
 )
 
 // Store is what the Manager needs of the store: the event log, session
-// records and transcripts, and projects (to check them, and to find the
-// sessions of every project at recovery).
+// records (by ID, by state, by project) and transcripts, and projects.
 type Store interface {
 	EventStore
 	GetProject(ctx context.Context, id string) (store.Project, error)
 	ListProjects(ctx context.Context) ([]store.Project, error)
 	PutSession(ctx context.Context, s store.SessionRecord) error
-	GetSession(ctx context.Context, projectID, id string) (store.SessionRecord, error)
+	SessionByID(ctx context.Context, id string) (store.SessionRecord, error)
+	SessionsByState(ctx context.Context, states ...string) ([]store.SessionRecord, error)
 	ListSessions(ctx context.Context, projectID string, limit int) ([]store.SessionRecord, error)
 	AppendMessages(ctx context.Context, msgs []store.Message) ([]store.Message, error)
 	UsageStore
@@ -280,17 +282,18 @@ func (o *Options) defaults() error {
 // mcpserver.Observer (readiness, tool calls), proxy.Recorder (usage),
 // LogSource and Controller (viewers).
 type Manager struct {
-	opts Options
-	st   Store
-	j    *Journal
-	log  *slog.Logger
+	opts    Options
+	origins origins.Set        // who may open the sessions watch (handleWatch)
+	md      *markdown.Renderer // agents' replies for the console (handleRender)
+	st      Store
+	j       *Journal
+	log     *slog.Logger
 
 	ctx    context.Context // ends at Close, after the agents are stopped
 	cancel context.CancelFunc
 
 	mu    sync.Mutex
 	live  map[string]*session
-	known map[string]string // session ID → project ID, for lookups
 	tasks map[string]*spend // project and task → what the task spent
 	// starting holds the tasks (project/task) whose run is being started.
 	starting map[string]bool
@@ -298,6 +301,8 @@ type Manager struct {
 	closed   bool
 
 	launches atomic.Int64 // agent processes started (tests)
+
+	agentCats agentCatalogs // agents' own model catalogs, read once per install
 }
 
 var (
@@ -324,16 +329,21 @@ func New(opts Options) (*Manager, error) {
 		cc.Protected = appendNew(slices.Clone(c.Protected), opts.SessionsDir)
 		opts.Confinement = &cc
 	}
+	allowed, err := allowedOrigins(opts.PublicURL, opts.AllowedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("sessions: Options: origins: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
-		opts:   opts,
-		st:     opts.Store,
-		j:      NewJournal(opts.Store, opts.Journal),
-		log:    opts.Logger,
-		ctx:    ctx,
-		cancel: cancel,
-		live:   map[string]*session{},
-		known:  map[string]string{},
+		origins: allowed,
+		md:      markdown.New(),
+		opts:    opts,
+		st:      opts.Store,
+		j:       NewJournal(opts.Store, opts.Journal),
+		log:     opts.Logger,
+		ctx:     ctx,
+		cancel:  cancel,
+		live:    map[string]*session{},
 	}, nil
 }
 
@@ -549,6 +559,10 @@ func (m *Manager) check(ctx context.Context, spec *Spec) (sessionConfig, string,
 			return cfg, "", fmt.Errorf("%w: %w", ErrModelRefused, err)
 		}
 		spec.Model = r.Model.ID
+		if len(prof.KnownModels) > 0 && !slices.Contains(prof.KnownModels, spec.Model) {
+			return cfg, "", fmt.Errorf("%w: the %s agent has no metadata for %s and the broker cannot give it any (it would warn on every reply and plan with fallback limits): use one of %s",
+				ErrModelRefused, prof.Name, spec.Model, strings.Join(prof.KnownModels, ", "))
+		}
 	case spec.Model != "":
 		return cfg, "", fmt.Errorf("%w: the %s profile takes no model here (no catalog agent configured)", ErrModelRefused, prof.Name)
 	}
@@ -666,11 +680,10 @@ func (m *Manager) checkPlatformKey(catalogAgent, model string) error {
 	return nil
 }
 
+// keyEnv is where agentbroker serve reads provider p's platform key.
 func keyEnv(p catalog.Provider) string {
-	if p == catalog.ProviderAnthropic {
-		return "ANTHROPIC_API_KEY"
-	}
-	return "OPENAI_API_KEY"
+	info, _ := catalog.LookupProvider(p)
+	return info.KeyEnv
 }
 
 // checkSpecText refuses, before anything is minted or recorded, the text
@@ -753,7 +766,6 @@ func (m *Manager) newSessionFrom(id, project, title string, cred profile.Credent
 func (m *Manager) register(s *session) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.known[s.id] = s.project
 	if m.closed {
 		return false
 	}
@@ -852,36 +864,16 @@ func (m *Manager) session(ctx context.Context, id string) (*session, error) {
 	return nil, ErrEnded
 }
 
-// record finds a session record by ID alone. The store looks sessions up
-// by project, so this scans the projects for an ID this Manager has not
-// seen (see doc.go: a store lookup by ID would avoid it).
+// record finds a session record by ID alone.
 func (m *Manager) record(ctx context.Context, id string) (store.SessionRecord, error) {
 	if id == "" || len(id) > store.MaxIDLen {
 		return store.SessionRecord{}, ErrUnknownSession
 	}
-	m.mu.Lock()
-	project, ok := m.known[id]
-	m.mu.Unlock()
-	if ok {
-		return m.st.GetSession(ctx, project, id)
+	r, err := m.st.SessionByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.SessionRecord{}, ErrUnknownSession
 	}
-	projects, err := m.st.ListProjects(ctx)
-	if err != nil {
-		return store.SessionRecord{}, err
-	}
-	for _, p := range projects {
-		r, err := m.st.GetSession(ctx, p.ID, id)
-		if err == nil {
-			m.mu.Lock()
-			m.known[id] = p.ID
-			m.mu.Unlock()
-			return r, nil
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return store.SessionRecord{}, err
-		}
-	}
-	return store.SessionRecord{}, ErrUnknownSession
+	return r, err
 }
 
 // Get describes a session, live or recorded.
@@ -895,7 +887,7 @@ func (m *Manager) Get(ctx context.Context, id string) (Info, error) {
 			return Info{}, err
 		}
 		info = recordInfo(r)
-		if sc, err := m.scan(ctx, id); err == nil {
+		if sc, err := m.summary(ctx, r); err == nil {
 			sc.fill(&info)
 		}
 	}
@@ -1035,18 +1027,13 @@ func (m *Manager) UserKey(_ context.Context, c tokens.Claims, p catalog.Provider
 		return "", false
 	}
 	pol, err := m.opts.Models.Policy(agent)
-	if err != nil || providerOf(pol.API) != p {
+	if err != nil {
+		return "", false
+	}
+	if prov, ok := catalog.ProviderOf(pol.API); !ok || prov != p {
 		return "", false
 	}
 	return key.Reveal(), true
-}
-
-// providerOf is the provider whose API an agent's API style is.
-func providerOf(api catalog.Endpoint) catalog.Provider {
-	if api == catalog.EndpointMessages {
-		return catalog.ProviderAnthropic
-	}
-	return catalog.ProviderOpenAI
 }
 
 // RecordUsage implements proxy.Recorder: each inference request becomes a

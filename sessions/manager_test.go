@@ -128,6 +128,7 @@ func newBroker(t *testing.T, o brokerOpts) *broker {
 			profile.Custom: {Command: []string{refagentBin}, ExtraEnv: []string{"REFAGENT_STATE_DIR={session_dir}"},
 				CatalogAgent: "claude-code"},
 			profile.ClaudeCode: {InstallDir: filepath.Join(b.dataDir, "not-installed")},
+			profile.CodexZed:   {InstallDir: filepath.Join(b.dataDir, "not-installed")},
 		},
 		ProxyBaseURL: b.srv.URL,
 		ReadyTimeout: 20 * time.Second, AskTimeout: wait, CancelGrace: 10 * time.Second,
@@ -653,6 +654,9 @@ func TestModelRefusedBeforeStart(t *testing.T) {
 		{"claude-code", "claude-opus-4-1", "retired"},
 		{"claude-code", "gpt-5.5", "may not use"},
 		{"claude-code", "made-up", "unknown model"},
+		// Allowed for Codex, but Zed's codex-acp has no metadata for it
+		// and no way to be given any.
+		{"codex-zed", "gpt-5.1", "no metadata for gpt-5.1"},
 	} {
 		body := map[string]any{"project": b.project.ID, "agent": tc.agent, "model": tc.model,
 			"credential": map[string]string{"kind": "api-key", "secret": "sk-test"}}

@@ -37,8 +37,8 @@ type Recovered struct {
 // Recover is BeginRecovery and then its finish. A broker serving its own
 // MCP endpoint must split them (see BeginRecovery).
 //
-// The store has no query for sessions by state across projects, so
-// Recover lists every project's newest store.MaxListLimit sessions.
+// The sessions are found by state (store.SessionsByState), each from its
+// record and the events written after it (see summary).
 func (m *Manager) Recover(ctx context.Context) ([]Recovered, error) {
 	finish, err := m.BeginRecovery(ctx)
 	if finish == nil {
@@ -63,7 +63,10 @@ func (m *Manager) BeginRecovery(ctx context.Context) (finish func() ([]Recovered
 	if m.isClosed() {
 		return nil, ErrClosed
 	}
-	projects, err := m.st.ListProjects(ctx)
+	// Every session a previous broker may have left live, and those
+	// interrupted (by its Close, resumable; or for good, skipped below).
+	recs, err := m.st.SessionsByState(ctx, string(StateStarting), string(StateReady), string(StatePrompting),
+		string(StateIdle), string(StateStopping), string(StateInterrupted))
 	if err != nil {
 		return nil, fmt.Errorf("recover: %w", err)
 	}
@@ -90,52 +93,50 @@ func (m *Manager) BeginRecovery(ctx context.Context) (finish func() ([]Recovered
 		}
 		return out, nil
 	}
-	for _, p := range projects {
-		recs, err := m.st.ListSessions(ctx, p.ID, store.MaxListLimit)
+	for _, r := range recs {
+		from := State(r.State)
+		if m.liveSession(r.ID) != nil {
+			continue
+		}
+		var sc scanned
+		if from == StateInterrupted && r.Config != nil && json.Unmarshal(r.Config, &sc) == nil && sc.State == StateInterrupted && !sc.Resumable {
+			// Ended for good: its record, written after its last state
+			// event, says so (no need to read its log).
+			continue
+		}
+		sc, err := m.summary(ctx, r)
 		if err != nil {
-			return finish, fmt.Errorf("recover: %w", err)
+			return finish, fmt.Errorf("recover %s: %w", r.ID, err)
 		}
-		for _, r := range recs {
-			from := State(r.State)
+		// A state change is its event, then the record: a broker killed
+		// between the two left the record behind. The log is the truth.
+		if sc.State != "" && sc.State != from {
+			m.log.Warn("sessions: record and log disagree; the log wins", "session", r.ID, "record", from, "log", sc.State)
+			from, r.State = sc.State, string(sc.State)
 			if from.Final() && from != StateInterrupted {
-				continue
-			}
-			if m.liveSession(r.ID) != nil {
-				continue
-			}
-			sc, err := m.scan(ctx, r.ID)
-			if err != nil {
-				return finish, fmt.Errorf("recover %s: %w", r.ID, err)
-			}
-			// A state change is its event, then the record: a broker killed
-			// between the two left the record behind. The log is the truth.
-			if sc.state != "" && sc.state != from {
-				m.log.Warn("sessions: record and log disagree; the log wins", "session", r.ID, "record", from, "log", sc.state)
-				from, r.State = sc.state, string(sc.state)
-				if from.Final() && from != StateInterrupted {
-					if err := m.st.PutSession(ctx, r); err != nil {
-						return finish, fmt.Errorf("recover %s: %w", r.ID, err)
-					}
-					continue
+				r.Config = summaryJSON(sc)
+				if err := m.st.PutSession(ctx, r); err != nil {
+					return finish, fmt.Errorf("recover %s: %w", r.ID, err)
 				}
-			}
-			if from == StateInterrupted && !sc.resumable {
 				continue
 			}
-			res := Recovered{ID: r.ID, Project: r.ProjectID, From: from}
-			s, relaunch, err := m.prepareRecovery(ctx, r, sc)
-			if relaunch {
-				launch = append(launch, pending{s: s, acpID: sc.acpID, res: res})
-				continue
-			}
-			if err != nil {
-				res.Error = err.Error()
-			}
-			if s != nil {
-				res.State = s.info().State
-			}
-			report(res)
 		}
+		if from == StateInterrupted && !sc.Resumable {
+			continue
+		}
+		res := Recovered{ID: r.ID, Project: r.ProjectID, From: from}
+		s, relaunch, err := m.prepareRecovery(ctx, r, sc)
+		if relaunch {
+			launch = append(launch, pending{s: s, acpID: sc.ACPID, res: res})
+			continue
+		}
+		if err != nil {
+			res.Error = err.Error()
+		}
+		if s != nil {
+			res.State = s.info().State
+		}
+		report(res)
 	}
 	if err := m.failLeftRuns(ctx); err != nil {
 		return finish, err
@@ -148,8 +149,8 @@ func (m *Manager) BeginRecovery(ctx context.Context) (finish func() ([]Recovered
 // relaunch (relaunch true).
 func (m *Manager) prepareRecovery(ctx context.Context, r store.SessionRecord, sc scanned) (_ *session, relaunch bool, _ error) {
 	var cfg sessionConfig
-	if sc.cfg != nil {
-		cfg = *sc.cfg
+	if sc.Cfg != nil {
+		cfg = *sc.Cfg
 	}
 	// The agent reaches this broker's MCP endpoint, wherever the last one was.
 	cfg.MCP.Name, cfg.MCP.URL = m.opts.MCPServerName, m.opts.MCPURL
@@ -160,11 +161,12 @@ func (m *Manager) prepareRecovery(ctx context.Context, r store.SessionRecord, sc
 	}
 	s.state, s.createdAt = State(r.State), r.CreatedAt
 	s.run = cfg.Run
-	s.acpID, s.turns = sc.acpID, sc.turns
+	s.acpID, s.turns = sc.ACPID, sc.Turns
 	var err error
 	if s.log, err = m.j.OpenLog(ctx, r.ID); err != nil {
 		return nil, false, err
 	}
+	s.log.seed(sc)
 	bg := context.WithoutCancel(ctx)
 	if !m.register(s) {
 		s.log.Close()
@@ -174,11 +176,11 @@ func (m *Manager) prepareRecovery(ctx context.Context, r store.SessionRecord, sc
 	// An agent that ignores end of input outlives a broker killed with
 	// SIGKILL: it goes before the session is resumed or ended, or the
 	// session would have two agents.
-	if killed, err := supervisor.KillStale(sc.agent); err != nil {
-		m.log.Warn("sessions: stale agent", "session", r.ID, "pid", sc.agent.PID, "err", err)
+	if killed, err := supervisor.KillStale(sc.Agent); err != nil {
+		m.log.Warn("sessions: stale agent", "session", r.ID, "pid", sc.Agent.PID, "err", err)
 	} else if killed {
-		m.log.Warn("sessions: an agent of the previous broker was still running: stopped", "session", r.ID, "pid", sc.agent.PID)
-		s.appendEvent(EventWarning, map[string]any{"warning": "an agent of the previous broker was still running: stopped", "pid": sc.agent.PID})
+		m.log.Warn("sessions: an agent of the previous broker was still running: stopped", "session", r.ID, "pid", sc.Agent.PID)
+		s.appendEvent(EventWarning, map[string]any{"warning": "an agent of the previous broker was still running: stopped", "pid": sc.Agent.PID})
 	}
 	giveUp := func(why string) (*session, bool, error) {
 		s.giveUp(bg, why)
@@ -189,7 +191,7 @@ func (m *Manager) prepareRecovery(ctx context.Context, r store.SessionRecord, sc
 	case s.state == StateStopping:
 		s.shutdown(bg, StateStopped, "stop completed after a broker restart", true, true)
 		return s, false, nil
-	case sc.cfg == nil:
+	case sc.Cfg == nil:
 		return giveUp("no configuration recorded")
 	case cfg.Run:
 		return giveUp("a task run is not resumed: its run has failed")
@@ -197,13 +199,13 @@ func (m *Manager) prepareRecovery(ctx context.Context, r store.SessionRecord, sc
 		return giveUp(fmt.Sprintf("agent %q is not configured on this broker", cfg.Profile))
 	case cred.Kind == profile.KindAPIKey || cred.Kind == profile.KindOAuthToken:
 		return giveUp("its " + string(cred.Kind) + " credential is not kept across broker restarts")
-	case sc.acpID == "":
+	case sc.ACPID == "":
 		return giveUp("the agent never opened an ACP session")
-	case sc.loadable != nil && !*sc.loadable:
+	case sc.Loadable != nil && !*sc.Loadable:
 		return giveUp("the agent cannot load sessions")
 	}
 	if s.state == StatePrompting {
-		s.appendEvent(EventTurnFailed, map[string]any{"turn": sc.turns, "error": "the broker restarted during the turn", "reason": FailBrokerRestarted})
+		s.appendEvent(EventTurnFailed, map[string]any{"turn": sc.Turns, "error": "the broker restarted during the turn", "reason": FailBrokerRestarted})
 	}
 	// The old tokens die; the agent gets new ones.
 	m.revokeToken(bg, cfg.MCP.TokenID, cfg.MCP.ExpiresAt)
@@ -252,27 +254,53 @@ func (m *Manager) revokeToken(ctx context.Context, jti string, exp time.Time) {
 	}
 }
 
-// scanned is what a session's stored events say about it.
+// scanned is what a session's events say about it, up to its event Seq.
+// The session's log keeps it as events are appended, and each write of the
+// session's record stores it (store.SessionRecord.Config), so that the
+// record alone says how the session was configured and where it stood: a
+// lookup reads only the events after Seq, none for a session whose record
+// was written last (see summary).
 type scanned struct {
-	cfg       *sessionConfig
-	acpID     string
-	loadable  *bool
-	turns     int
-	resumable bool // the last state event was an interruption by Close
-	mcpStatus string
-	lastError string
-	lastSeq   int64
-	agent     supervisor.Identity // the last agent started
-	state     State               // the last state event's
+	Seq       int64               `json:"seq"` // the last event applied
+	Cfg       *sessionConfig      `json:"config,omitempty"`
+	ACPID     string              `json:"acp_session_id,omitempty"`
+	Loadable  *bool               `json:"load_session,omitempty"`
+	Turns     int                 `json:"turns,omitempty"`
+	Resumable bool                `json:"resumable,omitempty"` // the last state event was an interruption by Close
+	MCPStatus string              `json:"mcp_status,omitempty"`
+	LastError string              `json:"last_error,omitempty"`
+	Agent     supervisor.Identity `json:"agent,omitzero"`  // the last agent started
+	State     State               `json:"state,omitempty"` // the last state event's
 }
 
-// scan reads a session's events (all of them: the store has no column for
-// the configuration, see doc.go).
-func (m *Manager) scan(ctx context.Context, id string) (scanned, error) {
+// summary is what a session's record and the events after it say about
+// the session: the record's stored summary (see scanned) brought up to the
+// end of its log. A record without one (written by an older broker), or
+// whose summary is ahead of the stored log (events it counted were not
+// committed before a kill), is rebuilt from the whole log.
+func (m *Manager) summary(ctx context.Context, r store.SessionRecord) (scanned, error) {
 	var sc scanned
-	after := int64(0)
+	if r.Config == nil || json.Unmarshal(r.Config, &sc) != nil || sc.Seq < 0 {
+		return m.scanFrom(ctx, r.ID, scanned{})
+	}
+	last, err := m.st.LastEventSeq(ctx, r.ID)
+	if err != nil {
+		return sc, err
+	}
+	if last < sc.Seq {
+		m.log.Warn("sessions: session record ahead of its log; reading the whole log", "session", r.ID, "record_seq", sc.Seq, "log_seq", last)
+		return m.scanFrom(ctx, r.ID, scanned{})
+	}
+	if last == sc.Seq {
+		return sc, nil
+	}
+	return m.scanFrom(ctx, r.ID, sc)
+}
+
+// scanFrom applies a session's events after sc.Seq to sc.
+func (m *Manager) scanFrom(ctx context.Context, id string, sc scanned) (scanned, error) {
 	for {
-		evs, err := m.st.Events(ctx, id, after, store.MaxEventLimit)
+		evs, err := m.st.Events(ctx, id, sc.Seq, store.MaxEventLimit)
 		if err != nil {
 			return sc, err
 		}
@@ -282,17 +310,25 @@ func (m *Manager) scan(ctx context.Context, id string) (scanned, error) {
 		if len(evs) < store.MaxEventLimit {
 			return sc, nil
 		}
-		after = evs[len(evs)-1].Seq
 	}
 }
 
+// summaryJSON is sc as a session record's Config.
+func summaryJSON(sc scanned) []byte {
+	b, err := json.Marshal(sc)
+	if err != nil || len(b) > store.MaxConfigLen {
+		return nil // the record keeps its last one; lookups read the log
+	}
+	return b
+}
+
 func (sc *scanned) apply(e store.Event) {
-	sc.lastSeq = e.Seq
+	sc.Seq = e.Seq
 	switch e.Type {
 	case EventConfig:
 		var c sessionConfig
 		if json.Unmarshal(e.Data, &c) == nil {
-			sc.cfg = &c
+			sc.Cfg = &c
 		}
 	case EventACPSession:
 		var v struct {
@@ -300,52 +336,56 @@ func (sc *scanned) apply(e store.Event) {
 			LoadSession *bool  `json:"load_session"`
 		}
 		if json.Unmarshal(e.Data, &v) == nil {
-			sc.acpID, sc.loadable = v.ID, v.LoadSession
+			sc.ACPID, sc.Loadable = v.ID, v.LoadSession
 		}
 	case EventPrompt:
 		var v struct {
 			Turn int `json:"turn"`
 		}
-		if json.Unmarshal(e.Data, &v) == nil && v.Turn > sc.turns {
-			sc.turns = v.Turn
+		if json.Unmarshal(e.Data, &v) == nil && v.Turn > sc.Turns {
+			sc.Turns = v.Turn
 		}
 	case EventState:
 		var v struct {
-			State     State `json:"state"`
-			Resumable bool  `json:"resumable"`
+			State     State  `json:"state"`
+			Resumable bool   `json:"resumable"`
+			Error     string `json:"error"`
 		}
 		if json.Unmarshal(e.Data, &v) == nil {
-			sc.resumable = v.State == StateInterrupted && v.Resumable
-			sc.state = v.State
+			sc.Resumable = v.State == StateInterrupted && v.Resumable
+			sc.State = v.State
+			if v.Error != "" {
+				sc.LastError = v.Error
+			}
 		}
 	case EventMCPConnected:
-		sc.mcpStatus = MCPConnected
+		sc.MCPStatus = MCPConnected
 	case EventMCPNotConnected:
-		sc.mcpStatus = MCPNotConnected
+		sc.MCPStatus = MCPNotConnected
 	case EventAgentStarted:
-		sc.mcpStatus = MCPPending
+		sc.MCPStatus = MCPPending
 		var v struct {
 			Identity supervisor.Identity `json:"identity"`
 		}
 		if json.Unmarshal(e.Data, &v) == nil {
-			sc.agent = v.Identity
+			sc.Agent = v.Identity
 		}
 	case EventAgentExited, EventTurnFailed:
 		var v struct {
 			Error string `json:"error"`
 		}
 		if json.Unmarshal(e.Data, &v) == nil {
-			sc.lastError = v.Error
+			sc.LastError = v.Error
 		}
 	}
 }
 
 // fill completes the Info of a session that is not live.
 func (sc scanned) fill(in *Info) {
-	in.ACPSessionID, in.Turn, in.LastError, in.LastEventSeq = sc.acpID, sc.turns, sc.lastError, sc.lastSeq
-	if c := sc.cfg; c != nil {
+	in.ACPSessionID, in.Turn, in.LastError, in.LastEventSeq = sc.ACPID, sc.Turns, sc.LastError, sc.Seq
+	if c := sc.Cfg; c != nil {
 		in.CatalogAgent, in.Cwd, in.PermissionPolicy, in.Credential = c.CatalogAgent, c.Cwd, c.Policy, string(c.Credential.Kind)
 		in.Sandbox, in.Task, in.BudgetUSD = c.Sandbox, c.Task, c.BudgetUSD
-		in.MCP = &MCPInfo{Name: c.MCP.Name, URL: c.MCP.URL, TokenID: c.MCP.TokenID, Status: sc.mcpStatus}
+		in.MCP = &MCPInfo{Name: c.MCP.Name, URL: c.MCP.URL, TokenID: c.MCP.TokenID, Status: sc.MCPStatus}
 	}
 }

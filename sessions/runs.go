@@ -339,7 +339,7 @@ func (m *Manager) failLeftRuns(ctx context.Context) error {
 			continue
 		}
 		state := "unknown"
-		if rec, err := m.st.GetSession(ctx, r.ProjectID, r.SessionID); err == nil {
+		if rec, err := m.st.SessionByID(ctx, r.SessionID); err == nil {
 			state = rec.State
 		}
 		if _, ok := m.finishRun(ctx, r.ProjectID, r.SessionID, store.RunEnd{State: store.RunFailed,

@@ -305,14 +305,20 @@ func (s *session) configSnapshot() sessionConfig {
 	return s.cfg
 }
 
+// record is the session's store record; its Config is what its log says
+// so far (see scanned), nil before the log is open.
 func (s *session) record() store.SessionRecord {
+	var config []byte
+	if s.log != nil {
+		config = summaryJSON(s.log.summary())
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.createdAt.IsZero() {
 		s.createdAt = time.Now().UTC()
 	}
 	return store.SessionRecord{ID: s.id, ProjectID: s.project, Agent: string(s.cfg.Profile), Model: s.cfg.Model,
-		State: string(s.state), Title: s.title, CreatedAt: s.createdAt}
+		State: string(s.state), Title: s.title, Config: config, CreatedAt: s.createdAt}
 }
 
 // launchSpec is the profile's input for this session, with mcpToken.
@@ -332,6 +338,30 @@ func (s *session) launchSpec(mcpToken string) profile.LaunchSpec {
 		Credential: cred, ProxyBaseURL: s.m.opts.ProxyBaseURL,
 		InstallDir: ac.InstallDir, Command: ac.Command, Node: ac.Node, ExtraEnv: env,
 	}
+}
+
+// addAgentModels gives the agent's configuration the catalog's facts about
+// the session's models, and the agent's own model catalog where its profile
+// reads one, so that the configuration can fill in what the agent lacks. A
+// catalog that cannot be read is a warning event, not a failed start.
+func (s *session) addAgentModels(spec *profile.LaunchSpec) {
+	s.mu.Lock()
+	cfg := s.cfg
+	s.mu.Unlock()
+	p, err := profile.Lookup(cfg.Profile)
+	if err != nil || len(p.ModelCatalog) == 0 || spec.Model == "" {
+		return
+	}
+	spec.Models = modelFacts(s.m.opts.Models, cfg.CatalogAgent, spec.Model)
+	if pol, err := s.m.opts.Models.Policy(cfg.CatalogAgent); err == nil {
+		spec.AllowedModels = pol.Allowed
+	}
+	data, err := s.m.agentCats.read(s.quitCtx, p, *spec, s.m.opts.SessionsDir, s.m.opts.Confinement)
+	if err != nil {
+		s.appendEvent(EventWarning, map[string]any{"warning": "the agent's own model catalog could not be read: it may warn that it lacks metadata for " + cfg.Model, "error": err.Error()})
+		return
+	}
+	spec.AgentModels = data
 }
 
 // appendEvent records an event; a failure is logged (the log is closed
@@ -454,7 +484,16 @@ func (s *session) launch(resume string, attempt int) (*agentProc, error) {
 	token := s.mcpToken
 	cfg := s.cfg
 	s.mu.Unlock()
-	l, err := profile.Build(cfg.Profile, s.launchSpec(token))
+	ls := s.launchSpec(token)
+	s.addAgentModels(&ls)
+	l, err := profile.Build(cfg.Profile, ls)
+	if err != nil && ls.AgentModels != nil {
+		// The agent's own catalog is only a help: without it the agent
+		// still runs, with its fallback metadata.
+		s.appendEvent(EventWarning, map[string]any{"warning": "the agent's own model catalog was not used: it may warn that it lacks metadata for " + cfg.Model, "error": err.Error()})
+		ls.AgentModels = nil
+		l, err = profile.Build(cfg.Profile, ls)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -464,6 +503,11 @@ func (s *session) launch(resume string, attempt int) (*agentProc, error) {
 	}
 	if err := l.Prepare(); err != nil {
 		return nil, err
+	}
+	if resume != "" {
+		if err := l.PrepareLoad(resume); err != nil {
+			return nil, err
+		}
 	}
 	if err := conf.giveTo(dir); err != nil {
 		return nil, fmt.Errorf("session directory for the agent user: %w", err)
@@ -504,7 +548,7 @@ func (s *session) launch(resume string, attempt int) (*agentProc, error) {
 		Asker:         s,
 		AskTimeout:    m.opts.AskTimeout,
 		MCPServerName: cfg.MCP.Name,
-		ProjectTool:   projectToolOf(cfg.Profile),
+		ProjectTool:   l.OwnTool,
 		OnExtension:   s.onExtension,
 		OnPermission:  s.onPermission,
 		Agent:         cfg.CatalogAgent,
@@ -536,7 +580,9 @@ func (s *session) launch(resume string, attempt int) (*agentProc, error) {
 	p.replayUntil.Store(p.conn.Stats().Updates)
 	s.mu.Lock()
 	s.acpID = sess.ID
-	s.loadable = sess.Init.AgentCapabilities.LoadSession
+	// An agent whose profile says session/load does not work for the
+	// broker is not resumed, whatever it advertises.
+	s.loadable = sess.Init.AgentCapabilities.LoadSession && l.NoResume == ""
 	s.mu.Unlock()
 	ev := map[string]any{"acp_session_id": sess.ID, "loaded": sess.Loaded, "load_session": s.loadable}
 	if sess.Init.AgentInfo != nil {
@@ -1141,6 +1187,15 @@ func (s *session) shutdown(ctx context.Context, final State, reason string, revo
 	if final == StateInterrupted {
 		extra["resumable"] = !revoke && reason == reasonShutdown
 	}
+	if final == StateFailed {
+		// The failure itself, not only its kind: it survives the session
+		// (Info.LastError of an ended session comes from here).
+		s.mu.Lock()
+		if s.lastError != "" {
+			extra["error"] = s.lastError
+		}
+		s.mu.Unlock()
+	}
 	s.emitState(final, reason, extra)
 	if s.run {
 		s.sessionEndedRun(final, reason)
@@ -1191,6 +1246,9 @@ type Info struct {
 	LastEventSeq int64     `json:"last_event_seq"`
 	CreatedAt    time.Time `json:"created_at,omitzero"`
 	UpdatedAt    time.Time `json:"updated_at,omitzero"`
+	// LastActivityAt is when the session's last event was recorded (a
+	// live session's), or its record last changed (an ended one's).
+	LastActivityAt time.Time `json:"last_activity_at,omitzero"`
 }
 
 // MCPInfo is a session's MCP server configuration and readiness. The token
@@ -1238,13 +1296,17 @@ func (s *session) info() Info {
 	slices.SortFunc(in.Pending, func(a, b Pending) int { return a.AskedAt.Compare(b.AskedAt) })
 	if s.log != nil {
 		in.LastEventSeq = s.log.Committed()
+		in.LastActivityAt = s.log.LastAt()
+	}
+	if in.LastActivityAt.IsZero() {
+		in.LastActivityAt = s.createdAt
 	}
 	return in
 }
 
 func recordInfo(r store.SessionRecord) Info {
 	return Info{ID: r.ID, Project: r.ProjectID, Agent: r.Agent, Model: r.Model, State: State(r.State),
-		Title: r.Title, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		Title: r.Title, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, LastActivityAt: r.UpdatedAt}
 }
 
 func truncateUTF8(s string, n int) string {

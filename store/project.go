@@ -30,6 +30,10 @@ const (
 	MaxTagLen = 64
 	// MaxAppend is the most messages one AppendMessages call may add.
 	MaxAppend = 1000
+	// MaxConfigLen bounds a session record's Config; MaxStates the
+	// states one SessionsByState call asks for.
+	MaxConfigLen = 64 << 10
+	MaxStates    = 32
 	// MaxQueryLen bounds a search query; MaxSearchWords is how many
 	// distinct words of it are searched for (later ones are ignored).
 	MaxQueryLen    = 16 << 10
@@ -175,6 +179,12 @@ type SessionRecord struct {
 	Model     string
 	State     string
 	Title     string
+	// Config is what the session broker keeps about the session besides
+	// these fields (its configuration and what its log said when the
+	// record was written), as a JSON object the store does not read. Nil
+	// on a later PutSession keeps the stored one; read back, a session
+	// recorded without one has nil. At most MaxConfigLen bytes.
+	Config []byte
 	// CreatedAt is the caller's on the first PutSession (now when zero)
 	// and kept by later ones; UpdatedAt is set by the store.
 	CreatedAt time.Time
@@ -249,6 +259,15 @@ type Transcripts interface {
 	// exist (ErrNotFound) and may not change (ErrConflict).
 	PutSession(ctx context.Context, s SessionRecord) error
 	GetSession(ctx context.Context, projectID, id string) (SessionRecord, error)
+	// SessionByID returns a session record by its ID alone, whatever its
+	// project (for the session broker, which routes by session ID; never
+	// for a caller confined to a project).
+	SessionByID(ctx context.Context, id string) (SessionRecord, error)
+	// SessionsByState returns the sessions, of every project, whose State
+	// is one of states, oldest first (by CreatedAt, then ID). It is meant
+	// for the live states, which few sessions are in at a time: it has no
+	// limit. No states is no sessions; more than MaxStates is ErrInvalid.
+	SessionsByState(ctx context.Context, states ...string) ([]SessionRecord, error)
 	// ListSessions returns the project's sessions, newest first.
 	ListSessions(ctx context.Context, projectID string, limit int) ([]SessionRecord, error)
 	// AppendMessages adds messages to sessions' transcripts, all or none;

@@ -24,6 +24,10 @@ type Policy struct {
 	// When both headers are present they must carry the same token.
 	// Default: only Authorization.
 	AcceptAPIKey bool
+	// APIKeyHeaders, with AcceptAPIKey, are the headers that may carry the
+	// token instead of x-api-key (the Gemini API's x-goog-api-key). Empty
+	// means x-api-key. Every one present must carry the same token.
+	APIKeyHeaders []string
 	// AcceptSubprotocol also takes the token from a WebSocket subprotocol
 	// "bearer.<token>" (Sec-WebSocket-Protocol), the one place a browser can
 	// put it on a WebSocket; Authorization, when present, wins. Default: only
@@ -31,6 +35,10 @@ type Policy struct {
 	AcceptSubprotocol bool
 	// Realm in the challenge Refusal.Write sends. Default "agentbroker".
 	Realm string
+	// ChallengeScope, when set, is the space-separated scope list a 401's
+	// challenge advertises as scope="…" (RFC 6750 §3): the scopes a client
+	// should ask for (the MCP authorization spec's clients read it first).
+	ChallengeScope string
 	// ResourceMetadata, when set, is the URL of the RFC 9728 protected
 	// resource metadata, advertised as resource_metadata="…" in the
 	// challenge (the MCP server needs it).
@@ -75,7 +83,7 @@ type Refusal struct {
 	// Description is a short English sentence for error_description.
 	Description string
 	// Scope lists the scopes needed (space-separated) when Code is
-	// insufficient_scope.
+	// insufficient_scope, and Policy.ChallengeScope on a 401.
 	Scope string
 	// Reason is the machine-readable reason.
 	Reason Reason
@@ -199,15 +207,22 @@ func RequestToken(r *http.Request, p Policy) (string, *Refusal) {
 		}
 	}
 	if p.AcceptAPIKey {
-		keys := r.Header.Values("X-Api-Key")
-		if len(keys) > 1 {
-			return bad("more than one x-api-key header")
+		headers := p.APIKeyHeaders
+		if len(headers) == 0 {
+			headers = []string{"X-Api-Key"}
 		}
-		if len(keys) == 1 && keys[0] != "" {
-			if raw != "" && raw != keys[0] {
-				return bad("different tokens in Authorization and x-api-key")
+		for _, h := range headers {
+			name := strings.ToLower(h)
+			keys := r.Header.Values(h)
+			if len(keys) > 1 {
+				return bad("more than one " + name + " header")
 			}
-			raw = keys[0]
+			if len(keys) == 1 && keys[0] != "" {
+				if raw != "" && raw != keys[0] {
+					return bad("different tokens in Authorization and " + name)
+				}
+				raw = keys[0]
+			}
 		}
 	}
 	if p.AcceptSubprotocol && len(auth) == 0 {
@@ -230,6 +245,10 @@ func (p Policy) refuse(status int, code string, reason Reason, desc string, err 
 	if realm == "" {
 		realm = "agentbroker"
 	}
-	return &Refusal{Status: status, Code: code, Description: desc, Reason: reason, Err: err,
+	f := &Refusal{Status: status, Code: code, Description: desc, Reason: reason, Err: err,
 		realm: realm, resourceMetadata: p.ResourceMetadata}
+	if status == http.StatusUnauthorized {
+		f.Scope = p.ChallengeScope
+	}
+	return f
 }

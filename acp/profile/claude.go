@@ -1,5 +1,7 @@
 package profile
 
+import "github.com/agentbroker/agentbroker/catalog"
+
 // claude configures @agentclientprotocol/claude-agent-acp. It needs no
 // file: the MCP server comes through session/new, the credential through
 // the environment.
@@ -35,7 +37,7 @@ func (b *builder) claude() error {
 	case KindPlatformProxy:
 		// The inference token goes as x-api-key (ANTHROPIC_AUTH_TOKEN would
 		// send it as a Bearer header); the base URL has no /v1.
-		b.set("ANTHROPIC_BASE_URL", proxyURL(b.spec.ProxyBaseURL, anthropicProxyPath))
+		b.set("ANTHROPIC_BASE_URL", proxyURL(b.spec.ProxyBaseURL, catalog.ProviderAnthropic))
 		b.setSecret("ANTHROPIC_API_KEY", c.Secret)
 		b.note("Claude Code makes side calls (titles, a classifier) with other model IDs; the proxy must route or refuse them")
 	}

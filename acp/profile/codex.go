@@ -6,7 +6,9 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 
+	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/pelletier/go-toml/v2"
 )
 
@@ -57,8 +59,19 @@ func (b *builder) codex() error {
 		b.note("auth.json is written only when absent: Codex refreshes the login in place, and a restart keeps its refreshed copy")
 	case KindPlatformProxy:
 		b.setSecret(EnvInferenceToken, c.Secret)
-		cc.provider = providerBlock(proxyURL(b.spec.ProxyBaseURL, openAIProxyPath), EnvInferenceToken)
+		cc.provider = providerBlock(proxyURL(b.spec.ProxyBaseURL, catalog.ProviderOpenAI), EnvInferenceToken)
 		b.note("Codex makes side calls (titles) with other model IDs; the proxy must route or refuse them")
+	}
+	if len(b.spec.AgentModels) > 0 {
+		models, added, err := codexModels(b.spec.AgentModels, b.spec.Models, b.spec.AllowedModels)
+		if err != nil {
+			return err
+		}
+		if len(added) > 0 {
+			cc.modelCatalog = filepath.Join(codexHome, codexModelsFile)
+			b.l.Files = append(b.l.Files, File{Path: cc.modelCatalog, Mode: 0o600, Content: models})
+			b.note("Codex's own model catalog lacks %s: model_catalog_json adds the catalog's facts (input window, reasoning efforts) on a copy of its nearest entry", strings.Join(added, ", "))
+		}
 	}
 	content, err := cc.merge(nil)
 	if err != nil {
@@ -92,11 +105,13 @@ type codexConfig struct {
 	provider   map[string]any // nil: no provider block
 	oauth      bool
 	env        map[string]string
+	// modelCatalog is the model_catalog_json path, or "".
+	modelCatalog string
 }
 
 const codexHeader = `# Written by agentbroker before the agent starts. It owns model, model_provider,
-# approvals_reviewer, [model_providers.agentbroker] and its own [mcp_servers.*]
-# entry; other keys are kept on rewrite, comments are not.
+# approvals_reviewer, model_catalog_json, [model_providers.agentbroker] and its
+# own [mcp_servers.*] entry; other keys are kept on rewrite, comments are not.
 
 `
 
@@ -140,6 +155,11 @@ func (cc *codexConfig) merge(existing []byte) ([]byte, error) {
 	cfg["mcp_servers"] = servers
 	if cc.model != "" {
 		cfg["model"] = cc.model
+	}
+	if cc.modelCatalog != "" {
+		cfg["model_catalog_json"] = cc.modelCatalog
+	} else {
+		delete(cfg, "model_catalog_json")
 	}
 	// Codex 0.166's default reviewer of approvals ("auto_review") is a model
 	// call to gpt-5.6-luna, which no source we trust prices or limits (the

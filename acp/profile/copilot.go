@@ -7,25 +7,8 @@ import (
 	"github.com/agentbroker/agentbroker/acp"
 )
 
-// copilotProfile: GitHub Copilot CLI's ACP mode, offline, in its
-// bring-your-own-provider mode (no GitHub login): an OpenAI-compatible
-// provider pointed at the proxy's Chat Completions route. The npm package's
-// native binary unpacks its JavaScript (235 MB) into
-// $COPILOT_PKG_CACHE_HOME/pkg on first start: `agentbroker agents install`
-// unpacks it once into the agents directory, and every session reads it
-// from there. Copilot connects to MCP about 0.1 s after session/new returns.
-var copilotProfile = Profile{
-	Name:        Copilot,
-	Agent:       "copilot",
-	Package:     "@github/copilot@1.0.102",
-	Entry:       "node_modules/@github/copilot-linux-x64/copilot",
-	Args:        []string{"--acp", "--no-auto-update"},
-	MCPConnect:  MCPAfterSessionNew,
-	InitialMode: CopilotAgentMode,
-	Credentials: []CredentialKind{KindAPIKey, KindPlatformProxy},
-	NeedsMCP:    true,
-	ProjectTool: copilotProjectTool,
-}
+// copilotPackage is the copilot profile's pinned package.
+const copilotPackage = "@github/copilot@1.0.102"
 
 // CopilotAgentMode is Copilot's default mode (its mode IDs are URLs): it
 // asks before a tool runs. Set explicitly, not left to the agent.
@@ -39,7 +22,7 @@ const CopilotPkgCache = ".cache/copilot"
 // CopilotPkgIndex is, relative to the agents directory, the file whose
 // presence says the package was unpacked.
 func CopilotPkgIndex() string {
-	return filepath.Join(CopilotPkgCache, "pkg", "linux-x64", packageVersion(copilotProfile.Package), "index.js")
+	return filepath.Join(CopilotPkgCache, "pkg", "linux-x64", packageVersion(copilotPackage), "index.js")
 }
 
 // packageVersion is the version of a "name@version" package.
@@ -69,13 +52,13 @@ func (b *builder) copilot() error {
 	return nil
 }
 
-// copilotProjectTool: Copilot announces an MCP call with a tool_call
+// copilotOwnTool: Copilot announces an MCP call with a tool_call
 // update titled "<server>-<tool>" (kind "read" for a read-only tool, which
 // it then runs unasked, "edit" otherwise), and titles its permission
 // request with the tool's MCP title ("Update task") or, for a tool without
 // one, its bare name, kind "other". Both must agree on one of our tools:
 // the update names it, the request carries its title or name.
-func copilotProjectTool(server string, req acp.RequestPermissionRequest, updates acp.ToolCall) bool {
+func copilotOwnTool(server string, req acp.RequestPermissionRequest, updates acp.ToolCall) bool {
 	name, ok := cutPrefix(updates.Title, server+"-")
 	if !ok || !isProjectToolName(name) {
 		return false

@@ -52,8 +52,8 @@ func ExampleBuild() {
 	// set mode: workspace-write
 	// --- /var/lib/agentbroker/sessions/sess-1/home/.codex/config.toml
 	// # Written by agentbroker before the agent starts. It owns model, model_provider,
-	// # approvals_reviewer, [model_providers.agentbroker] and its own [mcp_servers.*]
-	// # entry; other keys are kept on rewrite, comments are not.
+	// # approvals_reviewer, model_catalog_json, [model_providers.agentbroker] and its
+	// # own [mcp_servers.*] entry; other keys are kept on rewrite, comments are not.
 	//
 	// approvals_reviewer = 'user'
 	// model = 'gpt-5.5'

@@ -24,15 +24,11 @@ func (p Profile) PackageName() string {
 // Version is the pinned version of the profile's package, or "".
 func (p Profile) Version() string { return packageVersion(p.Package) }
 
-// Installable reports whether the profile's adapter comes from npm (not
-// from a configured command).
-func (p Profile) Installable() bool { return p.Package != "" && !p.NeedsCommand }
-
 // requiredFiles are the files an install in dir must provide.
 func (p Profile) requiredFiles(dir string) []string {
 	out := []string{filepath.Join(dir, filepath.FromSlash(p.Entry))}
-	if p.Name == Copilot {
-		out = append(out, filepath.Join(dir, CopilotPkgIndex()))
+	for _, f := range p.alsoInstalled {
+		out = append(out, filepath.Join(dir, filepath.FromSlash(f)))
 	}
 	return out
 }
@@ -78,9 +74,15 @@ type PostInstall struct {
 
 // PostInstallFor returns the profile's post-install step for dir, or nil.
 func (p Profile) PostInstallFor(dir string) *PostInstall {
-	if p.Name != Copilot {
+	if p.postInstall == nil {
 		return nil
 	}
+	return p.postInstall(p, dir)
+}
+
+// copilotPostInstall runs Copilot's binary once to unpack its package into
+// the shared cache.
+func copilotPostInstall(p Profile, dir string) *PostInstall {
 	return &PostInstall{
 		Path: filepath.Join(dir, filepath.FromSlash(p.Entry)),
 		Args: []string{"--binary-version"},

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/agentbroker/agentbroker/acp"
+	"github.com/agentbroker/agentbroker/catalog"
 )
 
 // projectTools are our MCP server's tools (mcpserver.Tools, which a test
@@ -38,7 +39,7 @@ func (b *builder) openAICompat() (baseURL string, key Secret) {
 	switch c.kind() {
 	case KindPlatformProxy:
 		b.note("model calls go to the proxy's Chat Completions route; the catalog's %s policy decides the models", b.p.Agent)
-		return proxyURL(b.spec.ProxyBaseURL, openAIProxyPath), c.Secret
+		return proxyURL(b.spec.ProxyBaseURL, catalog.ProviderOpenAI), c.Secret
 	default: // KindAPIKey: validateCredential accepts nothing else
 		if c.BaseURL != "" {
 			return strings.TrimRight(c.BaseURL, "/"), c.Secret

@@ -142,20 +142,20 @@ func TestProfilesRecogniseTheirRecordedRequests(t *testing.T) {
 		if r.Update != nil {
 			upd = *r.Update
 		}
-		if !p.ProjectTool(r.Server, r.Request, upd) {
+		if !p.ownTool(r.Server, r.Request, upd) {
 			t.Errorf("%s does not recognise its recorded request (%s)", tc.profile, tc.file)
 		}
-		if p.ProjectTool("otherserver", r.Request, upd) {
+		if p.ownTool("otherserver", r.Request, upd) {
 			t.Errorf("%s takes the recorded request as a call to another server's tool", tc.profile)
 		}
 		// The other profiles do not take this agent's request for theirs
 		// unless it matches their own shape.
-		for _, other := range []Name{OpenCode, Copilot, Qwen} {
+		for _, other := range []Name{OpenCode, Copilot, Qwen, Gemini} {
 			if other == tc.profile {
 				continue
 			}
 			o, _ := Lookup(other)
-			if o.ProjectTool(r.Server, r.Request, upd) {
+			if o.ownTool(r.Server, r.Request, upd) {
 				t.Errorf("%s recognises %s's request", other, tc.profile)
 			}
 		}
@@ -180,26 +180,26 @@ func TestProfileRecognisersRefuse(t *testing.T) {
 		name string
 		ok   bool
 	}{
-		{"opencode: a shell command titled like our tool", oc.ProjectTool("agentbroker", req("agentbroker_get_task", "execute", ""), none)},
-		{"opencode: a tool we do not have", oc.ProjectTool("agentbroker", req("agentbroker_drop_tables", "other", ""), none)},
-		{"opencode: the bare prefix", oc.ProjectTool("agentbroker", req("agentbroker_", "other", ""), none)},
-		{"qwen: the title alone", qw.ProjectTool("agentbroker", req("mcp__agentbroker__get_task", "other", ""), none)},
-		{"qwen: a built-in tool", qw.ProjectTool("agentbroker", req("Shell", "execute", `{"toolName":"run_shell_command"}`), none)},
-		{"qwen: another server", qw.ProjectTool("agentbroker", req("x", "read", `{"toolName":"mcp__evil__get_task"}`), none)},
-		{"qwen: provenance not mcp", qw.ProjectTool("agentbroker", req("x", "read", `{"toolName":"mcp__agentbroker__get_task","provenance":"builtin"}`), none)},
-		{"copilot: the request's title alone", cp.ProjectTool("agentbroker", req("Update task", "other", ""), none)},
-		{"copilot: an update for another call", cp.ProjectTool("agentbroker", req("Update task", "other", ""),
+		{"opencode: a shell command titled like our tool", oc.ownTool("agentbroker", req("agentbroker_get_task", "execute", ""), none)},
+		{"opencode: a tool we do not have", oc.ownTool("agentbroker", req("agentbroker_drop_tables", "other", ""), none)},
+		{"opencode: the bare prefix", oc.ownTool("agentbroker", req("agentbroker_", "other", ""), none)},
+		{"qwen: the title alone", qw.ownTool("agentbroker", req("mcp__agentbroker__get_task", "other", ""), none)},
+		{"qwen: a built-in tool", qw.ownTool("agentbroker", req("Shell", "execute", `{"toolName":"run_shell_command"}`), none)},
+		{"qwen: another server", qw.ownTool("agentbroker", req("x", "read", `{"toolName":"mcp__evil__get_task"}`), none)},
+		{"qwen: provenance not mcp", qw.ownTool("agentbroker", req("x", "read", `{"toolName":"mcp__agentbroker__get_task","provenance":"builtin"}`), none)},
+		{"copilot: the request's title alone", cp.ownTool("agentbroker", req("Update task", "other", ""), none)},
+		{"copilot: an update for another call", cp.ownTool("agentbroker", req("Update task", "other", ""),
 			acp.ToolCall{ToolCallID: "call_2", Title: "agentbroker-update_task", Kind: "edit"})},
-		{"copilot: a shell command titled like our tool", cp.ProjectTool("agentbroker", req("Update task", "other", ""),
+		{"copilot: a shell command titled like our tool", cp.ownTool("agentbroker", req("Update task", "other", ""),
 			acp.ToolCall{ToolCallID: "call_1", Title: "agentbroker-update_task", Kind: "execute"})},
-		{"copilot: update and request disagree", cp.ProjectTool("agentbroker", req("Get task", "other", ""),
+		{"copilot: update and request disagree", cp.ownTool("agentbroker", req("Get task", "other", ""),
 			acp.ToolCall{ToolCallID: "call_1", Title: "agentbroker-update_task", Kind: "edit"})},
 	} {
 		if c.ok {
 			t.Errorf("%s: recognised as our tool", c.name)
 		}
 	}
-	if !cp.ProjectTool("agentbroker", req("get_task", "other", ""), acp.ToolCall{ToolCallID: "call_1", Title: "agentbroker-get_task", Kind: "read"}) {
+	if !cp.ownTool("agentbroker", req("get_task", "other", ""), acp.ToolCall{ToolCallID: "call_1", Title: "agentbroker-get_task", Kind: "read"}) {
 		t.Error("copilot: a request titled with the bare tool name (a tool without a title) is not recognised")
 	}
 }

@@ -9,23 +9,6 @@ import (
 	"github.com/agentbroker/agentbroker/acp"
 )
 
-// openCodeProfile: OpenCode's own ACP mode (opencode acp), a native binary
-// from the opencode-ai package. Its model is an OpenAI-compatible provider
-// (the bundled @ai-sdk/openai-compatible: nothing to download) pointed at
-// the proxy's Chat Completions route, configured through
-// OPENCODE_CONFIG_CONTENT. It connects to MCP during session/new.
-var openCodeProfile = Profile{
-	Name:        OpenCode,
-	Agent:       "opencode",
-	Package:     "opencode-ai@1.18.33",
-	Entry:       "node_modules/opencode-linux-x64/bin/opencode",
-	Args:        []string{"acp"},
-	MCPConnect:  MCPAtSessionNew,
-	Credentials: []CredentialKind{KindAPIKey, KindPlatformProxy},
-	NeedsMCP:    true,
-	ProjectTool: openCodeProjectTool,
-}
-
 // openCodeProvider is the provider block's name: the model is
 // "agentbroker/<model>".
 const openCodeProvider = "agentbroker"
@@ -89,11 +72,11 @@ func (b *builder) opencode() error {
 	return nil
 }
 
-// openCodeProjectTool: OpenCode titles an MCP call "<server>_<tool>", kind
+// openCodeOwnTool: OpenCode titles an MCP call "<server>_<tool>", kind
 // "other", in the request and in its tool_call update. The title is
 // OpenCode's name of the tool, not text the model chose, and must name one
 // of our tools exactly.
-func openCodeProjectTool(server string, req acp.RequestPermissionRequest, updates acp.ToolCall) bool {
+func openCodeOwnTool(server string, req acp.RequestPermissionRequest, updates acp.ToolCall) bool {
 	return either(req, updates, func(t acp.ToolCall) bool {
 		if t.Kind != acp.ToolKindOther {
 			return false

@@ -24,6 +24,20 @@ func (l *Launch) Prepare() error {
 	return nil
 }
 
+// PrepareLoad readies the agent's own files for session/load of the ACP
+// session acpID, where its profile knows they need it (Gemini CLI); call
+// it after Prepare, before a relaunch that resumes. It does nothing for
+// other profiles.
+func (l *Launch) PrepareLoad(acpID string) error {
+	if l.loadPrep == nil {
+		return nil
+	}
+	if err := l.loadPrep(l.home, acpID); err != nil {
+		return fmt.Errorf("prepare %s launch for session/load: %w", l.Profile, err)
+	}
+	return nil
+}
+
 // CheckInstall reports, as an error wrapping ErrNotInstalled that says how
 // to install it, an adapter whose entry point is missing; nil when it is
 // there or the launch runs a command of its own. Prepare checks it too; a

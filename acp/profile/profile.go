@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/agentbroker/agentbroker/acp"
+	"github.com/agentbroker/agentbroker/catalog"
 )
 
 // Sentinel errors, for errors.Is.
@@ -40,6 +41,7 @@ const (
 	CodexZed   Name = "codex-zed"
 	Amp        Name = "amp"
 	Custom     Name = "custom"
+	Gemini     Name = "gemini"
 	OpenCode   Name = "opencode"
 	Copilot    Name = "copilot"
 	Qwen       Name = "qwen"
@@ -74,14 +76,6 @@ const (
 	ProviderID = "agentbroker"
 )
 
-// Paths of the platform proxy under the broker's base URL. They mirror the
-// proxy package's AnthropicPrefix and OpenAIPrefix, which this package does
-// not import.
-const (
-	anthropicProxyPath = "/proxy/anthropic"
-	openAIProxyPath    = "/proxy/openai/v1"
-)
-
 // DefaultPATH is the agent's PATH when the LaunchSpec sets none; the install
 // directory's node_modules/.bin is put in front of it.
 const DefaultPATH = "/usr/local/bin:/usr/bin:/bin"
@@ -89,6 +83,8 @@ const DefaultPATH = "/usr/local/bin:/usr/bin:/bin"
 // Profile describes one kind of agent.
 type Profile struct {
 	Name Name
+	// Title is what people call the agent (pickers, tables).
+	Title string
 	// Agent is the catalog agent name its models come from; "" for custom.
 	Agent string
 	// Package is the npm package (name@version) to install into the install
@@ -98,7 +94,8 @@ type Profile struct {
 	// run with Node, or an executable when RunWithNode is false.
 	Entry       string
 	RunWithNode bool
-	// Args follow the entry point on the command line (never a secret).
+	// Args follow the entry point on the command line ("--acp"; never a
+	// secret).
 	Args []string
 	// MCPConnect says when the agent connects to its MCP servers.
 	MCPConnect MCPConnect
@@ -114,15 +111,50 @@ type Profile struct {
 	NeedsCommand bool
 	// NeedsMCP: LaunchSpec.MCP is required.
 	NeedsMCP bool
-	// ProjectTool, if set, recognises a call to our own MCP server's tools
-	// in this agent's session/request_permission (each agent describes it
-	// its own way); acp's generic recognition applies besides.
-	ProjectTool acp.ToolRecognizer
+	// ModelCatalog, when set, is how the agent prints its own model catalog
+	// (an entry relative to the install directory, run like Entry, and its
+	// arguments): the broker reads it into LaunchSpec.AgentModels so that
+	// the agent's configuration can add the catalog's facts for the models
+	// it lacks.
+	ModelCatalog []string
+	// KnownModels, when set, are the only catalog models the agent has
+	// metadata for and cannot be given it for others (no ModelCatalog): a
+	// session with another model is refused at create.
+	KnownModels []string
+
+	// configure is the profile's config writer: it sets the agent's
+	// environment, files and notes from the spec (after the common part:
+	// HOME, TMPDIR, PATH, the command).
+	configure func(*builder) error
+	// checkOAuth validates an oauth-token secret; nil means a plain token.
+	checkOAuth func(Secret) error
+	// noBaseURL, when set, says why an api-key credential may not carry a
+	// BaseURL for this agent.
+	noBaseURL string
+	// ownTool, when set, recognises a call to our own MCP server's tools in
+	// this agent's session/request_permission, as the request and the
+	// session's tool_call updates describe it (each agent describes it its
+	// own way); acp's generic recognition (Claude's, Codex's shapes)
+	// applies besides.
+	ownTool acp.ToolRecognizer
+	// NoResume, when set, says why the broker does not resume the agent's
+	// sessions with session/load although it advertises loadSession.
+	NoResume string
+	// prepareLoad, when set, readies the agent's files in home for
+	// session/load of the ACP session acpID (Launch.PrepareLoad).
+	prepareLoad func(home, acpID string) error
+	// alsoInstalled are files, relative to the install directory, that an
+	// install must provide besides Entry (what a post-install step made).
+	alsoInstalled []string
+	// postInstall, when set, is a step `agents install` runs once after
+	// npm installed Package into dir (PostInstallFor).
+	postInstall func(p Profile, dir string) *PostInstall
 }
 
 var profiles = []Profile{
 	{
 		Name:        ClaudeCode,
+		Title:       "Claude Code",
 		Agent:       "claude-code",
 		Package:     "@agentclientprotocol/claude-agent-acp@0.101.0",
 		Entry:       "node_modules/@agentclientprotocol/claude-agent-acp/dist/index.js",
@@ -133,9 +165,11 @@ var profiles = []Profile{
 		InitialMode: "default",
 		Credentials: []CredentialKind{KindAPIKey, KindOAuthToken, KindPlatformProxy},
 		NeedsMCP:    true,
+		configure:   (*builder).claude,
 	},
 	{
 		Name:        Codex,
+		Title:       "Codex",
 		Agent:       "codex",
 		Package:     "@agentclientprotocol/codex-acp@2.6.0",
 		Entry:       "node_modules/@agentclientprotocol/codex-acp/dist/index.js",
@@ -147,9 +181,15 @@ var profiles = []Profile{
 		InitialMode: "workspace-write",
 		Credentials: []CredentialKind{KindAPIKey, KindOAuthToken, KindPlatformProxy},
 		NeedsMCP:    true,
+		// Codex 0.166 knows only gpt-5.5 of the catalog's models; for any
+		// other it warns "Model metadata for … not found" in every reply.
+		ModelCatalog: []string{"node_modules/@openai/codex/bin/codex.js", "debug", "models", "--bundled"},
+		configure:    (*builder).codex,
+		checkOAuth:   checkAuthJSON,
 	},
 	{
 		Name:    CodexZed,
+		Title:   "Codex (Zed's adapter)",
 		Agent:   "codex",
 		Package: "@zed-industries/codex-acp@0.16.0",
 		Entry:   "node_modules/@zed-industries/codex-acp-linux-x64/bin/codex-acp",
@@ -160,24 +200,119 @@ var profiles = []Profile{
 		IgnoresStdinEOF: true,
 		Credentials:     []CredentialKind{KindAPIKey, KindOAuthToken, KindPlatformProxy},
 		NeedsMCP:        true,
+		// The models in its bundled catalog (the strings of its binary): for
+		// any other it warns "Model metadata for … not found" in every reply,
+		// and it has no command that prints the catalog to build on.
+		KnownModels: []string{"gpt-5.5", "gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex", "gpt-5.2"},
+		configure:   (*builder).codex,
+		checkOAuth:  checkAuthJSON,
 	},
 	{
 		Name:         Amp,
+		Title:        "Amp",
 		Agent:        "amp",
 		MCPConnect:   MCPAtFirstPrompt,
 		Credentials:  []CredentialKind{KindAPIKey},
 		NeedsCommand: true,
 		NeedsMCP:     true,
+		configure:    (*builder).amp,
+		noBaseURL:    "Amp's model calls run on Amp's servers: no custom base URL",
 	},
 	{
 		Name:         Custom,
+		Title:        "Custom (the broker's --custom-agent)",
 		MCPConnect:   MCPAtSessionNew,
 		Credentials:  []CredentialKind{KindNone},
 		NeedsCommand: true,
+		configure:    (*builder).custom,
 	},
-	openCodeProfile,
-	copilotProfile,
-	qwenProfile,
+	{
+		Name:        Gemini,
+		Title:       "Gemini CLI",
+		Agent:       "gemini",
+		Package:     "@google/gemini-cli@0.61.0",
+		Entry:       "node_modules/@google/gemini-cli/bundle/gemini.js",
+		RunWithNode: true,
+		Args:        []string{"--acp"},
+		MCPConnect:  MCPAtSessionNew,
+		// "default" asks (session/request_permission: proceed_once,
+		// proceed_always_tool, proceed_always_server, cancel); yolo runs
+		// every tool unasked; autoEdit and plan exist too.
+		InitialMode: "default",
+		Credentials: []CredentialKind{KindAPIKey, KindPlatformProxy},
+		NeedsMCP:    true,
+		configure:   (*builder).gemini,
+		ownTool:     geminiOwnTool,
+		// Its session/load fails within the minute its chat file is named
+		// after: geminiPrepareLoad moves the file out of the way first.
+		prepareLoad: geminiPrepareLoad,
+	},
+	{
+		// OpenCode's own ACP mode (opencode acp), a native binary from the
+		// opencode-ai package. Its model is an OpenAI-compatible provider
+		// (the bundled @ai-sdk/openai-compatible: nothing to download)
+		// pointed at the proxy's Chat Completions route, configured through
+		// OPENCODE_CONFIG_CONTENT. It connects to MCP during session/new.
+		Name:        OpenCode,
+		Title:       "OpenCode",
+		Agent:       "opencode",
+		Package:     "opencode-ai@1.18.33",
+		Entry:       "node_modules/opencode-linux-x64/bin/opencode",
+		Args:        []string{"acp"},
+		MCPConnect:  MCPAtSessionNew,
+		Credentials: []CredentialKind{KindAPIKey, KindPlatformProxy},
+		NeedsMCP:    true,
+		configure:   (*builder).opencode,
+		ownTool:     openCodeOwnTool,
+	},
+	{
+		// GitHub Copilot CLI's ACP mode, offline, in its
+		// bring-your-own-provider mode (no GitHub login): an
+		// OpenAI-compatible provider pointed at the proxy's Chat Completions
+		// route. The npm package's native binary unpacks its JavaScript
+		// (235 MB) into $COPILOT_PKG_CACHE_HOME/pkg on first start:
+		// `agentbroker agents install` unpacks it once into the agents
+		// directory, and every session reads it from there. Copilot connects
+		// to MCP about 0.1 s after session/new returns.
+		Name:        Copilot,
+		Title:       "Copilot CLI",
+		Agent:       "copilot",
+		Package:     copilotPackage,
+		Entry:       "node_modules/@github/copilot-linux-x64/copilot",
+		Args:        []string{"--acp", "--no-auto-update"},
+		MCPConnect:  MCPAfterSessionNew,
+		InitialMode: CopilotAgentMode,
+		Credentials: []CredentialKind{KindAPIKey, KindPlatformProxy},
+		NeedsMCP:    true,
+		configure:   (*builder).copilot,
+		ownTool:     copilotOwnTool,
+		// Its package, unpacked once into the shared cache.
+		alsoInstalled: []string{CopilotPkgIndex()},
+		postInstall:   copilotPostInstall,
+	},
+	{
+		// Qwen Code's ACP mode (a Gemini CLI fork) with its OpenAI auth
+		// type: OPENAI_BASE_URL, OPENAI_API_KEY and OPENAI_MODEL, pointed at
+		// the proxy's Chat Completions route. Its default mode, "auto",
+		// makes a classifier call and then asks with two allow_once options,
+		// one of which switches the mode: the profile sets "default"
+		// explicitly (it asks before tools run). Our MCP tools are declared
+		// visible in its settings, or they hide behind its deferred tool
+		// search. It connects to MCP about 0.5 s after session/new returns.
+		Name:        Qwen,
+		Title:       "Qwen Code",
+		Agent:       "qwen",
+		Package:     "@qwen-code/qwen-code@0.24.4",
+		Entry:       "node_modules/@qwen-code/qwen-code/cli.js",
+		RunWithNode: true,
+		Args:        []string{"--acp"},
+		MCPConnect:  MCPAfterSessionNew,
+		InitialMode: "default",
+		Credentials: []CredentialKind{KindAPIKey, KindPlatformProxy},
+		NeedsMCP:    true,
+		configure:   (*builder).qwen,
+		ownTool:     qwenOwnTool,
+	},
 }
 
 // All returns every profile, in a fixed order.
@@ -199,11 +334,38 @@ func Lookup(name Name) (Profile, error) {
 	return Profile{}, fmt.Errorf("%w: %q", ErrUnknownProfile, name)
 }
 
+// ModelCatalogCommand returns the command that prints the agent's own model
+// catalog for a launch with spec (its InstallDir and Node), and false when
+// the profile has none or the agent is not installed from the registry.
+func (p Profile) ModelCatalogCommand(spec LaunchSpec) (path string, args []string, ok bool) {
+	if len(p.ModelCatalog) == 0 || len(spec.Command) > 0 || spec.InstallDir == "" {
+		return "", nil, false
+	}
+	entry := filepath.Join(spec.InstallDir, filepath.FromSlash(p.ModelCatalog[0]))
+	args = slices.Clone(p.ModelCatalog[1:])
+	if !p.RunWithNode {
+		return entry, args, true
+	}
+	node := spec.Node
+	if node == "" {
+		node = "node"
+	}
+	return node, append([]string{entry}, args...), true
+}
+
 func (p Profile) clone() Profile {
 	p.Credentials = slices.Clone(p.Credentials)
+	p.ModelCatalog = slices.Clone(p.ModelCatalog)
+	p.KnownModels = slices.Clone(p.KnownModels)
 	p.Args = slices.Clone(p.Args)
+	p.alsoInstalled = slices.Clone(p.alsoInstalled)
 	return p
 }
+
+// Installable reports whether the broker installs the agent from the npm
+// registry into its agents directory (Package and Entry are set); the
+// others are started by a command the operator configures.
+func (p Profile) Installable() bool { return p.Package != "" && !p.NeedsCommand }
 
 // Accepts reports whether the profile accepts credentials of kind k.
 func (p Profile) Accepts(k CredentialKind) bool { return slices.Contains(p.Credentials, k) }
@@ -230,6 +392,16 @@ type LaunchSpec struct {
 	Cwd string
 	// Model is the catalog model ID to use, or "" for the agent's default.
 	Model string
+	// Models are the catalog's facts about Model and the side models the
+	// session may also use, for agents whose configuration carries them.
+	Models []ModelFacts
+	// AgentModels is the agent's own model catalog, as the profile's
+	// ModelCatalog command printed it, or nil.
+	AgentModels []byte
+	// AllowedModels are the catalog's models this agent may use: an entry
+	// the agent's own catalog has for one of them is what a missing model's
+	// entry is based on.
+	AllowedModels []string
 	// MCP is the broker's MCP server; required except for custom.
 	MCP MCPServer
 	// Credential is how the agent reaches its model.
@@ -311,6 +483,12 @@ type Launch struct {
 	InitialMode string
 	// MCPConnect says when the agent connects to the MCP server.
 	MCPConnect MCPConnect
+	// OwnTool, when set, recognises the agent's permission requests for
+	// our MCP server's tools (acp.ConnOptions.ProjectTool).
+	OwnTool acp.ToolRecognizer
+	// NoResume, when set, says why the agent's sessions are not resumed
+	// with session/load (the profile's NoResume).
+	NoResume string
 	// LoopbackPorts are TCP ports on 127.0.0.1 the agent serves itself and
 	// connects to (OpenCode's ACP mode talks to its own HTTP server): a
 	// confinement that limits TCP connect must allow them.
@@ -319,6 +497,8 @@ type Launch struct {
 	Notes []string
 
 	sessionDir   string
+	home         string
+	loadPrep     func(home, acpID string) error
 	requires     string   // the entry point that must exist, or ""
 	alsoRequires []string // other files the install must provide
 	install      string   // how to install it
@@ -432,6 +612,7 @@ var reservedEnv = []string{
 	"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL",
 	"CLAUDE_CODE_OAUTH_TOKEN", "IS_SANDBOX",
 	"OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL", "CODEX_API_KEY", "AMP_API_KEY",
+	"GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL",
 	"OPENCODE_CONFIG_CONTENT", "COPILOT_PROVIDER_API_KEY", "COPILOT_PROVIDER_BASE_URL", "COPILOT_OFFLINE",
 }
 
@@ -440,9 +621,10 @@ func build(p Profile, spec LaunchSpec) (*Launch, error) {
 		return nil, err
 	}
 	b := &builder{
-		p:     p,
-		spec:  spec,
-		l:     &Launch{Profile: p.Name, Dir: spec.Cwd, MCPConnect: p.MCPConnect, InitialMode: p.InitialMode, sessionDir: spec.SessionDir},
+		p:    p,
+		spec: spec,
+		l: &Launch{Profile: p.Name, Dir: spec.Cwd, MCPConnect: p.MCPConnect, InitialMode: p.InitialMode, sessionDir: spec.SessionDir,
+			OwnTool: p.ownTool, NoResume: p.NoResume},
 		env:   map[string]string{},
 		owned: map[string]bool{},
 		home:  filepath.Join(spec.SessionDir, "home"),
@@ -456,6 +638,7 @@ func build(p Profile, spec LaunchSpec) (*Launch, error) {
 	}
 	tmp := filepath.Join(spec.SessionDir, "tmp")
 	b.l.Dirs = []string{b.home, tmp}
+	b.l.home, b.l.loadPrep = b.home, p.prepareLoad
 	path := DefaultPATH
 	if spec.InstallDir != "" {
 		path = filepath.Join(spec.InstallDir, "node_modules", ".bin") + ":" + path
@@ -468,24 +651,7 @@ func build(p Profile, spec LaunchSpec) (*Launch, error) {
 	if err := b.command(); err != nil {
 		return nil, err
 	}
-	var err error
-	switch p.Name {
-	case ClaudeCode:
-		err = b.claude()
-	case Codex, CodexZed:
-		err = b.codex()
-	case Amp:
-		err = b.amp()
-	case Custom:
-		err = b.custom()
-	case OpenCode:
-		err = b.opencode()
-	case Copilot:
-		err = b.copilot()
-	case Qwen:
-		err = b.qwen()
-	}
-	if err != nil {
+	if err := p.configure(b); err != nil {
 		return nil, err
 	}
 	if err := b.extraEnv(); err != nil {
@@ -632,8 +798,8 @@ func validateCredential(p Profile, spec LaunchSpec) error {
 		if k != KindAPIKey {
 			return fmt.Errorf("%w: Credential.BaseURL is for api-key credentials only, not %s", ErrBadValue, k)
 		}
-		if p.Name == Amp {
-			return fmt.Errorf("%w: Amp's model calls run on Amp's servers: no custom base URL", ErrUnsupportedCredential)
+		if p.noBaseURL != "" {
+			return fmt.Errorf("%w: %s", ErrUnsupportedCredential, p.noBaseURL)
 		}
 		if err := checkURL("Credential.BaseURL", c.BaseURL, false); err != nil {
 			return err
@@ -645,8 +811,8 @@ func validateCredential(p Profile, spec LaunchSpec) error {
 			return fmt.Errorf("%w: a credential of kind none carries a secret", ErrBadValue)
 		}
 	case KindOAuthToken:
-		if p.Name == Codex || p.Name == CodexZed {
-			return checkAuthJSON(c.Secret)
+		if p.checkOAuth != nil {
+			return p.checkOAuth(c.Secret)
 		}
 		return checkToken("OAuth token", c.Secret)
 	case KindPlatformProxy:
@@ -663,8 +829,16 @@ func validateCredential(p Profile, spec LaunchSpec) error {
 	return nil
 }
 
-// proxyURL joins the broker's base URL and a proxy path.
-func proxyURL(base, path string) string { return strings.TrimRight(base, "/") + path }
+// proxyURL is the base URL an agent is given for provider p's API through
+// the platform proxy at base: the broker's URL and the provider's
+// AgentBasePath in the catalog's provider table.
+func proxyURL(base string, p catalog.Provider) string {
+	info, ok := catalog.LookupProvider(p)
+	if !ok {
+		panic("profile: provider " + string(p) + " is not in the catalog's table")
+	}
+	return strings.TrimRight(base, "/") + info.AgentBasePath
+}
 
 func (b *builder) custom() error {
 	if b.spec.MCP.Name != "" {

@@ -93,6 +93,8 @@ func specFor(p Profile, c credCase, proxy string, withSecret bool, sessionDir, i
 		spec.Model = "claude-opus-4-8"
 	case Codex, CodexZed, OpenCode, Copilot, Qwen:
 		spec.Model = "gpt-5.5"
+	case Gemini:
+		spec.Model = "gemini-3.8-flash"
 	case Amp:
 		spec.Command = []string{"node", "/opt/amp-acp/dist/index.js"} // the amp CLI is in installDir
 	case Custom:
@@ -113,7 +115,7 @@ func expectErr(p Profile, c credCase, proxy string, withSecret bool) error {
 		return ErrUnsupportedCredential
 	case p.Name == Amp && c.kind != KindAPIKey:
 		return ErrUnsupportedCredential
-	case (p.Name == OpenCode || p.Name == Copilot || p.Name == Qwen) && c.kind == KindOAuthToken:
+	case (p.Name == OpenCode || p.Name == Copilot || p.Name == Qwen || p.Name == Gemini) && c.kind == KindOAuthToken:
 		return ErrUnsupportedCredential
 	case p.Name == Amp && c.baseURL != "":
 		return ErrUnsupportedCredential
@@ -221,6 +223,8 @@ var allowedEnv = []string{
 	"OPENCODE_DISABLE_LSP_DOWNLOAD", "OPENCODE_DISABLE_CLAUDE_CODE",
 	"COPILOT_OFFLINE", "COPILOT_AUTO_UPDATE", "COPILOT_PROVIDER_BASE_URL", "COPILOT_PROVIDER_API_KEY", "COPILOT_MODEL",
 	"COPILOT_PKG_CACHE_HOME", "OPENAI_BASE_URL", "OPENAI_MODEL", "QWEN_CODE_NO_RELAUNCH",
+	"GEMINI_CLI_TRUST_WORKSPACE", "GEMINI_CLI_NO_RELAUNCH", "GEMINI_TELEMETRY_ENABLED", "GEMINI_MODEL", "GEMINI_API_KEY",
+	"GOOGLE_GEMINI_BASE_URL",
 }
 
 func checkLaunch(t *testing.T, name string, p Profile, spec LaunchSpec, l *Launch) {
@@ -299,6 +303,28 @@ func checkLaunch(t *testing.T, name string, p Profile, spec LaunchSpec, l *Launc
 		if len(l.Files) != 1 || l.Files[0].Path != filepath.Join(env["HOME"], ".qwen", "settings.json") {
 			t.Errorf("%s: qwen files %v", name, l.Files)
 		}
+	} else if p.Name == Gemini {
+		// Only its settings, quiet (no usage statistics, no auto-update).
+		var settings struct {
+			Privacy struct {
+				UsageStatisticsEnabled *bool `json:"usageStatisticsEnabled"`
+			} `json:"privacy"`
+			General struct {
+				EnableAutoUpdate *bool `json:"enableAutoUpdate"`
+			} `json:"general"`
+		}
+		if len(l.Files) != 1 || l.Files[0].Path != filepath.Join(env["HOME"], ".gemini", "settings.json") || l.Files[0].Secret ||
+			json.Unmarshal(l.Files[0].Content, &settings) != nil ||
+			settings.Privacy.UsageStatisticsEnabled == nil || *settings.Privacy.UsageStatisticsEnabled ||
+			settings.General.EnableAutoUpdate == nil || *settings.General.EnableAutoUpdate {
+			t.Errorf("%s: gemini files %v", name, l.Files)
+		}
+		if env["GEMINI_CLI_TRUST_WORKSPACE"] != "true" || env["GEMINI_MODEL"] != spec.Model || len(l.Args) == 0 || l.Args[len(l.Args)-1] != "--acp" {
+			t.Errorf("%s: gemini trust %q, model %q, args %q", name, env["GEMINI_CLI_TRUST_WORKSPACE"], env["GEMINI_MODEL"], l.Args)
+		}
+		if l.OwnTool == nil || l.loadPrep == nil || l.home != env["HOME"] {
+			t.Errorf("%s: gemini launch without its own-tool recogniser or its session/load preparation", name)
+		}
 	} else if len(l.Files) != 0 {
 		t.Errorf("%s: %s writes files: %v", name, p.Name, l.Files)
 	}
@@ -334,10 +360,17 @@ func checkLaunch(t *testing.T, name string, p Profile, spec LaunchSpec, l *Launc
 			if _, ok := env["OPENAI_API_KEY"]; ok {
 				t.Errorf("%s: proxy launch sets OPENAI_API_KEY", name)
 			}
+		} else if p.Name == Gemini {
+			if env["GOOGLE_GEMINI_BASE_URL"] != testProxy+"/proxy/gemini" || env["GEMINI_API_KEY"] != testInfer || !slices.Contains(l.SecretEnv, "GEMINI_API_KEY") {
+				t.Errorf("%s: Gemini proxy env %q %v", name, env["GOOGLE_GEMINI_BASE_URL"], env["GEMINI_API_KEY"] == testInfer)
+			}
 		} else if p.Name == ClaudeCode && (env["ANTHROPIC_BASE_URL"] != testProxy+"/proxy/anthropic" || env["ANTHROPIC_API_KEY"] != testInfer) {
 			t.Errorf("%s: Claude proxy env %q %v", name, env["ANTHROPIC_BASE_URL"], env["ANTHROPIC_API_KEY"] == testInfer)
 		}
 	case KindAPIKey:
+		if p.Name == Gemini && (env["GEMINI_API_KEY"] != testAPIKey || env["GOOGLE_GEMINI_BASE_URL"] != spec.Credential.BaseURL) {
+			t.Errorf("%s: Gemini api-key env: key set %v, base URL %q", name, env["GEMINI_API_KEY"] == testAPIKey, env["GOOGLE_GEMINI_BASE_URL"])
+		}
 		if isCodex {
 			_, hasProvider := providers[ProviderID]
 			if hasProvider != (spec.Credential.BaseURL != "") || (l.AuthMethod == "") == (spec.Credential.BaseURL == "") {
@@ -517,6 +550,7 @@ func TestProfiles(t *testing.T) {
 		OpenCode:   {"opencode", MCPAtSessionNew, "", false},
 		Copilot:    {"copilot", MCPAfterSessionNew, CopilotAgentMode, false},
 		Qwen:       {"qwen", MCPAfterSessionNew, "default", false},
+		Gemini:     {"gemini", MCPAtSessionNew, "default", false},
 	}
 	cat := catalog.Embedded()
 	all := All()

@@ -9,28 +9,6 @@ import (
 	"github.com/agentbroker/agentbroker/acp"
 )
 
-// qwenProfile: Qwen Code's ACP mode (a Gemini CLI fork) with its OpenAI
-// auth type: OPENAI_BASE_URL, OPENAI_API_KEY and OPENAI_MODEL, pointed at
-// the proxy's Chat Completions route. Its default mode, "auto", makes a
-// classifier call and then asks with two allow_once options, one of which
-// switches the mode: the profile sets "default" explicitly (it asks before
-// tools run). Our MCP tools are declared visible in its settings, or they
-// hide behind its deferred tool search. It connects to MCP about 0.5 s
-// after session/new returns.
-var qwenProfile = Profile{
-	Name:        Qwen,
-	Agent:       "qwen",
-	Package:     "@qwen-code/qwen-code@0.24.4",
-	Entry:       "node_modules/@qwen-code/qwen-code/cli.js",
-	RunWithNode: true,
-	Args:        []string{"--acp"},
-	MCPConnect:  MCPAfterSessionNew,
-	InitialMode: "default",
-	Credentials: []CredentialKind{KindAPIKey, KindPlatformProxy},
-	NeedsMCP:    true,
-	ProjectTool: qwenProjectTool,
-}
-
 func (b *builder) qwen() error {
 	base, key := b.openAICompat()
 	// Otherwise it starts a second Node process of itself (for a larger
@@ -113,10 +91,10 @@ func (qs *qwenSettings) merge(existing []byte) ([]byte, error) {
 	return append(out, '\n'), nil
 }
 
-// qwenProjectTool: Qwen Code names the tool in the tool call's _meta
+// qwenOwnTool: Qwen Code names the tool in the tool call's _meta
 // (toolName "mcp__<server>__<tool>", provenance "mcp", serverId <server>),
 // in the request and in its updates; its title is free text.
-func qwenProjectTool(server string, req acp.RequestPermissionRequest, updates acp.ToolCall) bool {
+func qwenOwnTool(server string, req acp.RequestPermissionRequest, updates acp.ToolCall) bool {
 	return either(req, updates, func(t acp.ToolCall) bool {
 		name, ok := cutPrefix(metaString(t.Meta, "toolName"), "mcp__"+server+"__")
 		if !ok || !isProjectToolName(name) {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentbroker/agentbroker/catalog"
+	"github.com/agentbroker/agentbroker/internal/cliflag"
 	"github.com/agentbroker/agentbroker/internal/termtext"
 )
 
@@ -22,6 +24,9 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// daemon, when set, is told whether the command run is a daemon
+	// (command.daemon): main decides the exit code of a signal with it.
+	daemon *bool
 }
 
 // forTerminal returns e with stdout and stderr escaping terminal control
@@ -42,9 +47,33 @@ var (
 	errSilent = errors.New("failed")
 )
 
-// envPrefix is the one prefix under which every flag has an environment twin:
-// --data-dir is AGENTBROKER_DATA_DIR.
+// envPrefix is the prefix of the flags' environment twins: --data-dir is
+// AGENTBROKER_DATA_DIR.
 const envPrefix = "AGENTBROKER_"
+
+// envTwins are the flags that have an environment twin: settings of a
+// deployment (where the data is, where the broker listens or is reached,
+// key files, logging, the agents' confinement). Flags that say what one
+// command does (--project, --json, --status, --title…) have none, so a
+// stray variable cannot silently change what a command shows or writes.
+var envTwins = map[string]bool{
+	"data-dir": true, "url": true, "token-file": true, "log-format": true, "log-level": true,
+	"catalog-file": true, "listen": true, "public-url": true, "allowed-origin": true,
+	"shutdown-timeout": true, "admin-token-ttl": true, "issuer": true, "token-max-ttl": true,
+	"anthropic-upstream": true, "openai-upstream": true, "anthropic-key-file": true, "openai-key-file": true,
+	"agents-dir": true, "sessions-dir": true, "custom-agent": true, "custom-agent-env": true, "amp-command": true,
+	"agent-sandbox": true, "agent-user": true, "agent-network": true, "agent-read": true, "agent-write": true,
+	"agent-allow-port": true, "database": true,
+	// The MCP bridge is configured by the broker, through its environment.
+	"mcp-url": true,
+}
+
+// hasEnvTwin reports whether flag name has an environment twin: one of
+// envTwins, or a provider's upstream or key file (one per provider in the
+// catalog's provider table: --gemini-upstream, --openai-key-file…).
+func hasEnvTwin(name string) bool {
+	return envTwins[name] || strings.HasSuffix(name, "-upstream") || strings.HasSuffix(name, "-key-file")
+}
 
 func envName(flagName string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
@@ -63,9 +92,10 @@ type command struct {
 	// written as they are; every other command's output is escaped for
 	// the terminal (env.forTerminal).
 	stdio bool
-	// interspersed: flags may follow the positional arguments
-	// (`task run TASK --agent A`).
-	interspersed bool
+	// daemon: the command runs until a signal asks it to stop, and then
+	// stops cleanly (exit 0); any other command stopped by a signal exits
+	// 128+signal (130 for Ctrl-C).
+	daemon bool
 }
 
 func commands() []*command {
@@ -95,11 +125,18 @@ func run(ctx context.Context, args []string, e *env) error {
 
 func dispatch(ctx context.Context, cmd *command, path, args []string, e *env) error {
 	if len(cmd.children) > 0 {
-		if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
 			printHelp(e.stdout, cmd, path)
 			if len(args) == 0 {
 				return errUsage
 			}
+			return nil
+		}
+		if args[0] == "help" {
+			return helpFor(e, cmd, path, args[1:])
+		}
+		if len(path) == 1 && (args[0] == "--version" || args[0] == "-version") {
+			fmt.Fprintln(e.stdout, versionString())
 			return nil
 		}
 		for _, child := range cmd.children {
@@ -115,44 +152,75 @@ func dispatch(ctx context.Context, cmd *command, path, args []string, e *env) er
 	if !cmd.stdio {
 		e = e.forTerminal()
 	}
+	if e.daemon != nil {
+		// A protocol peer (an agent, the MCP bridge) stopped by its parent
+		// stops cleanly too.
+		*e.daemon = cmd.daemon || cmd.stdio
+	}
 	cfg := defaultConfig(e.getenv)
+	fs := newFlagSet(cmd, path, cfg, e)
+	positional, err := cliflag.ParseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return errUsage
+	}
+	if err := applyEnv(fs, e.getenv); err != nil {
+		fmt.Fprintf(e.stderr, "%s: %v\n", strings.Join(path, " "), err)
+		return errUsage
+	}
+	return cmd.run(ctx, cfg, e, positional)
+}
+
+func newFlagSet(cmd *command, path []string, cfg *config, e *env) *flag.FlagSet {
 	fs := flag.NewFlagSet(strings.Join(path, " "), flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	if cmd.flags != nil {
 		cmd.flags(fs, cfg)
 	}
 	fs.Usage = func() { printUsage(e.stderr, cmd, path, fs) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return errUsage
-	}
-	var positional []string
-	for cmd.interspersed && fs.NArg() > 0 {
-		positional = append(positional, fs.Arg(0))
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil
-			}
-			return errUsage
-		}
-	}
-	if err := applyEnv(fs, e.getenv); err != nil {
-		fmt.Fprintf(e.stderr, "%s: %v\n", strings.Join(path, " "), err)
-		return errUsage
-	}
-	return cmd.run(ctx, cfg, e, append(positional, fs.Args()...))
+	return fs
 }
 
-// applyEnv gives every flag not set on the command line the value of its
-// environment twin, when that is set. The command line wins.
+// helpFor prints the help of the command named by args under cmd:
+// `agentbroker help serve`, `agentbroker help session start`.
+func helpFor(e *env, cmd *command, path, args []string) error {
+	for len(args) > 0 && len(cmd.children) > 0 {
+		var next *command
+		for _, c := range cmd.children {
+			if c.name == args[0] {
+				next = c
+			}
+		}
+		if next == nil {
+			fmt.Fprintf(e.stderr, "%s: unknown command %q\n\n", strings.Join(path, " "), args[0])
+			printHelp(e.stderr, cmd, path)
+			return errUsage
+		}
+		cmd, path, args = next, append(path, next.name), args[1:]
+	}
+	if len(args) > 0 {
+		return usageError(e, "%s has no subcommands", strings.Join(path, " "))
+	}
+	if len(cmd.children) > 0 {
+		printHelp(e.stdout, cmd, path)
+		return nil
+	}
+	fs := newFlagSet(cmd, path, defaultConfig(e.getenv), e)
+	printUsage(e.stdout, cmd, path, fs)
+	return nil
+}
+
+// applyEnv gives every flag that has an environment twin (envTwins), and
+// is not set on the command line, the twin's value when that is set. The
+// command line wins.
 func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
+		if set[f.Name] || err != nil || !hasEnvTwin(f.Name) {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
@@ -169,8 +237,9 @@ func printHelp(w io.Writer, cmd *command, path []string) {
 	for _, c := range cmd.children {
 		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\nEvery flag can also be set in the environment: --data-dir is %s.\n", envName("data-dir"))
-	fmt.Fprintf(w, "Run '%s <command> -h' for a command's flags.\n", strings.Join(path, " "))
+	fmt.Fprintf(w, "\nSettings of a deployment (--data-dir, --url, --listen, key files, logging…) can also be set in\n"+
+		"the environment: --data-dir is %s. Flags may follow the arguments; \"--\" ends them.\n", envName("data-dir"))
+	fmt.Fprintf(w, "Run '%s help <command>' for a command's flags.\n", strings.Join(path, " "))
 }
 
 func printUsage(w io.Writer, cmd *command, path []string, fs *flag.FlagSet) {
@@ -181,20 +250,25 @@ func printUsage(w io.Writer, cmd *command, path []string, fs *flag.FlagSet) {
 		return
 	}
 	sort.Strings(names)
-	fmt.Fprintln(w, "\nFlags (environment twin in brackets):")
+	fmt.Fprintln(w, "\nFlags (the environment twin, where there is one, in brackets):")
 	for _, n := range names {
 		f := fs.Lookup(n)
 		def := ""
 		if f.DefValue != "" && f.DefValue != "false" {
 			def = fmt.Sprintf(" (default %s)", f.DefValue)
 		}
-		fmt.Fprintf(w, "  --%s [%s]\n      %s%s\n", n, envName(n), f.Usage, def)
+		twin := ""
+		if hasEnvTwin(n) {
+			twin = " [" + envName(n) + "]"
+		}
+		fmt.Fprintf(w, "  --%s%s\n      %s%s\n", n, twin, f.Usage, def)
 	}
 }
 
 // config is every setting, typed. Each command registers the flags it uses.
 type config struct {
 	DataDir     string
+	Database    string // --database: a PostgreSQL URL (secret: never logged)
 	LogFormat   string
 	LogLevel    string
 	CatalogFile string
@@ -203,6 +277,8 @@ type config struct {
 	PublicURL      string
 	AllowedOrigins stringsFlag
 
+	// BrokerURL is --url; empty means the URL the broker wrote into the
+	// data directory (brokerURLFile).
 	BrokerURL string
 	TokenFile string
 
@@ -221,14 +297,13 @@ type config struct {
 	CustomAgentEnv stringsFlag
 	AmpCommand     string
 
-	AnthropicUpstream string
-	OpenAIUpstream    string
-	AnthropicKeyFile  string
-	OpenAIKeyFile     string
-	ShutdownTimeout   time.Duration
-	Issuer            string
-	TokenMaxTTL       time.Duration
-	AdminTokenTTL     time.Duration
+	// Providers are the inference proxy's upstreams, one per row of the
+	// catalog's provider table (--<provider>-upstream, --<provider>-key-file).
+	Providers       map[catalog.Provider]*providerConfig
+	ShutdownTimeout time.Duration
+	Issuer          string
+	TokenMaxTTL     time.Duration
+	AdminTokenTTL   time.Duration
 }
 
 func defaultConfig(getenv func(string) string) *config {
@@ -237,7 +312,6 @@ func defaultConfig(getenv func(string) string) *config {
 		LogFormat:       "text",
 		LogLevel:        "info",
 		Listen:          "127.0.0.1:7420",
-		BrokerURL:       "http://127.0.0.1:7420",
 		ShutdownTimeout: 15 * time.Second,
 		AgentSandbox:    "on",
 		AgentNetwork:    "broker",
@@ -245,9 +319,23 @@ func defaultConfig(getenv func(string) string) *config {
 		TokenMaxTTL:     24 * time.Hour,
 		AdminTokenTTL:   90 * 24 * time.Hour,
 
-		AnthropicUpstream: "https://api.anthropic.com",
-		OpenAIUpstream:    "https://api.openai.com",
+		Providers: defaultProviders(),
 	}
+}
+
+// providerConfig is where the inference proxy sends one provider's calls
+// and where the platform's key for it is.
+type providerConfig struct {
+	Upstream string
+	KeyFile  string
+}
+
+func defaultProviders() map[catalog.Provider]*providerConfig {
+	out := map[catalog.Provider]*providerConfig{}
+	for _, p := range catalog.Providers() {
+		out[p.Name] = &providerConfig{Upstream: p.DefaultUpstream}
+	}
+	return out
 }
 
 // defaultDataDir follows the XDG base directory spec.
@@ -264,6 +352,7 @@ func defaultDataDir(getenv func(string) string) string {
 // storeFlags are the flags of every command that opens the data directory.
 func storeFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the database, keys and the admin token")
+	databaseFlag(fs, c)
 	logFlags(fs, c)
 }
 

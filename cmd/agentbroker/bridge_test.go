@@ -13,6 +13,8 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/agentbroker/agentbroker/acp"
 )
 
 // TestMCPBridgeProcess drives the real `agentbroker mcp-bridge` process with
@@ -37,7 +39,9 @@ func TestMCPBridgeProcess(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	c, err := client.NewStdioMCPClient(binary, []string{mcpTokenEnv + "=" + token}, "mcp-bridge", "--mcp-url", srv.URL)
+	// The URL comes as the broker gives it (acp.MCPServerStdio): in the
+	// environment, the --mcp-url flag's twin.
+	c, err := client.NewStdioMCPClient(binary, []string{mcpTokenEnv + "=" + token, acp.EnvMCPURL + "=" + srv.URL}, "mcp-bridge")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/agentbroker/agentbroker/acp/sandbox"
+	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/sessions"
 )
 
@@ -57,8 +58,8 @@ func (c *config) confinement(publicURL string, log *slog.Logger) (*sessions.Conf
 	// An agent's working directory, and the paths every agent may write
 	// or read, must keep clear of the broker's own files.
 	conf.Protected = []string{filepath.Clean(c.DataDir), c.sessionsDir()}
-	for _, f := range []string{c.AnthropicKeyFile, c.OpenAIKeyFile} {
-		if f != "" {
+	for _, p := range catalog.Providers() {
+		if f := c.Providers[p.Name].KeyFile; f != "" {
 			conf.Protected = append(conf.Protected, filepath.Clean(f))
 		}
 	}

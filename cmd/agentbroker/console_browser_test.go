@@ -256,6 +256,12 @@ func (p *page) fail(format string, args ...any) {
 
 func (p *page) screenshot(name string) {
 	p.t.Helper()
+	// A full-page capture draws what sticks to the window (the composer,
+	// a pinned question) where the window's edge was: mid-page. They go
+	// back to their place in the flow for the capture.
+	const sticky = `document.querySelectorAll(".composer, .pinned").forEach((e) => { e.style.position = %q; })`
+	chromedp.Run(p.ctx, chromedp.Evaluate[any](fmt.Sprintf(sticky, "static")))
+	defer chromedp.Run(p.ctx, chromedp.Evaluate[any](fmt.Sprintf(sticky, "")))
 	img, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		p.t.Errorf("screenshot %s: %v", name, err)
@@ -396,8 +402,8 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 
 	dataDir := filepath.Join(t.TempDir(), "data")
-	// Amp is offered only with a command; the picker test needs it offered
-	// (the command is never run here).
+	// Amp is offered only with a command; the picker test needs it offered,
+	// and its command exits at once: a session of it fails to start.
 	rl := startRelay(t)
 	origin := rl.origin()
 	// Claude Code's adapter is the reference agent (claudeShimAgents), its
@@ -410,7 +416,7 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	defer up.Close()
 	b := startBroker(t, dataDir, "AGENTBROKER_CUSTOM_AGENT="+refagentBin, "AGENTBROKER_CATALOG_FILE="+override,
-		"AGENTBROKER_AMP_COMMAND="+refagentBin, "AGENTBROKER_ALLOWED_ORIGIN="+origin,
+		"AGENTBROKER_AMP_COMMAND=/bin/false", "AGENTBROKER_ALLOWED_ORIGIN="+origin,
 		"AGENTBROKER_AGENTS_DIR="+claudeShimAgents(t), "AGENTBROKER_ANTHROPIC_UPSTREAM="+upURL, "ANTHROPIC_API_KEY="+fakemodel.DefaultAPIKey)
 	rl.to(b.addr)
 	admin := adminToken(t, dataDir)
@@ -483,6 +489,28 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	p.accessible("project")
 	p.screenshot("02-project")
+
+	// Knowledge and the project itself, edited in the console; what was
+	// typed stays text.
+	knowTitle, knowBody := `<script>window.__pwned = "k"</script>Release notes`, `<img src=x onerror="window.__pwned='kb'"> **not bold** <b>x</b>`
+	evalJS[bool](p, `(document.getElementById("new-knowledge").parentElement.open = true)`)
+	p.set("new-knowledge-title", knowTitle)
+	p.set("new-knowledge-body", knowBody)
+	p.set("new-knowledge-tags", "release, docs")
+	p.do("add knowledge", chromedp.Click(chromedp.CSS("#new-knowledge-save")))
+	p.wait("the new knowledge", `[...document.querySelectorAll("#knowledge .knowledge-title")].some((e) => e.textContent === `+strconv.Quote(knowTitle)+`)`)
+	if !evalJS[bool](p, `[...document.querySelectorAll("#knowledge .knowledge-body")].some((e) => e.textContent === `+strconv.Quote(knowBody)+` && e.children.length === 0) && `+
+		`["ops", "release", "docs"].every((tag) => [...document.querySelectorAll("#knowledge .badge.tag")].some((e) => e.textContent === tag))`) {
+		p.fail("the knowledge added is not shown as typed")
+	}
+	inert(p, "#knowledge li > p, #knowledge pre")
+	evalJS[bool](p, `(document.getElementById("edit-project").parentElement.open = true)`)
+	p.set("edit-project-description", "Edited in the console")
+	p.do("save the project", chromedp.Click(chromedp.CSS("#edit-project-save")))
+	p.wait("the project edited", `document.getElementById("project-description")?.textContent === "Edited in the console" && `+
+		`document.getElementById("instructions")?.textContent === "Always answer in haiku."`)
+	p.accessible("project, edited")
+	p.screenshot("02b-project-edited")
 
 	// The model picker is exactly ForUI(agent), deprecated ones marked.
 	p.do("start form", chromedp.Click(chromedp.CSS(`nav a[href="#/new"]`)))
@@ -591,28 +619,94 @@ func TestConsoleBrowser(t *testing.T) {
 	// from the keyboard; the streamed reply with the task.
 	prompt := fmt.Sprintf(`call get_task with {"id":%q}`, task.ID)
 	p.do("prompt", chromedp.SendKeys(chromedp.CSS("#prompt-text"), prompt), chromedp.Click(chromedp.CSS("#send")))
-	allow := `#events li.permission[data-answered="false"] button[data-kind="allow_once"]`
+	allow := `#events .permission[data-answered="false"] button[data-kind="allow_once"]`
 	p.wait("the permission request", `!!document.querySelector(`+strconv.Quote(allow)+`)`)
+	// Where it cannot be missed: pinned at the top with its buttons, in the
+	// tab's title, and inside the card of the tool call it is about.
+	p.wait("the pinned question and the title", `!!document.querySelector('#pinned .pinned-permission button[data-kind="allow_once"]') && `+
+		`document.title.startsWith("(1) Waiting for you") && `+
+		`!!document.querySelector('#events li.tool[data-ours="true"] .permission[data-answered="false"]')`)
+	if evalJS[bool](p, `(() => { const r = document.getElementById("pinned").getBoundingClientRect(); return r.top < 0 || r.bottom > innerHeight; })()`) {
+		p.fail("the pinned question is not in the window")
+	}
 	p.accessible("permission request")
 	p.screenshot("04-permission-request")
 	p.do("allow, from the keyboard", chromedp.Focus(chromedp.CSS(allow)), chromedp.KeyEvent("\r"))
-	p.wait("the answer", `document.querySelector("#events li.permission").dataset.answered === "true"`)
+	p.wait("the answer", `document.querySelector("#events .permission").dataset.answered === "true"`)
+	p.wait("the pin gone, the title back", `document.getElementById("pinned").children.length === 0 && document.title === "agentbroker console"`)
 	p.wait("the reply", `[...document.querySelectorAll("#events li.agent")].some((li) => li.textContent.includes("get_task returned") && li.textContent.includes("marker-b7q2"))`)
 	p.wait("our MCP tool call, completed", `!!document.querySelector('#events li.tool[data-ours="true"][data-status="completed"] .badge.ours')`)
 	p.wait("the broker's record of the MCP call", `[...document.querySelectorAll("#events li.mcp-call")].some((li) => li.textContent.includes("get_task") && li.textContent.includes("ok"))`)
 	p.wait("the idle state", `document.getElementById("state").dataset.state === "idle"`)
 	for what, expr := range map[string]string{
-		"the result in the tool card":  `document.querySelector('#events li.tool[data-ours="true"] pre.result')?.textContent.includes("marker-b7q2")`,
-		"thinking, collapsed":          `[...document.querySelectorAll("#events li.thought details")].length > 0 && [...document.querySelectorAll("#events li.thought details")].every((d) => !d.open)`,
-		"the plan":                     `[...document.querySelectorAll("#events li.plan li")].some((li) => li.textContent.includes("Call get_task"))`,
-		"the answer in the event list": `[...document.querySelectorAll("#events li")].some((li) => li.textContent.includes("Permission selected: allow once"))`,
-		"state changes":                `["ready", "prompting", "idle"].every((s) => [...document.querySelectorAll("#events li.state")].some((li) => li.textContent.includes("State: " + s)))`,
+		"the result in the tool card":        `document.querySelector('#events li.tool[data-ours="true"] pre.result')?.textContent.includes("marker-b7q2")`,
+		"thinking, folded in the quiet line": `[...document.querySelectorAll("#events > li.quiet")].some((q) => q.querySelector("li.thought")) && [...document.querySelectorAll("#events > li.quiet details")].every((d) => !d.open)`,
+		"plumbing out of sight":              `![...document.querySelectorAll("#events > li:not(.quiet)")].some((li) => /Agent process started|Agent session opened|Update: |tok_|Configured:/.test(li.textContent))`,
+		"the plan":                           `[...document.querySelectorAll("#events li.plan li")].some((li) => li.textContent.includes("Call get_task"))`,
+		"the answer in the event list":       `[...document.querySelectorAll("#events li")].some((li) => li.textContent.includes("Permission selected: allow once"))`,
+		"state changes":                      `["ready", "prompting", "idle"].every((s) => [...document.querySelectorAll("#events li.state")].some((li) => li.textContent.includes("State: " + s)))`,
 	} {
 		if !evalJS[bool](p, expr) {
 			p.fail("the session view lacks %s", what)
 		}
 	}
 	p.screenshot("05-reply-and-tool-call")
+
+	// After a reload the question sits in its tool call's card, answered,
+	// and the answer is said once.
+	p.do("reload", chromedp.Reload())
+	p.wait("the session again", `document.getElementById("conn")?.dataset.conn === "live" && `+
+		`!!document.querySelector('#events li.tool[data-ours="true"][data-status="completed"] .permission[data-answered="true"]')`)
+	if n := evalJS[int](p, `[...document.querySelectorAll("#events *")].filter((e) => [...e.childNodes].some((c) => c.nodeType === 3 && c.textContent.includes("Permission selected"))).length`); n != 1 {
+		p.fail("the permission's answer is said %d times; want once", n)
+	}
+	if evalJS[bool](p, `!!document.querySelector("#events > li.permission") || document.getElementById("pinned").children.length > 0`) {
+		p.fail("after the reload the question stands apart from its tool call, or is pinned")
+	}
+	p.screenshot("05b-after-reload")
+
+	// A reply in Markdown is rendered; the markup an agent may send is
+	// inert (no element, no handler, no script URL), and the page's CSP
+	// saw nothing to refuse (any violation is a console error).
+	evalJS[bool](p, `(() => {
+		const t = document.getElementById("prompt-text");
+		t.value = `+strconv.Quote(markdownPrompt)+`;
+		document.getElementById("send").click();
+		return true;
+	})()`)
+	p.wait("the Markdown rendered", `[...document.querySelectorAll("#events li.agent[data-rendered=true]")].some((li) => `+
+		`li.querySelector("h1")?.textContent === "Heading one" && li.querySelector("strong")?.textContent === "bold words" && `+
+		`li.querySelector("code")?.textContent === "go test" && li.querySelectorAll("ul > li").length === 2 && `+
+		`li.querySelector('a[href="https://example.com/docs"]')?.relList.contains("noopener") && `+
+		`li.querySelector("pre code")?.textContent.includes("fmt.Println"))`)
+	p.screenshot("05c-markdown")
+	evalJS[bool](p, `(() => {
+		document.getElementById("prompt-text").value = `+strconv.Quote(xssPrompt)+`;
+		document.getElementById("send").click();
+		return true;
+	})()`)
+	p.wait("the markup rendered", `[...document.querySelectorAll("#events li.agent[data-rendered=true]")].some((li) => li.textContent.includes("xss-corpus-end"))`)
+	inert(p, "#events")
+	p.screenshot("05d-xss-inert")
+
+	// A file the agent writes shows as a diff.
+	for _, text := range []string{"fs:write notes.md alpha\nbeta\ngamma", "fs:write notes.md alpha\nBETA\ngamma\ndelta"} {
+		body, _ := json.Marshal(map[string]any{"text": text, "wait": true})
+		if resp, out := b.do("POST", "/v1/sessions/"+sessionID+"/prompt", admin, strings.NewReader(string(body))); resp.StatusCode != 200 || !strings.Contains(out, "wrote ") {
+			t.Fatalf("prompt %q: %d %s", text, resp.StatusCode, out)
+		}
+	}
+	p.wait("the diff", `(() => {
+		const cards = [...document.querySelectorAll('#events li.tool[data-kind="edit"][data-status="completed"]')];
+		if (cards.length !== 2) return false;
+		const d = cards[1].querySelector(".diff");
+		const lines = [...d.querySelectorAll(".line")].map((l) => l.className.split(" ")[1] + ":" + l.textContent.trim());
+		return d.dataset.path.endsWith("/notes.md") && d.dataset.added === "2" && d.dataset.removed === "1" &&
+			JSON.stringify(lines) === JSON.stringify(["ctx:alpha", "del:- beta", "add:+ BETA", "ctx:gamma", "add:+ delta"]) &&
+			cards[0].querySelector(".diff .badge")?.textContent === "new file" && cards.every((c) => c.querySelectorAll(".diff").length === 1);
+	})()`)
+	p.accessible("diff")
+	p.screenshot("05e-diff")
 
 	// The network drops: the server side closes the socket and refuses new
 	// ones while the agent works; after it comes back the view resumes from
@@ -675,16 +769,19 @@ func TestConsoleBrowser(t *testing.T) {
 
 	// Cancel: a turn waiting on a permission question ends cancelled, and
 	// the question with it.
+	// The person allowed notifications (a stand-in records them).
+	evalJS[bool](p, `(window.__notes = [], window.Notification = class { static permission = "granted"; constructor(t) { window.__notes.push(t); } }, true)`)
 	p.do("prompt again", chromedp.SendKeys(chromedp.CSS("#prompt-text"), prompt), chromedp.Click(chromedp.CSS("#send")))
-	p.wait("the second permission request", `document.querySelectorAll("#events li.permission").length === 2 &&
-		document.querySelectorAll("#events li.permission")[1].dataset.answered === "false"`)
+	p.wait("the second permission request", `document.querySelectorAll("#events .permission").length === 2 &&
+		document.querySelectorAll("#events .permission")[1].dataset.answered === "false"`)
+	p.wait("the desktop notification", `window.__notes?.length === 1 && window.__notes[0].startsWith("The agent is waiting")`)
 	p.wait("the cancel button", `!document.getElementById("cancel").disabled`)
 	p.do("cancel", chromedp.Click(chromedp.CSS("#cancel")))
-	p.wait("the cancelled question", `document.querySelectorAll("#events li.permission")[1].dataset.answered === "true" &&
-		[...document.querySelectorAll("#events li.permission")[1].querySelectorAll("button")].every((b) => b.disabled)`)
+	p.wait("the cancelled question", `document.querySelectorAll("#events .permission")[1].dataset.answered === "true" &&
+		[...document.querySelectorAll("#events .permission")[1].querySelectorAll("button")].every((b) => b.disabled)`)
 	p.wait("the cancelled turn", `[...document.querySelectorAll("#events li")].some((li) => li.textContent.includes("ended: cancelled")) &&
 		document.getElementById("state").dataset.state === "idle"`)
-	if !evalJS[bool](p, `document.querySelectorAll("#events li.permission")[1].querySelector(".outcome").textContent.includes("cancelled")`) {
+	if !evalJS[bool](p, `document.querySelectorAll("#events .permission")[1].querySelector(".outcome").textContent.includes("cancelled")`) {
 		p.fail("the second question does not say it was cancelled")
 	}
 	p.screenshot("08-cancelled")
@@ -705,7 +802,10 @@ func TestConsoleBrowser(t *testing.T) {
 	v.listen()
 	v.do("open the viewer link", chromedp.Navigate(link))
 	v.wait("the viewer's session view", `document.getElementById("conn")?.dataset.conn === "live" &&
-		[...document.querySelectorAll("#events li.agent")].some((li) => li.textContent.includes("You said: hello after the drop"))`)
+		[...document.querySelectorAll("#events li.agent")].some((li) => li.textContent.includes("You said: hello after the drop")) &&
+		[...document.querySelectorAll("#events li.agent[data-rendered=true] h1")].some((e) => e.textContent === "Heading one") &&
+		document.querySelectorAll('#events li.tool[data-kind="edit"] .diff').length === 2`)
+	inert(v, "#events")
 	if h := evalJS[string](v, `location.hash`); strings.Contains(h, "token") || h != "#/sessions/"+sessionID {
 		t.Fatalf("after the viewer link the address is %q", h)
 	}
@@ -735,6 +835,58 @@ func TestConsoleBrowser(t *testing.T) {
 	p.wait("the session in the list", `document.querySelector('#sessions tr[data-session="`+sessionID+`"] [data-state]')?.dataset.state === "stopped"`)
 	p.accessible("sessions")
 
+	// The list is live: a session started elsewhere appears and changes
+	// state on this page, pushed by the broker, without a reload.
+	evalJS[bool](p, `(window.__samePage = document.querySelector("main section"), true)`)
+	var other struct{ Session struct{ ID string } }
+	_, body = b.do("POST", "/v1/sessions", admin, strings.NewReader(fmt.Sprintf(`{"project":%q,"agent":"custom","credential":{"kind":"none"},`+
+		`"permission_policy":"allow-all","cwd":%q,"title":"started elsewhere"}`, proj.ID, agentDir(t))))
+	json.Unmarshal([]byte(body), &other)
+	if other.Session.ID == "" {
+		t.Fatalf("create a session: %s", body)
+	}
+	otherRow := `document.querySelector('#sessions tr[data-session="` + other.Session.ID + `"]')`
+	p.wait("the new session, pushed", otherRow+`?.dataset.state === "ready"`)
+	if resp, body := b.do("DELETE", "/v1/sessions/"+other.Session.ID, admin, nil); resp.StatusCode != 200 {
+		t.Fatalf("stop: %d %s", resp.StatusCode, body)
+	}
+	p.wait("its stop, pushed", otherRow+`?.dataset.state === "stopped"`)
+	type listRow struct{ Project, Duration, Activity, Started string }
+	lr := evalJS[listRow](p, `(() => { const r = `+otherRow+`; return { Project: r.querySelector(".project").textContent,
+		Duration: r.querySelector(".duration").textContent, Activity: r.querySelector(".activity").textContent,
+		Started: r.querySelector('[data-label="Started"]').textContent }; })()`)
+	if lr.Project != "Console demo" || !strings.HasSuffix(lr.Duration, " s") || !strings.HasSuffix(lr.Activity, " ago") || lr.Started == "" {
+		p.fail("the row of a stopped session: %+v", lr)
+	}
+	// A session that fails to start: its row says why and what to do.
+	resp, body = b.do("POST", "/v1/sessions", admin, strings.NewReader(fmt.Sprintf(`{"project":%q,"agent":"amp",`+
+		`"credential":{"kind":"api-key","secret":"test-key"},"cwd":%q}`, proj.ID, agentDir(t))))
+	var failed struct{ Session struct{ ID string } }
+	json.Unmarshal([]byte(body), &failed)
+	if resp.StatusCode != 502 || failed.Session.ID == "" {
+		t.Fatalf("a session whose agent exits at once = %d %s", resp.StatusCode, body)
+	}
+	failedRow := `document.querySelector('#sessions tr[data-session="` + failed.Session.ID + `"]')`
+	p.wait("the failed session, why and what to do", failedRow+`?.dataset.state === "failed" && `+
+		failedRow+`.querySelector(".why")?.textContent.length > 5 && `+failedRow+`.querySelector(".advice")?.textContent.startsWith("What to do: ")`)
+	if !evalJS[bool](p, `window.__samePage === document.querySelector("main section")`) {
+		p.fail("the sessions page was reloaded")
+	}
+	p.set("filter-state", "failed")
+	p.wait("the state filter", `[...document.querySelectorAll("#sessions tbody tr")].map((r) => r.dataset.session).join() === `+strconv.Quote(failed.Session.ID))
+	p.set("filter-state", "")
+	p.set("filter-project", proj.ID)
+	p.wait("the project filter", `document.querySelectorAll("#sessions tbody tr").length === 3`)
+	p.accessible("sessions, live")
+	p.screenshot("10b-sessions-live")
+	// The failed session's own view: why, what to do, and no prompt.
+	p.do("the failed session", chromedp.Click(chromedp.CSS(`#sessions tr[data-session="`+failed.Session.ID+`"] a`)))
+	p.wait("the failure", `!document.getElementById("failure")?.hidden && document.querySelector("#failure .advice")?.textContent.startsWith("What to do: ") && `+
+		`document.querySelector("#failure .why")?.textContent.length > 5 && document.getElementById("prompt-form").hidden`)
+	p.accessible("failed session")
+	p.screenshot("10c-failed-session")
+	p.do("sessions", chromedp.Click(chromedp.CSS(`nav a[href="#/sessions"]`)))
+
 	// A session whose two model calls cost 2 × $0.020375 (TestUsageCLI's
 	// hand computation from the catalog's prices): its cost in its view,
 	// in the list, and on the usage page.
@@ -759,7 +911,8 @@ func TestConsoleBrowser(t *testing.T) {
 	p.wait("usage per project", `document.querySelector('#usage-by-project tr[data-key="`+proj.ID+`"] .cost')?.textContent === "$0.04075"`)
 	p.wait("usage per task and model", `document.querySelector('#usage-by-task tr[data-key="`+task.ID+`"] .cost')?.textContent === "$0.04075" && `+
 		`document.querySelector('#usage-by-model tr[data-key="claude-opus-4-8"] .cost')?.textContent === "$0.04075" && `+
-		`document.querySelectorAll("#usage-by-day tbody tr").length === 1`)
+		`document.querySelectorAll("#usage-by-day tbody tr").length === 1 && `+
+		`document.querySelector('#usage-by-session tr[data-key="`+costly.Session.ID+`"] .cost')?.textContent === "$0.04075"`)
 	p.accessible("usage")
 	p.screenshot("16-usage")
 
@@ -768,26 +921,31 @@ func TestConsoleBrowser(t *testing.T) {
 	// mark the task completed. The task's status, its run (agent, state,
 	// cost) and its session, seen in the project view; the title's markup
 	// stays text.
-	var runTask struct{ ID string }
-	_, body = b.do("POST", "/v1/projects/"+proj.ID+"/tasks", admin, strings.NewReader(`{"title":"Run me <b>now</b>"}`))
-	json.Unmarshal([]byte(body), &runTask)
-	if runTask.ID == "" {
-		t.Fatalf("create the task to run: %s", body)
-	}
-	desc, _ := json.Marshal(map[string]string{"description": fmt.Sprintf("Close this task.\n"+
-		`refagent: call update_task with {"id":%q,"status":"completed","notes":"closed by refagent"}`, runTask.ID)})
-	if resp, body := b.do("PATCH", "/v1/projects/"+proj.ID+"/tasks/"+runTask.ID, admin, strings.NewReader(string(desc))); resp.StatusCode != 200 {
-		t.Fatalf("describe the task to run: %d %s", resp.StatusCode, body)
-	}
+	// The task is created and described from the board; its title's
+	// markup stays text.
+	evalJS[bool](p, `(location.hash = "#/projects/`+proj.ID+`", true)`)
+	p.wait("the board", `!!document.querySelector('#tasks section[data-status="draft"]') && !!document.getElementById("new-task")`)
+	runTitle := `Run me <b>now</b> <img src=x onerror="window.__pwned='task'">`
+	evalJS[bool](p, `(document.getElementById("new-task").parentElement.open = true)`)
+	p.set("new-task-title", runTitle)
+	p.do("create the task", chromedp.Click(chromedp.CSS("#new-task-save")))
+	findTask := `[...document.querySelectorAll("#tasks li.task")].find((li) => li.querySelector(".task-title").textContent === ` + strconv.Quote(runTitle) + `)`
+	p.wait("the new task on the board", `!!`+findTask+` && `+findTask+`.closest("section").dataset.status === "draft"`)
+	runTask := struct{ ID string }{evalJS[string](p, findTask+`.dataset.task`)}
+	desc := fmt.Sprintf("Close this task.\n"+`refagent: call update_task with {"id":%q,"status":"completed","notes":"closed by refagent"}`, runTask.ID)
+	evalJS[bool](p, `(document.getElementById("edit-task-`+runTask.ID+`").parentElement.open = true)`)
+	p.set("edit-task-"+runTask.ID+"-description", desc)
+	p.do("describe the task", chromedp.Click(chromedp.CSS("#edit-task-"+runTask.ID+"-save")))
 	tp := "task-" + runTask.ID + "-"
 	byID := func(suffix string) string { return `document.getElementById(` + strconv.Quote(tp+suffix) + `)` }
 	card := `#tasks li[data-task="` + runTask.ID + `"]`
-	evalJS[bool](p, `(location.hash = "#/projects/`+proj.ID+`", true)`)
+	p.wait("the task described", `document.querySelector(`+strconv.Quote(card+" .task-description")+`)?.textContent === `+strconv.Quote(desc))
 	p.wait("the task to run", byID("status")+`?.dataset.status === "draft"`)
-	if n := evalJS[int](p, `document.querySelectorAll("#tasks b").length`); n != 0 || !evalJS[bool](p,
-		`document.querySelector(`+strconv.Quote(card+" strong")+`).textContent === "Run me <b>now</b>"`) {
-		p.fail("the task's title became markup (%d b elements)", n)
+	if n := evalJS[int](p, `document.querySelectorAll("#tasks b, #tasks img").length`); n != 0 {
+		p.fail("the task's title became markup (%d elements)", n)
 	}
+	inert(p, "#tasks .task-title")
+	p.screenshot("17b-board")
 	p.do("open the runs", chromedp.Click(chromedp.CSS(card+" details.runs summary")))
 	p.wait("no runs yet", byID("runs")+`?.textContent === "No runs yet."`)
 	p.do("open the run form", chromedp.Click(chromedp.CSS(card+" details.run summary")))
@@ -807,6 +965,7 @@ func TestConsoleBrowser(t *testing.T) {
 	row := card + ` tr[data-session="` + runSession + `"]`
 	p.wait("the task completed, its run listed", byID("status")+`.dataset.status === "completed" && `+
 		`document.querySelector(`+strconv.Quote(row)+`)?.dataset.state === "completed"`)
+	p.wait("the card in the completed column", `document.querySelector(`+strconv.Quote(card)+`).closest("section").dataset.status === "completed"`)
 	type runRow struct{ Agent, Model, State, Cost, Reason, Link, Notes string }
 	got := evalJS[runRow](p, `(() => {
 		const r = document.querySelector(`+strconv.Quote(row)+`);
@@ -845,7 +1004,8 @@ func TestConsoleBrowser(t *testing.T) {
 	p.do("narrow", chromedp.EmulateViewport(375, 812))
 	for _, c := range []struct{ hash, ready, name string }{
 		{"#/sessions", `!!document.getElementById("sessions")`, "11-narrow-sessions"},
-		{"#/sessions/" + sessionID, `document.getElementById("conn")?.dataset.conn === "ended"`, "12-narrow-session"},
+		{"#/sessions/" + sessionID, `document.getElementById("conn")?.dataset.conn === "ended" && ` +
+			`[...document.querySelectorAll("#events li.agent")].every((li) => li.dataset.rendered === "true")`, "12-narrow-session"},
 		{"#/new", `document.getElementById("model")?.dataset.loaded === "claude-code"`, "13-narrow-start"},
 		{"#/projects/" + proj.ID, `!!document.getElementById("instructions")`, "14-narrow-project"},
 		{"#/usage", `!!document.getElementById("usage-by-model")`, "17-narrow-usage"},
@@ -1026,5 +1186,55 @@ func checkStream(p *page) {
 		if !strings.HasSuffix(r.URL, "/v1/sessions/ses_x/events?after=0") || !slices.Equal(r.Protocols, []string{"agentbroker.events.v1", "bearer.tok"}) {
 			t.Errorf("%s: dialed %s with %q", name, r.URL, r.Protocols)
 		}
+	}
+}
+
+// markdownPrompt comes back from the reference agent as "You said: …",
+// Markdown that the console renders.
+const markdownPrompt = "Here is the plan.\n\n# Heading one\n\nSome **bold words** and `go test`.\n\n" +
+	"- first item\n- second item\n\n[the docs](https://example.com/docs)\n\n```go\nfmt.Println(\"hi\")\n```"
+
+// xssCorpus is markup an agent (or a task title, or knowledge) may carry:
+// each would set window.__pwned if it ran.
+var xssCorpus = []string{
+	`<script>window.__pwned = "script"</script>`,
+	`<img src=x onerror="window.__pwned='img'">`,
+	`<svg onload="window.__pwned='svg'"></svg>`,
+	`<iframe srcdoc="<script>parent.__pwned='iframe'</script>"></iframe>`,
+	`[click me](javascript:window.__pwned='link')`,
+	`[click me too](JaVaScRiPt:window.__pwned='link2')`,
+	`<a href="javascript:window.__pwned='a'">a link</a>`,
+	`<details open ontoggle="window.__pwned='details'">x</details>`,
+	`<math><mtext><table><mglyph><style><img src=x onerror="window.__pwned='mxss'">`,
+	`![image](https://example.com/x.png)`,
+	`<form action="https://example.com"><button formaction="javascript:window.__pwned='form'">go</button></form>`,
+	`<p style="background:url(javascript:window.__pwned='css')">styled</p>`,
+	"`<b>code stays text</b>`",
+	`<base href="https://evil.example/">`,
+	`<input autofocus onfocus="window.__pwned='input'">`,
+}
+
+var xssPrompt = "Markup test.\n\n" + strings.Join(xssCorpus, "\n\n") + "\n\nxss-corpus-end"
+
+// inert checks that nothing under sel became active markup: no element
+// that runs or loads anything, no handler, no style, no script URL; and
+// that none of xssCorpus ran.
+func inert(p *page, sel string) {
+	p.t.Helper()
+	bad := evalJS[[]string](p, `(() => {
+		const bad = [];
+		for (const el of document.querySelectorAll(`+strconv.Quote(sel+" *")+`)) {
+			if (/^(script|img|svg|iframe|object|embed|style|math|base|meta|link|frame|video|audio|input)$/i.test(el.tagName) ||
+				(el.tagName === "FORM" && !el.closest("li.tool, .permission") && el.id !== "prompt-form")) bad.push(el.tagName);
+			for (const a of el.attributes) {
+				if (/^on/i.test(a.name) || a.name === "style" || a.name === "srcdoc" || a.name === "formaction") bad.push(el.tagName + " " + a.name);
+				if (["href", "src", "action"].includes(a.name) && !/^(https?:|mailto:|#)/i.test(a.value)) bad.push(el.tagName + " " + a.name + "=" + a.value);
+			}
+		}
+		if (window.__pwned !== undefined) bad.push("ran: " + window.__pwned);
+		return bad;
+	})()`)
+	if len(bad) > 0 {
+		p.fail("%s: markup became active: %q", sel, bad)
 	}
 }

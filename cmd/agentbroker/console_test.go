@@ -24,22 +24,23 @@ func TestConsoleAgents(t *testing.T) {
 	}{
 		{"none", nil, nil},
 		{"the defaults and custom", (&config{CustomAgent: "refagent"}).agentConfigs(), []console.Agent{
-			{Name: "claude-code", CatalogAgent: "claude-code", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}, NotInstalled: true},
-			{Name: "codex", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}, NotInstalled: true},
-			{Name: "codex-zed", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}, NotInstalled: true},
-			{Name: "custom", CatalogAgent: "", Credentials: []string{"none"}},
-			{Name: "opencode", CatalogAgent: "opencode", Credentials: []string{"api-key", "platform-proxy"}, NotInstalled: true},
-			{Name: "copilot", CatalogAgent: "copilot", Credentials: []string{"api-key", "platform-proxy"}, NotInstalled: true},
-			{Name: "qwen", CatalogAgent: "qwen", Credentials: []string{"api-key", "platform-proxy"}, NotInstalled: true},
+			{Name: "claude-code", Title: "Claude Code", CatalogAgent: "claude-code", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}, NotInstalled: true},
+			{Name: "codex", Title: "Codex", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}, NotInstalled: true},
+			{Name: "codex-zed", Title: "Codex (Zed's adapter)", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}, NotInstalled: true},
+			{Name: "custom", Title: "Custom (the broker's --custom-agent)", CatalogAgent: "", Credentials: []string{"none"}},
+			{Name: "gemini", Title: "Gemini CLI", CatalogAgent: "gemini", Credentials: []string{"api-key", "platform-proxy"}, NotInstalled: true},
+			{Name: "opencode", Title: "OpenCode", CatalogAgent: "opencode", Credentials: []string{"api-key", "platform-proxy"}, NotInstalled: true},
+			{Name: "copilot", Title: "Copilot CLI", CatalogAgent: "copilot", Credentials: []string{"api-key", "platform-proxy"}, NotInstalled: true},
+			{Name: "qwen", Title: "Qwen Code", CatalogAgent: "qwen", Credentials: []string{"api-key", "platform-proxy"}, NotInstalled: true},
 		}},
 		{"an installed adapter is not marked", map[profile.Name]sessions.AgentConfig{
 			profile.Qwen: {InstallDir: installedQwen(t)}}, []console.Agent{
-			{Name: "qwen", CatalogAgent: "qwen", Credentials: []string{"api-key", "platform-proxy"}},
+			{Name: "qwen", Title: "Qwen Code", CatalogAgent: "qwen", Credentials: []string{"api-key", "platform-proxy"}},
 		}},
 		{"amp, and a custom agent with a catalog agent", map[profile.Name]sessions.AgentConfig{
 			profile.Custom: {CatalogAgent: "claude-code"}, profile.Amp: {}}, []console.Agent{
-			{Name: "amp", CatalogAgent: "amp", Credentials: []string{"api-key"}},
-			{Name: "custom", CatalogAgent: "claude-code", Credentials: []string{"none"}},
+			{Name: "amp", Title: "Amp", CatalogAgent: "amp", Credentials: []string{"api-key"}},
+			{Name: "custom", Title: "Custom (the broker's --custom-agent)", CatalogAgent: "claude-code", Credentials: []string{"none"}},
 		}},
 	}
 	for _, tt := range tests {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentbroker/agentbroker/internal/pgtest"
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
@@ -56,6 +57,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
+	pgtest.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -397,20 +399,15 @@ func TestFlagsAndEnvMirror(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	// The environment sets the data directory; the flag wins over it.
-	_, _, err := runCLI(t, map[string]string{"AGENTBROKER_DATA_DIR": filepath.Join(dir, "from-env")}, "", "keys", "list")
-	if err != nil {
-		t.Fatalf("keys list: %v", err)
+	// (No broker serves either: the error names the one used.)
+	fromEnv, fromFlag := filepath.Join(dir, "from-env"), filepath.Join(dir, "from-flag")
+	_, _, err := runCLI(t, map[string]string{"AGENTBROKER_DATA_DIR": fromEnv}, "", "project", "list")
+	if err == nil || !strings.Contains(err.Error(), "no broker serves "+fromEnv) {
+		t.Fatalf("project list = %v; want no broker at AGENTBROKER_DATA_DIR", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "from-env", "agentbroker.db")); err != nil {
-		t.Fatalf("AGENTBROKER_DATA_DIR not used: %v", err)
-	}
-	_, _, err = runCLI(t, map[string]string{"AGENTBROKER_DATA_DIR": filepath.Join(dir, "from-env")}, "",
-		"keys", "list", "--data-dir", filepath.Join(dir, "from-flag"))
-	if err != nil {
-		t.Fatalf("keys list: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "from-flag", "agentbroker.db")); err != nil {
-		t.Fatalf("--data-dir did not win over the environment: %v", err)
+	_, _, err = runCLI(t, map[string]string{"AGENTBROKER_DATA_DIR": fromEnv}, "", "project", "list", "--data-dir", fromFlag)
+	if err == nil || !strings.Contains(err.Error(), "no broker serves "+fromFlag) {
+		t.Fatalf("project list --data-dir = %v; the flag did not win over the environment", err)
 	}
 	// XDG default.
 	if got := defaultDataDir(func(k string) string { return map[string]string{"XDG_DATA_HOME": "/x"}[k] }); got != "/x/agentbroker" {
@@ -445,12 +442,18 @@ func TestVersion(t *testing.T) {
 
 func TestKeysAndTokensCLI(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"AGENTBROKER_DATA_DIR": t.TempDir()}
+	dataDir := filepath.Join(t.TempDir(), "data")
+	b := startBroker(t, dataDir)
+	env := map[string]string{"AGENTBROKER_DATA_DIR": dataDir}
 	out, _, err := runCLI(t, env, "", "keys", "list")
 	if err != nil || strings.Count(out, "signing") != 1 {
 		t.Fatalf("keys list = %q, %v; want one signing key", out, err)
 	}
 	first := strings.Fields(strings.Split(out, "\n")[1])[0]
+	// A token names its project by ID; the CLI takes the name too.
+	if _, _, err := runCLI(t, env, "", "project", "create", "--name", "p1"); err != nil {
+		t.Fatalf("project create: %v", err)
+	}
 
 	raw, _, err := runCLI(t, env, "", "token", "mint", "--purpose", "mcp", "--project", "p1", "--session", "s1",
 		"--agent", "claude-code", "--scope", "tasks:read,project:read", "--ttl", "5m")
@@ -468,22 +471,6 @@ func TestKeysAndTokensCLI(t *testing.T) {
 		t.Fatalf("token inspect with the token in argv = %v; want refused", err)
 	}
 
-	out, _, err = runCLI(t, env, "", "keys", "rotate")
-	if err != nil || !strings.Contains(out, "new signing key") {
-		t.Fatalf("keys rotate = %q, %v", out, err)
-	}
-	// The old key still verifies until it is retired.
-	if out, _, err := runCLI(t, env, raw, "token", "inspect"); err != nil {
-		t.Fatalf("token signed by the rotated-out key refused before retirement:\n%s", out)
-	}
-	if _, _, err := runCLI(t, env, "", "keys", "retire", first); err != nil {
-		t.Fatalf("keys retire: %v", err)
-	}
-	out, _, err = runCLI(t, env, raw, "token", "inspect")
-	if err != errSilent || !strings.Contains(out, "FAIL kid") {
-		t.Fatalf("token of a retired key = %v\n%s", err, out)
-	}
-
 	raw2, _, err := runCLI(t, env, "", "token", "mint", "--purpose", "viewer", "--project", "p1", "--session", "s2", "--scope", "session:view")
 	if err != nil {
 		t.Fatalf("token mint: %v", err)
@@ -499,12 +486,39 @@ func TestKeysAndTokensCLI(t *testing.T) {
 	// Bad requests are refused with a clear error.
 	for _, args := range [][]string{
 		{"token", "mint", "--purpose", "everything", "--scope", "admin"},
-		{"token", "mint", "--purpose", "mcp", "--project", "p", "--session", "s", "--scope", "root"},
-		{"token", "mint", "--purpose", "mcp", "--project", "p", "--session", "s", "--scope", "tasks:read", "--ttl", "9999h"},
-		{"token", "mint", "--purpose", "mcp", "--project", "p", "--session", "s", "--scope", "tasks:read", "--agent", "nobody"},
+		{"token", "mint", "--purpose", "mcp", "--project", "p1", "--session", "s", "--scope", "root"},
+		{"token", "mint", "--purpose", "mcp", "--project", "p1", "--session", "s", "--scope", "tasks:read", "--ttl", "9999h"},
+		{"token", "mint", "--purpose", "mcp", "--project", "p1", "--session", "s", "--scope", "tasks:read", "--agent", "nobody"},
+		{"token", "mint", "--purpose", "mcp", "--project", "no-such-project", "--session", "s", "--scope", "tasks:read"},
 	} {
 		if _, _, err := runCLI(t, env, "", args...); err == nil {
 			t.Errorf("%v succeeded", args)
+		}
+	}
+
+	out, _, err = runCLI(t, env, "", "keys", "rotate")
+	if err != nil || !strings.Contains(out, "new signing key") {
+		t.Fatalf("keys rotate = %q, %v", out, err)
+	}
+	// The old key still verifies until it is retired.
+	if out, _, err := runCLI(t, env, raw, "token", "inspect"); err != nil {
+		t.Fatalf("token signed by the rotated-out key refused before retirement:\n%s", out)
+	}
+	// (Retiring the key that signed the admin token locks the CLI out
+	// until the broker restarts and mints a new one: it is done last.)
+	if _, _, err := runCLI(t, env, "", "keys", "retire", first); err != nil {
+		t.Fatalf("keys retire: %v", err)
+	}
+	out, _, err = runCLI(t, env, raw, "token", "inspect")
+	if err != errSilent || !strings.Contains(out, "FAIL kid") {
+		t.Fatalf("token of a retired key = %v\n%s", err, out)
+	}
+
+	// keys, token mint and token revoke went through the broker's API.
+	logs := b.log()
+	for _, route := range []string{"GET /v1/keys", "POST /v1/keys/rotate", "POST /v1/keys/{kid}/retire", "POST /v1/tokens", "POST /v1/tokens/revoke"} {
+		if !strings.Contains(logs, `"route":"`+route+`"`) {
+			t.Errorf("the broker's log has no request to %s", route)
 		}
 	}
 }

@@ -55,8 +55,10 @@ func TestProjectImport(t *testing.T) {
 		t.Fatalf("instructions = %q; want AGENTS.md and CLAUDE.md", p.Instructions)
 	}
 
-	// Through the CLI, into a store, and listed.
-	env := map[string]string{"AGENTBROKER_DATA_DIR": t.TempDir()}
+	// Through the CLI, into a running broker, and listed.
+	dataDir := filepath.Join(t.TempDir(), "data")
+	startBroker(t, dataDir)
+	env := map[string]string{"AGENTBROKER_DATA_DIR": dataDir}
 	id, _, err := runCLI(t, env, "", "project", "import", dir)
 	if err != nil || !strings.HasPrefix(id, "prj_") {
 		t.Fatalf("project import = %q, %v", id, err)
@@ -97,7 +99,8 @@ func TestProjectImport(t *testing.T) {
 // directory meant (the API refuses relative ones; sessions start there).
 func TestProjectCreateRepoPath(t *testing.T) {
 	t.Parallel()
-	dataDir := t.TempDir()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	startBroker(t, dataDir)
 	env := map[string]string{"AGENTBROKER_DATA_DIR": dataDir}
 	out, _, err := runCLI(t, env, "", "project", "create", "--name", "rel", "--repo-path", "testdata/../x")
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/agentbroker/agentbroker/acp/sandbox"
 	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/internal/adminapi"
+	"github.com/agentbroker/agentbroker/internal/cliflag"
 	"github.com/agentbroker/agentbroker/internal/console"
 	"github.com/agentbroker/agentbroker/internal/metrics"
 	"github.com/agentbroker/agentbroker/internal/server"
@@ -29,19 +30,17 @@ import (
 func serveCommand() *command {
 	return &command{
 		name:    "serve",
-		summary: "run the broker: HTTP API, health and metrics on a loopback address",
+		daemon:  true,
+		summary: "run the broker: HTTP API, web console, health and metrics on a loopback address",
 		flags: func(fs *flag.FlagSet, c *config) {
 			storeFlags(fs, c)
 			catalogFlag(fs, c)
 			tokenFlags(fs, c)
 			fs.StringVar(&c.Listen, "listen", c.Listen, "address to listen on (host:port; keep it on loopback unless a proxy guards it)")
-			fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight requests may take to finish on SIGINT/SIGTERM")
-			fs.DurationVar(&c.AdminTokenTTL, "admin-token-ttl", c.AdminTokenTTL, "lifetime of the admin token created at start")
+			cliflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long the stop on SIGINT/SIGTERM may take: turns in flight are cancelled, requests finish; a second signal stops at once")
+			cliflag.DurationVar(fs, &c.AdminTokenTTL, "admin-token-ttl", c.AdminTokenTTL, "lifetime of the admin token created at start")
 			fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "the broker's URL as agents and browsers reach it (default http://<listen address>)")
-			fs.StringVar(&c.AnthropicUpstream, "anthropic-upstream", c.AnthropicUpstream, "where the inference proxy sends Anthropic Messages calls")
-			fs.StringVar(&c.OpenAIUpstream, "openai-upstream", c.OpenAIUpstream, "where the inference proxy sends OpenAI calls")
-			fs.StringVar(&c.AnthropicKeyFile, "anthropic-key-file", c.AnthropicKeyFile, "a 0600 file with the platform's Anthropic key (or set ANTHROPIC_API_KEY)")
-			fs.StringVar(&c.OpenAIKeyFile, "openai-key-file", c.OpenAIKeyFile, "a 0600 file with the platform's OpenAI key (or set OPENAI_API_KEY)")
+			providerFlags(fs, c)
 			fs.StringVar(&c.AgentsDir, "agents-dir", c.AgentsDir, "where the agents' npm packages are installed (default <data-dir>/agents)")
 			fs.StringVar(&c.CustomAgent, "custom-agent", c.CustomAgent, "the command of the custom profile: any ACP agent, e.g. the reference agent")
 			fs.Var(&c.CustomAgentEnv, "custom-agent-env", "KEY=VALUE added to the custom agent's environment ({session_dir} is replaced); repeat for more")
@@ -60,7 +59,7 @@ func serveCommand() *command {
 
 func tokenFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.Issuer, "issuer", c.Issuer, "the iss claim of every token minted and required")
-	fs.DurationVar(&c.TokenMaxTTL, "token-max-ttl", c.TokenMaxTTL, "the longest lifetime a session token may be given")
+	cliflag.DurationVar(fs, &c.TokenMaxTTL, "token-max-ttl", c.TokenMaxTTL, "the longest lifetime a session token may be given")
 }
 
 // serve runs the broker until ctx ends.
@@ -94,12 +93,12 @@ func serve(ctx context.Context, c *config, e *env) error {
 		return err
 	}
 	defer unlock()
-	st, err := sqlite.Open(ctx, sqlite.Options{Dir: c.DataDir, Logger: log})
+	st, where, err := openBrokerStore(ctx, c, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	log.Info("store open", "path", st.Path())
+	log.Info("store open", "path", where)
 
 	svc, err := tokens.New(ctx, st, st, c.tokenOptions(log))
 	if err != nil {
@@ -175,25 +174,29 @@ func serve(ctx context.Context, c *config, e *env) error {
 	if err != nil {
 		return fmt.Errorf("start session broker: %w", err)
 	}
-	defer func() {
-		// Agents stop after the HTTP server: requests in flight finish first.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.ShutdownTimeout)
-		defer cancel()
-		if err := mgr.Close(cctx); err != nil {
-			log.Warn("stopping sessions", "err", err)
-		}
-	}()
+	// Sessions stop as the server does (its shutdown hook): their turns in
+	// flight are cancelled, so the requests waiting on them end and the
+	// stop fits in the shutdown timeout.
+	// (Sessions being recovered are stopped once recovered.)
+	sessionsStop := newSessionStopper(ctx, mgr, c.ShutdownTimeout, log)
+	defer sessionsStop.Stop()
+	recovering := make(chan struct{})
 
 	reg := metrics.NewRegistry()
+	authServer, err := c.oauthServer(svc, st, publicURL, log)
+	if err != nil {
+		return err
+	}
 	mcp, err := mcpserver.New(&mcpserver.Options{
-		Store:          st,
-		Tokens:         svc,
-		Observer:       mgr,
-		ResourceURL:    publicURL + "/mcp",
-		AllowedOrigins: c.AllowedOrigins,
-		Metrics:        reg,
-		Logger:         log,
-		Version:        version,
+		Store:                st,
+		Tokens:               svc,
+		Observer:             mgr,
+		ResourceURL:          publicURL + "/mcp",
+		AuthorizationServers: []string{authServer.Issuer()},
+		AllowedOrigins:       c.AllowedOrigins,
+		Metrics:              reg,
+		Logger:               log,
+		Version:              version,
 	})
 	if err != nil {
 		return fmt.Errorf("start MCP server: %w", err)
@@ -204,9 +207,10 @@ func serve(ctx context.Context, c *config, e *env) error {
 		Health:          st,
 		ReadyInfo:       readyInfo,
 		ShutdownTimeout: c.ShutdownTimeout,
-		OnShutdown:      []func(){func() { mcp.Close() }},
+		OnShutdown:      []func(){func() { mcp.Close() }, func() { <-recovering; sessionsStop.Stop() }},
 	})
 	mcp.Mount(srv)
+	authServer.Mount(srv)
 	px, err := proxy.New(&proxy.Options{
 		Tokens:    svc,
 		Catalog:   cat,
@@ -249,7 +253,6 @@ func serve(ctx context.Context, c *config, e *env) error {
 	if err != nil {
 		log.Warn("recovering sessions", "err", err)
 	}
-	recovering := make(chan struct{})
 	go func() {
 		defer close(recovering)
 		if finishRecovery == nil {
@@ -265,6 +268,13 @@ func serve(ctx context.Context, c *config, e *env) error {
 	}()
 	defer func() { <-recovering }() // before the sessions are closed
 
+	removeURL, err := writeBrokerURL(c.DataDir, publicURL)
+	if err != nil {
+		return err
+	}
+	defer removeURL()
+	log.Info("console: open "+publicURL+"/ and sign in with the admin token in "+adminPath,
+		"url", publicURL+"/", "admin_token_file", adminPath, "url_file", filepath.Join(c.DataDir, BrokerURLFile))
 	if c.onReady != nil {
 		c.onReady(publicURL)
 	}
@@ -304,48 +314,62 @@ func isLoopback(a net.Addr) bool {
 	return ok && ta.IP.IsLoopback()
 }
 
+// providerFlags registers, for each provider of the catalog's table, where
+// the inference proxy sends its calls and the file with its platform key.
+func providerFlags(fs *flag.FlagSet, c *config) {
+	for _, p := range catalog.Providers() {
+		pc := c.Providers[p.Name]
+		fs.StringVar(&pc.Upstream, string(p.Name)+"-upstream", pc.Upstream,
+			fmt.Sprintf("where the inference proxy sends %s calls (%s)", p.Name, strings.Join(endpointNames(p.APIs), ", ")))
+		fs.StringVar(&pc.KeyFile, string(p.Name)+"-key-file", pc.KeyFile,
+			fmt.Sprintf("a 0600 file with the platform's %s key (or set %s)", p.Name, p.KeyEnv))
+	}
+}
+
+func endpointNames(eps []catalog.Endpoint) []string {
+	out := make([]string, len(eps))
+	for i, ep := range eps {
+		out[i] = string(ep)
+	}
+	return out
+}
+
 // upstreams configures the inference proxy's providers. A provider without
 // a platform key still routes sessions that bring their own; its platform
 // sessions are refused with a clear error, and the log says so at start.
 func (c *config) upstreams(getenv func(string) string, log *slog.Logger) (map[catalog.Provider]proxy.Upstream, error) {
 	out := map[catalog.Provider]proxy.Upstream{}
-	for _, u := range []struct {
-		provider      catalog.Provider
-		base, env, fn string
-	}{
-		{catalog.ProviderAnthropic, c.AnthropicUpstream, "ANTHROPIC_API_KEY", c.AnthropicKeyFile},
-		{catalog.ProviderOpenAI, c.OpenAIUpstream, "OPENAI_API_KEY", c.OpenAIKeyFile},
-	} {
-		key := getenv(u.env)
-		if key == "" && u.fn != "" {
+	for _, p := range catalog.Providers() {
+		pc := c.Providers[p.Name]
+		key := getenv(p.KeyEnv)
+		if key == "" && pc.KeyFile != "" {
 			var err error
-			if key, err = proxy.LoadKey("", u.fn); err != nil {
-				return nil, fmt.Errorf("inference proxy: %s key: %w", u.provider, err)
+			if key, err = proxy.LoadKey("", pc.KeyFile); err != nil {
+				return nil, fmt.Errorf("inference proxy: %s key: %w", p.Name, err)
 			}
 		}
 		if key == "" {
 			log.Info("inference proxy: no platform key; only sessions with their own key reach this provider",
-				"provider", string(u.provider), "env", u.env)
+				"provider", string(p.Name), "env", p.KeyEnv)
 		}
-		out[u.provider] = proxy.Upstream{BaseURL: u.base, APIKey: key}
+		out[p.Name] = proxy.Upstream{BaseURL: pc.Upstream, APIKey: key}
 	}
 	return out, nil
 }
 
-// agentConfigs says where each profile's agent is: the npm adapters under
-// the agents directory, amp and custom by explicit command.
+// agentConfigs says where each profile's agent is: every profile the
+// broker installs from the registry (profile.Profile.Installable) under the
+// agents directory, amp and custom by explicit command.
 func (c *config) agentConfigs() map[profile.Name]sessions.AgentConfig {
 	dir := c.AgentsDir
 	if dir == "" {
 		dir = filepath.Join(c.DataDir, "agents")
 	}
-	agents := map[profile.Name]sessions.AgentConfig{
-		profile.ClaudeCode: {InstallDir: dir},
-		profile.Codex:      {InstallDir: dir},
-		profile.CodexZed:   {InstallDir: dir},
-		profile.OpenCode:   {InstallDir: dir},
-		profile.Copilot:    {InstallDir: dir},
-		profile.Qwen:       {InstallDir: dir},
+	agents := map[profile.Name]sessions.AgentConfig{}
+	for _, p := range profile.All() {
+		if p.Installable() {
+			agents[p.Name] = sessions.AgentConfig{InstallDir: dir}
+		}
 	}
 	if c.AmpCommand != "" {
 		agents[profile.Amp] = sessions.AgentConfig{InstallDir: dir, Command: strings.Fields(c.AmpCommand)}
@@ -366,7 +390,7 @@ func consoleAgents(configured map[profile.Name]sessions.AgentConfig) []console.A
 		if !ok {
 			continue
 		}
-		a := console.Agent{Name: string(p.Name), CatalogAgent: p.Agent}
+		a := console.Agent{Name: string(p.Name), Title: p.Title, CatalogAgent: p.Agent}
 		if p.Name == profile.Custom {
 			a.CatalogAgent = ac.CatalogAgent
 		}

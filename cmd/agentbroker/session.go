@@ -53,12 +53,16 @@ func (a *apiClient) wsBase() (string, error) {
 }
 
 func brokerFlags(fs *flag.FlagSet, c *config) {
-	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "the broker's data directory (for its admin token)")
-	fs.StringVar(&c.BrokerURL, "url", c.BrokerURL, "the running broker's URL")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "the broker's data directory (its URL and admin token are there)")
+	fs.StringVar(&c.BrokerURL, "url", c.BrokerURL, "the running broker's URL (default: the one it wrote in <data-dir>/"+BrokerURLFile+")")
 	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "the admin token file (default <data-dir>/admin-token)")
 }
 
 func newAPIClient(c *config) (*apiClient, error) {
+	base, err := c.brokerURL()
+	if err != nil {
+		return nil, err
+	}
 	path := c.TokenFile
 	if path == "" {
 		path = filepath.Join(c.DataDir, AdminTokenFile)
@@ -67,7 +71,7 @@ func newAPIClient(c *config) (*apiClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin token (is the broker running with this --data-dir?): %w", err)
 	}
-	return &apiClient{base: strings.TrimSuffix(c.BrokerURL, "/"), token: tok, http: &http.Client{}}, nil
+	return &apiClient{base: base, token: tok, http: &http.Client{}}, nil
 }
 
 // call sends a JSON request and decodes a JSON answer; an error status
@@ -118,6 +122,7 @@ func sessionCommand() *command {
 	var req sessions.CreateRequest
 	var state, project string
 	var after int64
+	var jsonOut bool
 	return &command{
 		name:    "session",
 		summary: "start, prompt, watch, list and stop agent sessions on a running broker",
@@ -127,7 +132,7 @@ func sessionCommand() *command {
 				summary: "start a session; prints its ID (a credential's secret comes from " + credentialSecretEnv + ")",
 				flags: func(fs *flag.FlagSet, c *config) {
 					brokerFlags(fs, c)
-					fs.StringVar(&req.Project, "project", "", "project ID (required)")
+					fs.StringVar(&req.Project, "project", "", "project ID or name (required)")
 					fs.StringVar(&req.Agent, "agent", "", "profile: claude-code, codex, codex-zed, amp or custom (required)")
 					fs.StringVar(&req.Model, "model", "", "model ID (see catalog list --agent A)")
 					fs.StringVar(&req.Credential.Kind, "credential", "platform-proxy", "none, api-key, oauth-token or platform-proxy")
@@ -149,6 +154,9 @@ func sessionCommand() *command {
 					req.Credential.Secret = e.getenv(credentialSecretEnv)
 					a, err := newAPIClient(c)
 					if err != nil {
+						return err
+					}
+					if req.Project, err = a.projectID(ctx, req.Project); err != nil {
 						return err
 					}
 					var out sessions.CreateResponse
@@ -173,7 +181,7 @@ func sessionCommand() *command {
 			{
 				name:    "prompt",
 				args:    "ID TEXT",
-				summary: "send a prompt, wait for the turn to end, and print the reply",
+				summary: "send a prompt, wait for the turn to end, and print the reply (text that starts with - goes after --); Ctrl-C cancels the turn",
 				flags:   brokerFlags,
 				run: func(ctx context.Context, c *config, e *env, args []string) error {
 					if len(args) < 2 {
@@ -186,6 +194,16 @@ func sessionCommand() *command {
 					var out sessions.TurnResult
 					err = a.call(ctx, "POST", "/v1/sessions/"+url.PathEscape(args[0])+"/prompt",
 						sessions.PromptRequest{Text: strings.Join(args[1:], " "), Wait: true}, &out)
+					if err != nil && ctx.Err() != nil {
+						// Ctrl-C: the turn is cancelled too, not left running
+						// unwatched.
+						cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+						defer cancel()
+						if cerr := a.call(cctx, "POST", "/v1/sessions/"+url.PathEscape(args[0])+"/cancel", nil, nil); cerr == nil {
+							fmt.Fprintf(e.stderr, "interrupted: the turn was cancelled\n")
+						}
+						return err
+					}
 					if err != nil {
 						return err
 					}
@@ -202,17 +220,25 @@ func sessionCommand() *command {
 				summary: "list sessions",
 				flags: func(fs *flag.FlagSet, c *config) {
 					brokerFlags(fs, c)
-					fs.StringVar(&project, "project", "", "only this project's sessions")
+					fs.StringVar(&project, "project", "", "only this project's sessions (ID or name)")
 					fs.StringVar(&state, "state", "", "only sessions in this state")
+					jsonFlag(fs, &jsonOut)
 				},
 				run: func(ctx context.Context, c *config, e *env, args []string) error {
+					if len(args) > 0 {
+						return usageError(e, "session list takes flags only")
+					}
 					a, err := newAPIClient(c)
 					if err != nil {
 						return err
 					}
 					q := url.Values{}
 					if project != "" {
-						q.Set("project", project)
+						id, err := a.projectID(ctx, project)
+						if err != nil {
+							return err
+						}
+						q.Set("project", id)
 					}
 					if state != "" {
 						q.Set("state", state)
@@ -222,6 +248,12 @@ func sessionCommand() *command {
 					}
 					if err := a.call(ctx, "GET", "/v1/sessions?"+q.Encode(), nil, &out); err != nil {
 						return err
+					}
+					if jsonOut {
+						if out.Sessions == nil {
+							out.Sessions = []sessions.Info{}
+						}
+						return printJSON(e.stdout, out)
 					}
 					tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "ID\tPROJECT\tAGENT\tMODEL\tSTATE\tCOST USD\tBUDGET USD\tCREATED")
@@ -237,6 +269,53 @@ func sessionCommand() *command {
 							cost, budget, s.CreatedAt.Local().Format(time.DateTime))
 					}
 					return tw.Flush()
+				},
+			},
+			{
+				name:    "show",
+				args:    "ID",
+				summary: "show a session: state, agent, model, turn, pending permissions, cost",
+				flags: func(fs *flag.FlagSet, c *config) {
+					brokerFlags(fs, c)
+					jsonFlag(fs, &jsonOut)
+				},
+				run: func(ctx context.Context, c *config, e *env, args []string) error {
+					if len(args) != 1 {
+						return usageError(e, "usage: agentbroker session show ID")
+					}
+					a, err := newAPIClient(c)
+					if err != nil {
+						return err
+					}
+					var info sessions.Info
+					if err := a.call(ctx, "GET", "/v1/sessions/"+url.PathEscape(args[0]), nil, &info); err != nil {
+						return err
+					}
+					if jsonOut {
+						return printJSON(e.stdout, info)
+					}
+					printSession(e.stdout, info)
+					return nil
+				},
+			},
+			{
+				name:    "cancel",
+				args:    "ID",
+				summary: "cancel the turn a session is in; the session stays, ready for the next prompt",
+				flags:   brokerFlags,
+				run: func(ctx context.Context, c *config, e *env, args []string) error {
+					if len(args) != 1 {
+						return usageError(e, "usage: agentbroker session cancel ID")
+					}
+					a, err := newAPIClient(c)
+					if err != nil {
+						return err
+					}
+					if err := a.call(ctx, "POST", "/v1/sessions/"+url.PathEscape(args[0])+"/cancel", nil, nil); err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stdout, "session %s: turn cancelled\n", args[0])
+					return nil
 				},
 			},
 			{
@@ -446,6 +525,33 @@ func dumpEvents(ctx context.Context, a *apiClient, id string, upTo int64, w io.W
 		}
 	}
 	return err
+}
+
+// printSession prints one session as `session show` does.
+func printSession(w io.Writer, s sessions.Info) {
+	cost, budget := "-", "-"
+	if s.Usage != nil {
+		cost = s.Usage.CostUSD
+	}
+	if s.BudgetUSD != "" {
+		budget = s.BudgetUSD
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, kv := range [][2]string{
+		{"session", s.ID}, {"title", s.Title}, {"project", s.Project}, {"task", s.Task}, {"agent", s.Agent},
+		{"model", s.Model}, {"state", string(s.State)}, {"turn", fmt.Sprint(s.Turn)}, {"cwd", s.Cwd},
+		{"policy", s.PermissionPolicy}, {"credential", s.Credential}, {"sandbox", s.Sandbox},
+		{"cost USD", cost}, {"budget USD", budget}, {"created", s.CreatedAt.Local().Format(time.DateTime)},
+		{"last error", s.LastError},
+	} {
+		if kv[1] != "" {
+			fmt.Fprintf(tw, "%s\t%s\n", kv[0], oneLine(kv[1], 200))
+		}
+	}
+	for _, p := range s.Pending {
+		fmt.Fprintf(tw, "pending permission\t%s (%s); answer it in: agentbroker session attach %s\n", p.RequestID, oneLine(p.ToolCall.Title, 100), s.ID)
+	}
+	tw.Flush()
 }
 
 // sideModelsText says which side models a session also uses, or "".

@@ -21,12 +21,17 @@ import (
 func taskRunCommands() []*command {
 	var req sessions.RunRequest
 	var project string
-	var detach bool
-	path := func(task string) string {
-		if project != "" {
-			return "/v1/projects/" + url.PathEscape(project) + "/tasks/" + url.PathEscape(task) + "/runs"
+	var detach, jsonOut bool
+	// path is the task's runs route; a project given by name is resolved.
+	path := func(ctx context.Context, a *apiClient, task string) (string, error) {
+		if project == "" {
+			return "/v1/tasks/" + url.PathEscape(task) + "/runs", nil
 		}
-		return "/v1/tasks/" + url.PathEscape(task) + "/runs"
+		id, err := a.projectID(ctx, project)
+		if err != nil {
+			return "", err
+		}
+		return "/v1/projects/" + url.PathEscape(id) + "/tasks/" + url.PathEscape(task) + "/runs", nil
 	}
 	oneTask := func(e *env, name string, args []string) (string, error) {
 		if len(args) != 1 {
@@ -45,19 +50,22 @@ func taskRunCommands() []*command {
 		if err != nil {
 			return tr, err
 		}
-		err = a.call(ctx, "GET", path(task), nil, &tr)
+		p, err := path(ctx, a, task)
+		if err != nil {
+			return tr, err
+		}
+		err = a.call(ctx, "GET", p, nil, &tr)
 		return tr, err
 	}
 	return []*command{
 		{
-			name:         "run",
-			args:         "TASK",
-			interspersed: true,
+			name: "run",
+			args: "TASK",
 			summary: "run a task: start a session bound to it, whose agent works on it; waits for the run to end " +
 				"and exits non-zero unless the task was completed (a credential's secret comes from " + credentialSecretEnv + ")",
 			flags: func(fs *flag.FlagSet, c *config) {
 				brokerFlags(fs, c)
-				fs.StringVar(&project, "project", "", "the task's project (default: found from the task)")
+				fs.StringVar(&project, "project", "", "the task's project, ID or name (default: found from the task)")
 				fs.StringVar(&req.Agent, "agent", "", "profile: claude-code, codex, codex-zed, amp or custom (required)")
 				fs.StringVar(&req.Model, "model", "", "model ID (see catalog list --agent A)")
 				fs.StringVar(&req.Credential.Kind, "credential", "platform-proxy", "none, api-key, oauth-token or platform-proxy")
@@ -76,8 +84,12 @@ func taskRunCommands() []*command {
 				if err != nil {
 					return err
 				}
+				p, err := path(ctx, a, task)
+				if err != nil {
+					return err
+				}
 				var out sessions.RunResponse
-				if err := a.call(ctx, "POST", path(task), req, &out); err != nil {
+				if err := a.call(ctx, "POST", p, req, &out); err != nil {
 					return err
 				}
 				fmt.Fprintln(e.stdout, out.Session.ID)
@@ -86,7 +98,7 @@ func taskRunCommands() []*command {
 				if detach {
 					return nil
 				}
-				tr, run, err := waitRun(ctx, a, path(task), out.Session.ID)
+				tr, run, err := waitRun(ctx, a, p, out.Session.ID)
 				if err != nil {
 					return err
 				}
@@ -98,35 +110,47 @@ func taskRunCommands() []*command {
 			},
 		},
 		{
-			name:         "runs",
-			args:         "TASK",
-			interspersed: true,
-			summary:      "list a task's runs: agent, model, state, duration, cost",
+			name:    "runs",
+			args:    "TASK",
+			summary: "list a task's runs: agent, model, state, duration, cost",
 			flags: func(fs *flag.FlagSet, c *config) {
 				brokerFlags(fs, c)
-				fs.StringVar(&project, "project", "", "the task's project (default: found from the task)")
+				fs.StringVar(&project, "project", "", "the task's project, ID or name (default: found from the task)")
+				jsonFlag(fs, &jsonOut)
 			},
 			run: func(ctx context.Context, c *config, e *env, args []string) error {
 				tr, err := taskRuns(ctx, c, e, "runs", args)
 				if err != nil {
 					return err
 				}
+				if jsonOut {
+					if tr.Runs == nil {
+						tr.Runs = []sessions.Run{}
+					}
+					return printJSON(e.stdout, map[string]any{"runs": tr.Runs})
+				}
 				return printRuns(e.stdout, tr.Runs)
 			},
 		},
 		{
-			name:         "show",
-			args:         "TASK",
-			interspersed: true,
-			summary:      "show a task: status, notes, output, cost, and its runs",
+			name:    "show",
+			args:    "TASK",
+			summary: "show a task: status, notes, output, cost, and its runs",
 			flags: func(fs *flag.FlagSet, c *config) {
 				brokerFlags(fs, c)
-				fs.StringVar(&project, "project", "", "the task's project (default: found from the task)")
+				fs.StringVar(&project, "project", "", "the task's project, ID or name (default: found from the task)")
+				jsonFlag(fs, &jsonOut)
 			},
 			run: func(ctx context.Context, c *config, e *env, args []string) error {
 				tr, err := taskRuns(ctx, c, e, "show", args)
 				if err != nil {
 					return err
+				}
+				if jsonOut {
+					if tr.Runs == nil {
+						tr.Runs = []sessions.Run{}
+					}
+					return printJSON(e.stdout, tr)
 				}
 				t := tr.Task
 				fmt.Fprintf(e.stdout, "task     %s (project %s)\ntitle    %s\nstatus   %s\ncost     %s USD (%d model calls)\n",

@@ -153,11 +153,13 @@ func TestRendererEscapesControls(t *testing.T) {
 }
 
 // TestStoreListsEscapeControls: project and task names with control
-// sequences, stored through the CLI, print escaped in `project list` and
+// sequences, stored through the CLI (and the broker's API), print escaped in `project list` and
 // `task list`.
 func TestStoreListsEscapeControls(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"AGENTBROKER_DATA_DIR": filepath.Join(t.TempDir(), "data")}
+	dataDir := filepath.Join(t.TempDir(), "data")
+	startBroker(t, dataDir)
+	env := map[string]string{"AGENTBROKER_DATA_DIR": dataDir}
 	out, stderr, err := runCLI(t, env, "", "project", "create", "--name", "p"+hostile, "--description", "d"+hostile)
 	if err != nil {
 		t.Fatalf("project create: %v\n%s", err, stderr)

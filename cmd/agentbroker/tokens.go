@@ -8,25 +8,26 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/agentbroker/agentbroker/internal/adminapi"
-	"github.com/agentbroker/agentbroker/store/sqlite"
+	"github.com/agentbroker/agentbroker/internal/cliflag"
 	"github.com/agentbroker/agentbroker/tokens"
 )
 
-// openTokens opens the data directory's store and token service for a CLI
-// command. The CLI works on the store directly, with or without a running
-// broker: SQLite in WAL mode serves both, and the broker sees a rotation
-// or a revocation on its next request.
+// openTokens opens the data directory's store and token service, for
+// `token inspect` alone: it must work with the broker stopped (a token
+// refused while the broker is down is still worth diagnosing). SQLite in
+// WAL mode serves it and a running broker together.
 func openTokens(ctx context.Context, c *config, e *env) (*tokens.Service, func(), error) {
 	log, err := c.logger(e.stderr)
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := sqlite.Open(ctx, sqlite.Options{Dir: c.DataDir, Logger: log})
+	st, _, err := openBrokerStore(ctx, c, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -38,8 +39,33 @@ func openTokens(ctx context.Context, c *config, e *env) (*tokens.Service, func()
 	return svc, func() { st.Close() }, nil
 }
 
+// keysAnswer is what the key routes answer.
+type keysAnswer struct {
+	SigningKID string             `json:"signing_kid,omitempty"`
+	Keys       []adminapi.KeyJSON `json:"keys"`
+}
+
 func keysCommand() *command {
-	flags := func(fs *flag.FlagSet, c *config) { storeFlags(fs, c) }
+	var jsonOut bool
+	flags := func(fs *flag.FlagSet, c *config) { brokerFlags(fs, c); jsonFlag(fs, &jsonOut) }
+	keysCall := func(ctx context.Context, c *config, e *env, method, path string) error {
+		a, err := newAPIClient(c)
+		if err != nil {
+			return err
+		}
+		var out keysAnswer
+		if err := a.call(ctx, method, path, nil, &out); err != nil {
+			return err
+		}
+		if jsonOut {
+			return printJSON(e.stdout, out)
+		}
+		if out.SigningKID != "" {
+			fmt.Fprintf(e.stdout, "new signing key %s\n", out.SigningKID)
+		}
+		printKeys(e.stdout, out.Keys)
+		return nil
+	}
 	return &command{
 		name:    "keys",
 		summary: "list, rotate and retire the token signing keys",
@@ -47,30 +73,19 @@ func keysCommand() *command {
 			{
 				name: "list", summary: "list the signing keys", flags: flags,
 				run: func(ctx context.Context, c *config, e *env, args []string) error {
-					svc, done, err := openTokens(ctx, c, e)
-					if err != nil {
-						return err
+					if len(args) > 0 {
+						return usageError(e, "keys list takes flags only")
 					}
-					defer done()
-					printKeys(e.stdout, svc.KeyRing().Keys())
-					return nil
+					return keysCall(ctx, c, e, "GET", "/v1/keys")
 				},
 			},
 			{
 				name: "rotate", summary: "add a new signing key; older keys verify until retired", flags: flags,
 				run: func(ctx context.Context, c *config, e *env, args []string) error {
-					svc, done, err := openTokens(ctx, c, e)
-					if err != nil {
-						return err
+					if len(args) > 0 {
+						return usageError(e, "keys rotate takes flags only")
 					}
-					defer done()
-					kid, err := svc.KeyRing().Rotate(ctx)
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(e.stdout, "new signing key %s\n", kid)
-					printKeys(e.stdout, svc.KeyRing().Keys())
-					return nil
+					return keysCall(ctx, c, e, "POST", "/v1/keys/rotate")
 				},
 			},
 			{
@@ -79,29 +94,20 @@ func keysCommand() *command {
 					if len(args) != 1 {
 						return usageError(e, "usage: agentbroker keys retire KID")
 					}
-					svc, done, err := openTokens(ctx, c, e)
-					if err != nil {
-						return err
-					}
-					defer done()
-					if err := svc.KeyRing().Retire(ctx, args[0]); err != nil {
-						return err
-					}
-					printKeys(e.stdout, svc.KeyRing().Keys())
-					return nil
+					return keysCall(ctx, c, e, "POST", "/v1/keys/"+url.PathEscape(args[0])+"/retire")
 				},
 			},
 		},
 	}
 }
 
-func printKeys(w io.Writer, keys []tokens.KeyInfo) {
+func printKeys(w io.Writer, keys []adminapi.KeyJSON) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KID\tCREATED\tSTATE")
 	for _, k := range keys {
 		state := "verifies"
 		switch {
-		case !k.RetiredAt.IsZero():
+		case k.RetiredAt != nil:
 			state = "retired " + k.RetiredAt.Format(time.RFC3339)
 		case k.Signing:
 			state = "signing"
@@ -115,24 +121,30 @@ func tokenCommand() *command {
 	var req adminapi.MintRequest
 	var scopes string
 	var jsonOut bool
-	var revokeJTI, revokeSession string
+	var revoke adminapi.RevokeRequest
 	return &command{
 		name:    "token",
 		summary: "mint, inspect and revoke tokens",
 		children: []*command{
 			{
 				name:    "mint",
-				summary: "mint a token and print it on stdout",
+				summary: "mint a token on the running broker and print it on stdout",
 				flags: func(fs *flag.FlagSet, c *config) {
-					storeFlags(fs, c)
-					tokenFlags(fs, c)
+					brokerFlags(fs, c)
 					fs.StringVar(&req.Subject, "subject", "cli", "the user the token acts for")
 					fs.StringVar(&req.Purpose, "purpose", "", "what the token opens: mcp, proxy, viewer or admin")
-					fs.StringVar(&req.Project, "project", "", "project ID (required but for admin tokens)")
+					fs.StringVar(&req.Project, "project", "", "project ID or name (required but for admin tokens)")
 					fs.StringVar(&req.Session, "session", "", "session ID (required but for admin tokens)")
 					fs.StringVar(&req.Agent, "agent", "", "agent name: claude-code, codex or amp")
 					fs.StringVar(&scopes, "scope", "", "scopes, comma- or space-separated (see tokens.AllScopes)")
-					fs.StringVar(&req.TTL, "ttl", "", "lifetime, e.g. 30m (default: the service default, at most --token-max-ttl)")
+					fs.Func("ttl", "lifetime: seconds, or a duration such as 30m (default: the service default, at most the broker's --token-max-ttl)", func(v string) error {
+						d, err := cliflag.ParseDuration(v)
+						if err != nil {
+							return err
+						}
+						req.TTL = d.String()
+						return nil
+					})
 					fs.BoolVar(&jsonOut, "json", false, "print the token, its jti and expiry as JSON")
 				},
 				run: func(ctx context.Context, c *config, e *env, args []string) error {
@@ -140,36 +152,31 @@ func tokenCommand() *command {
 						return usageError(e, "token mint takes flags only")
 					}
 					req.Scopes = strings.FieldsFunc(scopes, func(r rune) bool { return r == ',' || r == ' ' })
-					cat, err := loadCatalog(c)
+					a, err := newAPIClient(c)
 					if err != nil {
 						return err
 					}
-					g, err := adminapi.GrantFrom(req, cat)
-					if err != nil {
-						return err
+					if req.Project != "" {
+						if req.Project, err = a.projectID(ctx, req.Project); err != nil {
+							return err
+						}
 					}
-					svc, done, err := openTokens(ctx, c, e)
-					if err != nil {
-						return err
-					}
-					defer done()
-					raw, claims, err := svc.Mint(ctx, g)
-					if err != nil {
+					var out adminapi.MintResponse
+					if err := a.call(ctx, "POST", "/v1/tokens", req, &out); err != nil {
 						return err
 					}
 					if jsonOut {
-						enc := json.NewEncoder(e.stdout)
-						enc.SetIndent("", "  ")
-						return enc.Encode(adminapi.MintResponse{Token: raw, ID: claims.ID, ExpiresAt: claims.ExpiresAt})
+						return printJSON(e.stdout, out)
 					}
-					fmt.Fprintln(e.stdout, raw)
+					fmt.Fprintln(e.stdout, out.Token)
 					return nil
 				},
 			},
 			{
-				name:    "inspect",
-				summary: "decode a token read from stdin, without trusting it, and mark what fails verification",
-				flags:   func(fs *flag.FlagSet, c *config) { storeFlags(fs, c); tokenFlags(fs, c) },
+				name: "inspect",
+				summary: "decode a token read from stdin, without trusting it, and mark what fails verification; " +
+					"reads the data directory itself, so it works with the broker stopped",
+				flags: func(fs *flag.FlagSet, c *config) { storeFlags(fs, c); tokenFlags(fs, c) },
 				run: func(ctx context.Context, c *config, e *env, args []string) error {
 					if len(args) > 0 {
 						return usageError(e, "token inspect reads the token from stdin, never from the command line (it would show in ps and shell history)")
@@ -190,32 +197,26 @@ func tokenCommand() *command {
 				name:    "revoke",
 				summary: "revoke one token by jti, or every token of a session",
 				flags: func(fs *flag.FlagSet, c *config) {
-					storeFlags(fs, c)
-					fs.StringVar(&revokeJTI, "jti", "", "the token's jti (see token inspect)")
-					fs.StringVar(&revokeSession, "session", "", "a session ID: revokes all its tokens")
+					brokerFlags(fs, c)
+					fs.StringVar(&revoke.ID, "jti", "", "the token's jti (see token inspect)")
+					fs.StringVar(&revoke.Session, "session", "", "a session ID: revokes all its tokens")
 				},
 				run: func(ctx context.Context, c *config, e *env, args []string) error {
-					if len(args) > 0 || (revokeJTI == "") == (revokeSession == "") {
+					if len(args) > 0 || (revoke.ID == "") == (revoke.Session == "") {
 						return usageError(e, "usage: agentbroker token revoke --jti J | --session S")
 					}
-					svc, done, err := openTokens(ctx, c, e)
+					a, err := newAPIClient(c)
 					if err != nil {
 						return err
 					}
-					defer done()
-					if revokeJTI != "" {
-						// The exp is unknown here; keep the row for the longest
-						// a token can live.
-						if err := svc.Revoke(ctx, revokeJTI, time.Now().Add(c.TokenMaxTTL+c.AdminTokenTTL)); err != nil {
-							return err
-						}
-						fmt.Fprintf(e.stdout, "revoked token %s\n", revokeJTI)
-						return nil
-					}
-					if err := svc.RevokeSession(ctx, revokeSession); err != nil {
+					if err := a.call(ctx, "POST", "/v1/tokens/revoke", revoke, nil); err != nil {
 						return err
 					}
-					fmt.Fprintf(e.stdout, "revoked every token of session %s\n", revokeSession)
+					if revoke.ID != "" {
+						fmt.Fprintf(e.stdout, "revoked token %s\n", revoke.ID)
+					} else {
+						fmt.Fprintf(e.stdout, "revoked every token of session %s\n", revoke.Session)
+					}
 					return nil
 				},
 			},

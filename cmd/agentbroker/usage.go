@@ -19,7 +19,7 @@ func usageCommand() *command {
 		summary: "model usage and cost at catalog prices, by project, task, session, day or model",
 		flags: func(fs *flag.FlagSet, c *config) {
 			brokerFlags(fs, c)
-			fs.StringVar(&project, "project", "", "only this project's calls")
+			fs.StringVar(&project, "project", "", "only this project's calls (ID or name)")
 			fs.StringVar(&task, "task", "", "only the calls of sessions linked to this task")
 			fs.StringVar(&session, "session", "", "only this session's calls")
 			fs.StringVar(&since, "since", "", "calls from this time on (RFC 3339, or a UTC date 2006-01-02)")
@@ -33,6 +33,9 @@ func usageCommand() *command {
 			}
 			a, err := newAPIClient(c)
 			if err != nil {
+				return err
+			}
+			if project, err = a.projectID(ctx, project); err != nil {
 				return err
 			}
 			q := url.Values{}

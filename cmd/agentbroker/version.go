@@ -5,14 +5,28 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"strings"
 )
 
-// version is set at build time: go build -ldflags "-X main.version=v1.2.3".
+// version is stamped at build time: go build -ldflags "-X main.version=v1.2.3".
+// Left "dev", the module version from the build info stands in: the tag
+// for `go install …@v1.2.3`, a pseudo-version for a build in a checkout.
 var version = "dev"
 
 func versionString() string {
+	bi, _ := debug.ReadBuildInfo()
+	return versionFrom(version, bi)
+}
+
+// versionFrom is the version line: the stamped version, else the main
+// module's, then the VCS revision, the Go version and the platform.
+func versionFrom(stamped string, bi *debug.BuildInfo) string {
+	v := stamped
 	rev, dirty := "", false
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	if bi != nil {
+		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":
@@ -22,11 +36,11 @@ func versionString() string {
 			}
 		}
 	}
-	s := "agentbroker " + version
-	if rev != "" {
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
+	s := "agentbroker " + v
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" && !strings.Contains(v, rev) {
 		s += " (" + rev
 		if dirty {
 			s += ", modified"
@@ -39,7 +53,7 @@ func versionString() string {
 func versionCommand() *command {
 	return &command{
 		name:    "version",
-		summary: "print the version",
+		summary: "print the version (also: agentbroker --version)",
 		run: func(_ context.Context, _ *config, e *env, args []string) error {
 			if len(args) > 0 {
 				return usageError(e, "version takes no arguments")

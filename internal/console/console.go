@@ -43,6 +43,8 @@ const Prefix = "/console/"
 type Agent struct {
 	// Name is the session profile (POST /v1/sessions "agent").
 	Name string `json:"name"`
+	// Title is what the start form calls it (the profile's title).
+	Title string `json:"title,omitempty"`
 	// CatalogAgent is whose models it may use (GET /v1/models?agent=…);
 	// "" when the agent picks its own and the broker takes no model.
 	CatalogAgent string `json:"catalog_agent"`

@@ -1,14 +1,23 @@
 // Package fakemodel is a scripted model upstream: an HTTP server that speaks
-// enough of Anthropic's Messages API and OpenAI's Responses (and, minimally,
-// Chat Completions) API for tests, the demo and end-to-end proofs with the
-// real Claude Code and Codex adapters.
+// enough of Anthropic's Messages API, OpenAI's Responses and Chat
+// Completions APIs (tool calls included) and Google's Gemini API for tests,
+// the demo and end-to-end proofs with the real agents.
 //
 // Routes (at the root, like the real APIs; the base URL is the server's URL):
 //
 //	POST /v1/messages               Anthropic Messages, streamed (SSE) or JSON; ?beta=true is accepted
 //	POST /v1/messages/count_tokens  Anthropic token counting
 //	POST /v1/responses              OpenAI Responses, streamed (SSE) or JSON
-//	POST /v1/chat/completions       OpenAI Chat Completions, streamed or JSON (minimal)
+//	POST /v1/chat/completions       OpenAI Chat Completions, streamed or JSON, with tool calls
+//	POST /v1beta/models/<model>:generateContent        Gemini, JSON
+//	POST /v1beta/models/<model>:streamGenerateContent  Gemini, SSE with ?alt=sse, else a JSON array
+//	POST /v1beta/models/<model>:countTokens            Gemini token counting
+//
+// Gemini offers tools as functionDeclarations and gets a functionCall part;
+// a functionResponse part is quoted. A request asking for JSON of a schema
+// (generationConfig.responseMimeType application/json: Gemini CLI's router
+// and next-speaker check) is answered with an object of that schema, each
+// enum's first value.
 //
 // The streams carry exactly the events the real adapters need (see
 // shared/reference/agents.md): for Anthropic message_start,
@@ -37,7 +46,8 @@
 // path, model, whether it offered tools, its headers with the credentials
 // redacted, and its body. The server checks the credential it expects
 // (Options.APIKey: x-api-key or Authorization: Bearer on the Anthropic
-// routes, Authorization: Bearer on the OpenAI routes) and refuses any other
+// routes, Authorization: Bearer on the OpenAI routes, x-goog-api-key or
+// Authorization: Bearer on the Gemini routes) and refuses any other
 // with 401, and refuses a request carrying a second, different credential:
 // a proxy that leaks its client's token upstream fails against it.
 //

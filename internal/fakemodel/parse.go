@@ -19,6 +19,9 @@ type turn struct {
 	// searched: a search already ran since the latest user message.
 	searchable bool
 	searched   bool
+	// jsonSchema: the request asks for a JSON answer of this shape (a
+	// Gemini side call); nil otherwise.
+	jsonSchema *geminiSchema
 }
 
 // offeredTool is a tool the request offers. namespace is set for a tool

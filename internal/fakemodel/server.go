@@ -337,11 +337,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.inflight.Done()
 
 	rt, known := routes[r.URL.Path]
+	gModel, gRoute, isGemini := geminiRoute(r.URL.Path)
+	if isGemini {
+		rt, known = struct {
+			api   API
+			route string
+		}{APIGemini, gRoute}, true
+	}
 	api := rt.api
 	if !known {
 		api = APIOpenAI
-		if strings.Contains(r.URL.Path, "messages") {
+		switch {
+		case strings.Contains(r.URL.Path, "messages"):
 			api = APIAnthropic
+		case strings.HasPrefix(r.URL.Path, "/v1beta/"):
+			api = APIGemini
 		}
 	}
 	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
@@ -370,7 +380,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var parsed turn
 	var parseErr error
 	if known && readErr == nil {
-		parsed, parseErr = parseTurn(rt.route, body)
+		if isGemini {
+			parsed, parseErr = parseGemini(gModel, rt.route, body)
+		} else {
+			parsed, parseErr = parseTurn(rt.route, body)
+		}
 		rec.Model, rec.Stream, rec.Tools = parsed.model, parsed.stream, parsed.toolNames()
 	}
 	switch {
@@ -432,7 +446,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var outcome string
 	switch rt.route {
 	case "count_tokens":
-		outcome = e.json(map[string]int64{"input_tokens": s.opts.Usage.Input})
+		if api == APIGemini {
+			outcome = e.json(map[string]int64{"totalTokens": s.opts.Usage.Input})
+		} else {
+			outcome = e.json(map[string]int64{"input_tokens": s.opts.Usage.Input})
+		}
+	case "generate", "stream":
+		outcome = s.gemini(e, parsed, ans, r.URL.Query().Get("alt") == "sse")
 	case "messages":
 		outcome = s.anthropic(e, parsed, ans)
 	case "responses":
@@ -465,8 +485,14 @@ func (s *Server) checkAuth(api API, h http.Header) bool {
 		creds = append(creds, strings.TrimSpace(rest))
 	}
 	keys := h.Values("X-Api-Key")
-	if api == APIOpenAI && len(keys) > 0 {
+	if api != APIAnthropic && len(keys) > 0 {
 		return false
+	}
+	if goog := h.Values("X-Goog-Api-Key"); len(goog) > 0 {
+		if api != APIGemini {
+			return false
+		}
+		creds = append(creds, goog...)
 	}
 	creds = append(creds, keys...)
 	if len(creds) == 0 {
@@ -483,7 +509,7 @@ func (s *Server) checkAuth(api API, h http.Header) bool {
 // redact clones h with credentials replaced by what they were.
 func (s *Server) redact(h http.Header) http.Header {
 	out := h.Clone()
-	for _, name := range []string{"Authorization", "X-Api-Key"} {
+	for _, name := range []string{"Authorization", "X-Api-Key", "X-Goog-Api-Key"} {
 		vs := out.Values(name)
 		if len(vs) == 0 {
 			continue
@@ -595,7 +621,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // writeError writes an API-shaped error.
 func writeError(w http.ResponseWriter, api API, status int, msg string) {
 	var body any
-	if api == APIAnthropic {
+	if api == APIGemini {
+		body = map[string]any{"error": map[string]any{"code": status, "message": msg, "status": geminiErrorStatus(status)}}
+	} else if api == APIAnthropic {
 		body = map[string]any{"type": "error", "error": map[string]string{"type": anthropicErrorType(status), "message": msg}}
 	} else {
 		typ, code := "invalid_request_error", any(nil)

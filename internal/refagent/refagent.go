@@ -12,7 +12,8 @@
 //     "<tool> returned: <text>". A rejection replies that permission was
 //     denied and does not call the tool; a cancellation ends the turn with
 //     stopReason cancelled.
-//   - `fs:read <path>` and `fs:write <path> <content>`: use the client's fs.
+//   - `fs:read <path>` and `fs:write <path> <content>`: use the client's fs;
+//     a write is reported as a tool call of kind edit with its diff.
 //   - fault modes: `fault:crash` (exit at once), `fault:stall` (never
 //     answer, ignore cancel), `fault:garbage` (non-JSON lines on stdout, then
 //     a normal reply), `fault:flood N` (N chunks), `fault:bigline N` (one
@@ -734,10 +735,27 @@ func (a *agent) fsTurn(ctx context.Context, s *session, verb, arg string) string
 	if !caps.WriteTextFile {
 		return "the client does not write files"
 	}
+	// As agents report an edit: a tool call of kind edit whose content is
+	// the diff (the file's text before, read through the client when it
+	// reads files, and after), completed once the write is done.
+	var before *string
+	if caps.ReadTextFile {
+		var r acp.ReadTextFileResponse
+		if a.conn().Call(ctx, acp.MethodFSReadTextFile, acp.ReadTextFileRequest{SessionID: s.id, Path: path}, &r, a.stringID()) == nil {
+			before = &r.Content
+		}
+	}
+	id := fmt.Sprintf("call_%d", a.ids.Add(1))
+	diff := []acp.ToolCallContent{{Type: "diff", Path: path, OldText: before, NewText: &content}}
+	tc := acp.ToolCall{ToolCallID: id, Title: "Write " + filepath.Base(path), Kind: acp.ToolKindEdit, Status: acp.ToolStatusPending,
+		Content: diff, Locations: []acp.ToolCallLocation{{Path: path}}}
+	a.send(s.id, acp.SessionUpdate{Kind: acp.UpdateToolCall, ToolCall: &tc})
 	var r acp.WriteTextFileResponse
 	if err := a.conn().Call(ctx, acp.MethodFSWriteTextFile, acp.WriteTextFileRequest{SessionID: s.id, Path: path, Content: content}, &r, a.stringID()); err != nil {
+		a.send(s.id, acp.SessionUpdate{Kind: acp.UpdateToolCallUpdate, ToolCall: &acp.ToolCall{ToolCallID: id, Status: acp.ToolStatusFailed}})
 		return "write failed: " + err.Error()
 	}
+	a.send(s.id, acp.SessionUpdate{Kind: acp.UpdateToolCallUpdate, ToolCall: &acp.ToolCall{ToolCallID: id, Status: acp.ToolStatusCompleted, Content: diff}})
 	return "wrote " + path
 }
 

@@ -125,3 +125,52 @@ describe('authentication', () => {
   test('an expired token: 401', () => assertRefused(fx.tokens.a_expired, 401));
   test('a revoked token: 401', () => assertRefused(fx.tokens.a_revoked, 401));
 });
+
+describe('prompts and resources', () => {
+  test('the project instructions are the prompt project_instructions', async () => {
+    const c = await connect(fx.tokens.a_full);
+    assert.ok(c.getServerCapabilities()?.prompts, 'server advertises the prompts capability');
+    const { prompts } = await c.listPrompts();
+    assert.deepEqual(prompts.map((p) => p.name), ['project_instructions']);
+    const r = await c.getPrompt({ name: 'project_instructions' });
+    const t = r.messages.map((m) => m.content.text).join('\n');
+    assert.match(t, /Never push to main/);
+    assert.ok(!t.includes("Project B's rules"), "project B's instructions do not leak");
+  });
+
+  test('tasks and knowledge are resources, listed, read and templated', async () => {
+    const c = await connect(fx.tokens.a_full);
+    assert.ok(c.getServerCapabilities()?.resources, 'server advertises the resources capability');
+    const { resources } = await c.listResources();
+    const uris = resources.map((r) => r.uri);
+    assert.ok(uris.includes('agentbroker://project'), uris.join(' '));
+    assert.ok(uris.includes(`agentbroker://tasks/${fx.task_id}`), uris.join(' '));
+    assert.ok(!uris.includes(`agentbroker://tasks/${fx.other_project_task_id}`), "project B's task is not listed");
+    assert.ok(uris.some((u) => u.startsWith('agentbroker://knowledge/')), uris.join(' '));
+    const task = await c.readResource({ uri: `agentbroker://tasks/${fx.task_id}` });
+    assert.ok(task.contents[0].text.includes(fx.marker), 'the task resource carries the task');
+    const other = c.readResource({ uri: `agentbroker://tasks/${fx.other_project_task_id}` });
+    await assert.rejects(other, (err) => {
+      assert.equal(err.code, -32002, `want -32002 resource not found, got ${err.code}: ${err.message}`);
+      return true;
+    });
+    const { resourceTemplates } = await c.listResourceTemplates();
+    assert.deepEqual(
+      resourceTemplates.map((t) => t.uriTemplate).sort(),
+      ['agentbroker://knowledge/{id}', 'agentbroker://tasks/{id}'],
+    );
+  });
+
+  test('a tasks:read token lists only tasks and is refused the project (403)', async () => {
+    const c = await connect(fx.tokens.a_read);
+    const { resources } = await c.listResources();
+    assert.ok(resources.length > 0 && resources.every((r) => r.uri.startsWith('agentbroker://tasks/')), JSON.stringify(resources));
+    const { prompts } = await c.listPrompts();
+    assert.equal(prompts.length, 0);
+    await assert.rejects(c.readResource({ uri: 'agentbroker://project' }), (err) => {
+      assert.equal(err.code, 403, `want HTTP 403, got ${err.code}: ${err.message}`);
+      assert.match(err.message, /project:read/);
+      return true;
+    });
+  });
+});

@@ -1,24 +1,45 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/agentbroker/agentbroker/store"
 )
 
-const sessionColumns = `id, project_id, agent, model, state, title, created_at, updated_at`
+const sessionColumns = `id, project_id, agent, model, state, title, config, created_at, updated_at`
 
 func scanSession(s scanner) (store.SessionRecord, error) {
 	var (
 		r                store.SessionRecord
+		config           string
 		created, updated int64
 	)
-	err := s.Scan(&r.ID, &r.ProjectID, &r.Agent, &r.Model, &r.State, &r.Title, &created, &updated)
+	err := s.Scan(&r.ID, &r.ProjectID, &r.Agent, &r.Model, &r.State, &r.Title, &config, &created, &updated)
 	r.CreatedAt, r.UpdatedAt = fromMicros(created), fromMicros(updated)
+	if config != "" {
+		r.Config = []byte(config)
+	}
 	return r, err
+}
+
+// checkConfig refuses a session config that is not a JSON object or is
+// over store.MaxConfigLen.
+func checkConfig(c []byte) error {
+	switch {
+	case c == nil:
+		return nil
+	case len(c) > store.MaxConfigLen:
+		return fmt.Errorf("session config is %d bytes, over the limit of %d: %w", len(c), store.MaxConfigLen, store.ErrInvalid)
+	case !json.Valid(c) || len(bytes.TrimSpace(c)) == 0 || bytes.TrimSpace(c)[0] != '{':
+		return fmt.Errorf("session config is not a JSON object: %w", store.ErrInvalid)
+	}
+	return nil
 }
 
 const messageColumns = `session_id, project_id, seq, role, content, created_at`
@@ -50,6 +71,9 @@ func (db *DB) PutSession(ctx context.Context, s store.SessionRecord) error {
 	); err != nil {
 		return fmt.Errorf("put session: %w", err)
 	}
+	if err := checkConfig(s.Config); err != nil {
+		return fmt.Errorf("put session: %w", err)
+	}
 	t := now()
 	created := t
 	if !s.CreatedAt.IsZero() {
@@ -63,16 +87,21 @@ func (db *DB) PutSession(ctx context.Context, s store.SessionRecord) error {
 			if err := requireProject(ctx, tx, s.ProjectID); err != nil {
 				return err
 			}
-			_, err = tx.ExecContext(ctx, `INSERT INTO sessions (`+sessionColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-				s.ID, s.ProjectID, s.Agent, s.Model, s.State, s.Title, micros(created), micros(t))
+			_, err = tx.ExecContext(ctx, `INSERT INTO sessions (`+sessionColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				s.ID, s.ProjectID, s.Agent, s.Model, s.State, s.Title, string(s.Config), micros(created), micros(t))
 			return err
 		case err != nil:
 			return err
 		case project != s.ProjectID:
 			return fmt.Errorf("session %q belongs to another project: %w", s.ID, store.ErrConflict)
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE sessions SET agent = ?, model = ?, state = ?, title = ?, updated_at = ? WHERE id = ?`,
-			s.Agent, s.Model, s.State, s.Title, micros(t), s.ID)
+		if s.Config == nil {
+			_, err = tx.ExecContext(ctx, `UPDATE sessions SET agent = ?, model = ?, state = ?, title = ?, updated_at = ? WHERE id = ?`,
+				s.Agent, s.Model, s.State, s.Title, micros(t), s.ID)
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE sessions SET agent = ?, model = ?, state = ?, title = ?, config = ?, updated_at = ? WHERE id = ?`,
+			s.Agent, s.Model, s.State, s.Title, string(s.Config), micros(t), s.ID)
 		return err
 	})
 	if err != nil {
@@ -95,6 +124,53 @@ func (db *DB) GetSession(ctx context.Context, projectID, id string) (store.Sessi
 		return store.SessionRecord{}, fmt.Errorf("get session: %w", err)
 	}
 	return s, nil
+}
+
+// SessionByID returns a session record by its ID alone.
+func (db *DB) SessionByID(ctx context.Context, id string) (store.SessionRecord, error) {
+	r, err := db.reader()
+	if err != nil {
+		return store.SessionRecord{}, fmt.Errorf("get session: %w", err)
+	}
+	s, err := scanSession(r.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.SessionRecord{}, fmt.Errorf("get session %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.SessionRecord{}, fmt.Errorf("get session: %w", err)
+	}
+	return s, nil
+}
+
+// SessionsByState returns the sessions in any of states, oldest first.
+func (db *DB) SessionsByState(ctx context.Context, states ...string) ([]store.SessionRecord, error) {
+	if len(states) == 0 {
+		return nil, nil
+	}
+	if len(states) > store.MaxStates {
+		return nil, fmt.Errorf("sessions by state: %d states, over the limit of %d: %w", len(states), store.MaxStates, store.ErrInvalid)
+	}
+	r, err := db.reader()
+	if err != nil {
+		return nil, fmt.Errorf("sessions by state: %w", err)
+	}
+	// One statement text per number of states (they are few), so that
+	// each is prepared once.
+	q := `SELECT ` + sessionColumns + ` FROM sessions WHERE state IN (?` + strings.Repeat(", ?", len(states)-1) + `)
+		ORDER BY created_at, id`
+	args := make([]any, len(states))
+	for i, s := range states {
+		args[i] = s
+	}
+	rows, err := r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sessions by state: %w", err)
+	}
+	ss, err := collect(rows, scanSession)
+	if err != nil {
+		return nil, fmt.Errorf("sessions by state: %w", err)
+	}
+	return ss, nil
 }
 
 // ListSessions returns the project's sessions, newest first.

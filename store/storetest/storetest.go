@@ -45,6 +45,7 @@ func Run(t *testing.T, open Open) {
 		{"ListTasks", testListTasks},
 		{"Knowledge", testKnowledge},
 		{"Sessions", testSessions},
+		{"SessionLookup", testSessionLookup},
 		{"Messages", testMessages},
 		{"ConcurrentAppend", testConcurrentAppend},
 		{"ListLimits", testListLimits},

@@ -278,3 +278,95 @@ func testConcurrentAppend(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// testSessionLookup checks what a fleet of brokers needs of session
+// records: one found by its ID alone, its config kept in the record, and
+// the sessions of every project listed by state.
+func testSessionLookup(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	p := newProject(t, s, "p")
+	other := newProject(t, s, "other")
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	cfg := []byte(`{"profile":"claude","mcp":{"token_id":"tok_1"},"text":"ünïcödé \u2028 «»"}`)
+	for i, r := range []store.SessionRecord{
+		{ID: "a", ProjectID: p.ID, State: "idle", Config: cfg, CreatedAt: t0.Add(3 * time.Minute)},
+		{ID: "b", ProjectID: other.ID, State: "prompting", CreatedAt: t0.Add(1 * time.Minute)},
+		{ID: "c", ProjectID: p.ID, State: "stopped", CreatedAt: t0.Add(2 * time.Minute)},
+		{ID: "d", ProjectID: other.ID, State: "idle", CreatedAt: t0.Add(3 * time.Minute)},
+	} {
+		if err := s.PutSession(ctx, r); err != nil {
+			t.Fatalf("PutSession %d: %v", i, err)
+		}
+	}
+
+	a := must[store.SessionRecord](t, "SessionByID")(s.SessionByID(ctx, "a"))
+	if a.ProjectID != p.ID || a.State != "idle" || string(a.Config) != string(cfg) || !a.CreatedAt.Equal(t0.Add(3*time.Minute)) {
+		t.Errorf("SessionByID(a) = %+v (config %s); want a of %s with its config", a, a.Config, p.ID)
+	}
+	same(t, "SessionByID(a) against GetSession", a, must[store.SessionRecord](t, "GetSession")(s.GetSession(ctx, p.ID, "a")))
+	b := must[store.SessionRecord](t, "SessionByID")(s.SessionByID(ctx, "b"))
+	if b.ProjectID != other.ID || b.Config != nil {
+		t.Errorf("SessionByID(b) = %+v; want b of %s, no config", b, other.ID)
+	}
+	for _, id := range []string{"nope", "", long(store.MaxIDLen + 1)} {
+		_, err := s.SessionByID(ctx, id)
+		wantErr(t, "SessionByID("+id[:min(len(id), 8)]+")", err, store.ErrNotFound)
+	}
+
+	// A later put without a config keeps it; one with a config replaces it.
+	if err := s.PutSession(ctx, store.SessionRecord{ID: "a", ProjectID: p.ID, State: "prompting"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := must[store.SessionRecord](t, "SessionByID")(s.SessionByID(ctx, "a")); string(got.Config) != string(cfg) || got.State != "prompting" {
+		t.Errorf("after a put without config: %+v, config %s; want the config kept", got, got.Config)
+	}
+	cfg2 := []byte(`{"profile":"codex"}`)
+	if err := s.PutSession(ctx, store.SessionRecord{ID: "a", ProjectID: p.ID, State: "idle", Config: cfg2}); err != nil {
+		t.Fatal(err)
+	}
+	if got := must[store.SessionRecord](t, "SessionByID")(s.SessionByID(ctx, "a")); string(got.Config) != string(cfg2) {
+		t.Errorf("after a put with a new config: %s; want %s", got.Config, cfg2)
+	}
+	for name, c := range map[string][]byte{
+		"not JSON":   []byte(`{"x":`),
+		"not object": []byte(`[1,2]`),
+		"string":     []byte(`"x"`),
+		"empty":      {},
+		"too long":   []byte(`{"x":"` + long(store.MaxConfigLen) + `"}`),
+	} {
+		err := s.PutSession(ctx, store.SessionRecord{ID: "a", ProjectID: p.ID, Config: c})
+		wantErr(t, "PutSession(config "+name+")", err, store.ErrInvalid)
+	}
+	if got := must[store.SessionRecord](t, "SessionByID")(s.SessionByID(ctx, "a")); string(got.Config) != string(cfg2) || got.State != "idle" {
+		t.Errorf("after refused puts: %+v, config %s; want unchanged", got, got.Config)
+	}
+
+	ids := func(rs []store.SessionRecord) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.ID)
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		states []string
+		want   []string
+	}{
+		{[]string{"idle"}, []string{"a", "d"}}, // same CreatedAt: by ID
+		{[]string{"idle", "prompting"}, []string{"b", "a", "d"}},
+		{[]string{"stopped", "starting"}, []string{"c"}},
+		{[]string{"starting"}, nil},
+		{nil, nil},
+	} {
+		got, err := s.SessionsByState(ctx, tt.states...)
+		if err != nil || !slices.Equal(ids(got), tt.want) {
+			t.Errorf("SessionsByState(%v) = %v, %v; want %v", tt.states, ids(got), err, tt.want)
+		}
+	}
+	got := must[[]store.SessionRecord](t, "SessionsByState")(s.SessionsByState(ctx, "idle"))
+	if len(got) == 2 && string(got[0].Config) != string(cfg2) {
+		t.Errorf("SessionsByState: a's config = %s; want %s", got[0].Config, cfg2)
+	}
+	_, err := s.SessionsByState(ctx, make([]string, store.MaxStates+1)...)
+	wantErr(t, "SessionsByState(too many states)", err, store.ErrInvalid)
+}

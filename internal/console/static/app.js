@@ -6,6 +6,8 @@ import { agentPickers, field, offeredAgents } from "./agents.js";
 import { h, clear, when } from "./dom.js";
 import { sessionView } from "./session.js";
 import { taskList } from "./tasks.js";
+import { sessionsList } from "./sessionlist.js";
+import { newProjectForm, editProjectForm, newTaskForm, newKnowledgeForm, editKnowledgeForm } from "./edit.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -118,11 +120,11 @@ function signIn() {
 }
 
 async function projects() {
-  const view = page("Projects");
+  const view = page("Projects", newProjectForm((p) => go(`#/projects/${encodeURIComponent(p.id)}`)));
   try {
     const { projects } = await api("GET", "/v1/projects");
     if (!projects.length) {
-      view.append(h("p", {}, "No projects yet. Create one with ", h("code", {}, "agentbroker project create"), "."));
+      view.append(h("p", {}, "No projects yet: create one above (or with ", h("code", {}, "agentbroker project create"), ")."));
       return;
     }
     view.append(h("ul", { class: "cards", id: "projects" }, projects.map((p) =>
@@ -145,60 +147,37 @@ async function project(id) {
     left = true;
     list?.close();
   };
+  const again = () => { if (!left) route(); };
   try {
     const [p, { tasks }, { knowledge }] = await Promise.all([
       api("GET", `/v1/projects/${enc}`), api("GET", `/v1/projects/${enc}/tasks`), api("GET", `/v1/projects/${enc}/knowledge`)]);
     if (left) return;
-    list = taskList(p, tasks);
+    list = taskList(p, tasks, again);
     view.querySelector("h1").textContent = p.name || p.id;
     view.append(
-      p.description ? h("p", {}, p.description) : "",
+      p.description ? h("p", { id: "project-description" }, p.description) : "",
       h("p", {}, h("a", { href: `#/new?project=${enc}` }, "Start a session in this project")),
+      editProjectForm(p, again),
       h("h2", {}, "Instructions"),
       p.instructions ? h("pre", { class: "doc", id: "instructions" }, p.instructions) : h("p", { class: "hint" }, "None."),
       h("h2", {}, `Tasks (${tasks.length})`),
-      tasks.length ? list.el : h("p", { class: "hint" }, "None."),
+      newTaskForm(p, again),
+      list.el,
       h("h2", {}, `Knowledge (${knowledge.length})`),
+      newKnowledgeForm(p, again),
       knowledge.length ? h("ul", { class: "cards", id: "knowledge" }, knowledge.map((k) =>
-        h("li", { class: "card" },
-          h("p", {}, h("strong", {}, k.title), " ", k.tags.map((t) => h("span", { class: "badge tag" }, t))),
-          h("details", {}, h("summary", {}, "Read"), h("pre", { class: "doc" }, k.body))))) : h("p", { class: "hint" }, "None."));
+        h("li", { class: "card", "data-knowledge": k.id },
+          h("p", {}, h("strong", { class: "knowledge-title" }, k.title), " ", (k.tags || []).map((t) => h("span", { class: "badge tag" }, t))),
+          h("details", {}, h("summary", {}, "Read"), h("pre", { class: "doc knowledge-body" }, k.body)),
+          editKnowledgeForm(p, k, again)))) : h("p", { class: "hint" }, "None."));
   } catch (e) {
     failure(view, "Project", e);
   }
 }
 
-async function sessions() {
-  const refresh = h("button", { type: "button", class: "secondary", onclick: () => route() }, "Refresh");
-  const view = page("Sessions", h("p", {}, h("a", { href: "#/new", class: "button" }, "Start a session"), " ", refresh));
-  try {
-    const { sessions } = await api("GET", "/v1/sessions");
-    if (!sessions.length) {
-      view.append(h("p", {}, "No sessions yet."));
-      return;
-    }
-    sessions.sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
-    view.append(h("div", { class: "table-wrap" }, h("table", { id: "sessions" },
-      h("caption", {}, "Sessions, newest first"),
-      h("thead", {}, h("tr", {}, ["Session", "State", "Agent", "Model", "Project", "Cost", "Started"].map((c) => h("th", { scope: "col" }, c)))),
-      h("tbody", {}, sessions.map((s) => h("tr", { "data-session": s.id },
-        h("td", { "data-label": "Session" }, h("a", { href: `#/sessions/${encodeURIComponent(s.id)}` }, s.title || s.id)),
-        h("td", { "data-label": "State" }, h("span", { class: "badge", "data-state": s.state }, s.state)),
-        h("td", { "data-label": "Agent" }, s.agent), h("td", { "data-label": "Model" }, s.model || "—"),
-        h("td", { "data-label": "Project" }, h("code", {}, s.project)),
-        h("td", { "data-label": "Cost", class: "cost" }, costText(s)),
-        h("td", { "data-label": "Started" }, when(s.created_at))))))));
-  } catch (e) {
-    failure(view, "Sessions", e);
-  }
-}
-
-// costText says what a session's model calls cost, and its budget if any.
-export function costText(s) {
-  const u = s.usage;
-  let text = u && u.calls ? `$${u.cost_usd} (${u.calls} call${u.calls === 1 ? "" : "s"})` : "—";
-  if (s.budget_usd) text += ` of $${s.budget_usd}`;
-  return text;
+function sessions() {
+  const view = page("Sessions", h("p", {}, h("a", { href: "#/new", class: "button" }, "Start a session")));
+  leave = sessionsList(view, () => failure(view, "Sessions", { status: 401, message: "token refused" }));
 }
 
 // usageTable renders /v1/usage groups (or one total) as a table.
@@ -229,10 +208,13 @@ async function usage() {
     clear(body);
     const q = projectSel.value ? `project=${encodeURIComponent(projectSel.value)}&` : "";
     try {
-      const [day, task, model] = await Promise.all(["day", "task", "model"].map((g) => api("GET", `/v1/usage?${q}group_by=${g}`)));
+      const [day, task, session, model] = await Promise.all(["day", "task", "session", "model"]
+        .map((g) => api("GET", `/v1/usage?${q}group_by=${g}`)));
       body.append(
         usageTable("usage-by-day", "Per day (UTC)", "Day", day.groups || []),
         usageTable("usage-by-task", "Per task", "Task", task.groups || []),
+        usageTable("usage-by-session", "Per session", "Session", (session.groups || []).map((g) => ({ ...g,
+          label: g.key ? h("a", { href: `#/sessions/${encodeURIComponent(g.key)}` }, g.key) : "(none)" }))),
         usageTable("usage-by-model", "Per model", "Model", model.groups || []));
     } catch (e) {
       failure(view, "Usage", e);

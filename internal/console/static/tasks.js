@@ -7,6 +7,7 @@ import { api, credential, ApiError } from "./api.js";
 import { h, clear, when } from "./dom.js";
 import { agentPickers, field, offeredAgents } from "./agents.js";
 import { EventStream } from "./stream.js";
+import { TASK_STATUSES, editTaskForm } from "./edit.js";
 
 // A run starts from these statuses (sessions.RunTask).
 const RUNNABLE = new Set(["draft", "queued", "failed"]);
@@ -47,15 +48,30 @@ export function runsTable(id, runs, total) {
       h("td", { "data-label": "Started" }, when(r.started_at)))))));
 }
 
-// taskList renders a project's tasks. close stops following runs (the
-// view's cleanup).
-export function taskList(project, tasks) {
+// taskList renders a project's tasks as a board, one column per status;
+// a card moves to its new column when its status changes (a run that
+// ends, an edit). close stops following runs (the view's cleanup);
+// changed is called after an edit.
+export function taskList(project, tasks, changed) {
   let closed = false;
   const streams = new Set();
   let agents = null; // agents.json, fetched once, when a run form opens
   const offered = () => (agents ??= offeredAgents());
-  const el = h("ul", { class: "cards", id: "tasks" },
-    tasks.map((t) => taskCard(project, t, { offered, streams, closed: () => closed })));
+  const columns = new Map(TASK_STATUSES.map((st) => [st, h("ul", { class: "cards column-cards", "aria-label": st.replace(/_/g, " ") })]));
+  const counts = new Map(TASK_STATUSES.map((st) => [st, h("span", { class: "count" }, "0")]));
+  const el = h("div", { class: "board", id: "tasks" }, TASK_STATUSES.map((st) =>
+    h("section", { class: "column", "data-status": st },
+      h("h3", {}, st.replace(/_/g, " "), " ", counts.get(st)), columns.get(st))));
+  const recount = () => {
+    for (const [st, ul] of columns) counts.get(st).textContent = String(ul.children.length);
+  };
+  const place = (card, status) => {
+    const col = columns.get(status) || columns.get("draft");
+    if (card.parentElement !== col) col.append(card);
+    recount();
+  };
+  const view = { offered, streams, closed: () => closed, place, changed: changed || (() => {}) };
+  for (const t of tasks) place(taskCard(project, t, view), t.status);
   return {
     el,
     close() {
@@ -89,13 +105,23 @@ function taskCard(project, t, view) {
   const runDetails = h("details", { class: "run", hidden: !RUNNABLE.has(t.status) },
     h("summary", {}, "Run with an agent"), form);
 
+  let card = null;
   const showTask = (task) => {
     badge.textContent = task.status;
     badge.dataset.status = task.status;
+    if (card) {
+      view.place(card, task.status);
+      // The edit form follows what the run changed.
+      const sel = card.querySelector(`#edit-task-${CSS.escape(task.id)}-status`);
+      if (sel) sel.value = task.status;
+    }
     runDetails.hidden = !RUNNABLE.has(task.status);
     clear(outcome).append(
       task.notes ? h("details", {}, h("summary", {}, "Notes"), h("pre", { class: "doc task-notes" }, task.notes)) : "",
-      task.output_summary ? h("p", { class: "task-summary" }, task.output_summary) : "");
+      // A long summary (an agent's raw tool output, say) folds away.
+      task.output_summary ? (task.output_summary.length > 160
+        ? h("details", {}, h("summary", {}, "Summary"), h("p", { class: "task-summary" }, task.output_summary))
+        : h("p", { class: "task-summary" }, task.output_summary)) : "");
   };
 
   let loads = 0;
@@ -196,9 +222,10 @@ function taskCard(project, t, view) {
   });
 
   showTask(t);
-  return h("li", { class: "card task", "data-task": t.id },
-    h("p", {}, h("strong", {}, t.title), " ", badge),
+  card = h("li", { class: "card task", "data-task": t.id },
+    h("p", {}, h("strong", { class: "task-title" }, t.title), " ", badge),
     h("p", { class: "hint" }, h("code", {}, t.id), t.session_id ? ` · session ${t.session_id}` : ""),
-    t.description ? h("details", {}, h("summary", {}, "Description"), h("pre", { class: "doc" }, t.description)) : "",
-    outcome, live, runsDetails, runDetails);
+    t.description ? h("details", {}, h("summary", {}, "Description"), h("pre", { class: "doc task-description" }, t.description)) : "",
+    outcome, live, runsDetails, runDetails, editTaskForm(project, t, () => view.changed()));
+  return card;
 }

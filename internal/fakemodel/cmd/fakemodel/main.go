@@ -2,7 +2,9 @@
 // on loopback, for the examples and anyone trying the broker without a
 // model provider. It prints its URL on one line of stdout and serves until
 // it gets SIGINT or SIGTERM. The key it accepts comes from
-// FAKEMODEL_API_KEY (default fakemodel.DefaultAPIKey), never a flag.
+// FAKEMODEL_API_KEY (default fakemodel.DefaultAPIKey), never a flag. Each
+// request is logged on stderr (auth_ok=false: it did not carry exactly
+// that key).
 //
 //	fakemodel --tool get_task --prompt 'task (tsk_[a-z0-9]+)' --args '{"id":"$1"}'
 package main
@@ -12,6 +14,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"regexp"
@@ -27,7 +30,11 @@ func main() {
 	reply := flag.String("reply", "", "the text before the tool's result in the final answer")
 	flag.Parse()
 
-	opts := &fakemodel.Options{APIKey: os.Getenv("FAKEMODEL_API_KEY")}
+	// A line per request on stderr (path, model, whether the expected key
+	// and no other came): the examples check that no request carried
+	// anything else, such as a session's inference token.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts := &fakemodel.Options{APIKey: os.Getenv("FAKEMODEL_API_KEY"), Logger: logger}
 	if *tool != "" {
 		r := fakemodel.Rule{Tool: *tool, Arguments: json.RawMessage(*args), Reply: *reply}
 		if *prompt != "" {

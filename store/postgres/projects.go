@@ -1,0 +1,109 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/agentbroker/agentbroker/store"
+)
+
+const projectColumns = `id, name, description, repo_path, repo_url, default_branch, instructions, created_at, updated_at`
+
+func scanProject(s scanner) (store.Project, error) {
+	var (
+		p                store.Project
+		created, updated int64
+	)
+	err := s.Scan(&p.ID, &p.Name, &p.Description, &p.RepoPath, &p.RepoURL, &p.DefaultBranch, &p.Instructions, &created, &updated)
+	p.CreatedAt, p.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return p, err
+}
+
+func checkProject(p store.Project) error {
+	return checkAll(
+		textField{"name", p.Name, store.MaxNameLen, true},
+		textField{"description", p.Description, store.MaxTextLen, false},
+		textField{"repo path", p.RepoPath, store.MaxRefLen, false},
+		textField{"repo URL", p.RepoURL, store.MaxRefLen, false},
+		textField{"default branch", p.DefaultBranch, store.MaxNameLen, false},
+		textField{"instructions", p.Instructions, store.MaxTextLen, false},
+	)
+}
+
+// CreateProject stores p with a new ID and returns it as stored.
+func (db *DB) CreateProject(ctx context.Context, p store.Project) (store.Project, error) {
+	if err := checkProject(p); err != nil {
+		return store.Project{}, fmt.Errorf("create project: %w", err)
+	}
+	p.ID = newID("prj_")
+	p.CreatedAt = now()
+	p.UpdatedAt = p.CreatedAt
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO projects (`+projectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			p.ID, p.Name, p.Description, p.RepoPath, p.RepoURL, p.DefaultBranch, p.Instructions, micros(p.CreatedAt), micros(p.UpdatedAt))
+		return err
+	})
+	if err != nil {
+		return store.Project{}, fmt.Errorf("create project: %w", err)
+	}
+	return p, nil
+}
+
+// GetProject returns one project.
+func (db *DB) GetProject(ctx context.Context, id string) (store.Project, error) {
+	r, err := db.reader()
+	if err != nil {
+		return store.Project{}, fmt.Errorf("get project: %w", err)
+	}
+	p, err := scanProject(r.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Project{}, fmt.Errorf("get project %q: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Project{}, fmt.Errorf("get project: %w", err)
+	}
+	return p, nil
+}
+
+// UpdateProject replaces every field of the project p.ID but its ID and
+// CreatedAt.
+func (db *DB) UpdateProject(ctx context.Context, p store.Project) (store.Project, error) {
+	if err := checkProject(p); err != nil {
+		return store.Project{}, fmt.Errorf("update project: %w", err)
+	}
+	var out store.Project
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		out, err = scanProject(tx.QueryRowContext(ctx, `UPDATE projects SET
+			name = $1, description = $2, repo_path = $3, repo_url = $4, default_branch = $5, instructions = $6, updated_at = $7
+			WHERE id = $8 RETURNING `+projectColumns,
+			p.Name, p.Description, p.RepoPath, p.RepoURL, p.DefaultBranch, p.Instructions, micros(now()), p.ID))
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Project{}, fmt.Errorf("update project %q: %w", p.ID, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Project{}, fmt.Errorf("update project: %w", err)
+	}
+	return out, nil
+}
+
+// ListProjects returns every project by name, case-insensitively.
+func (db *DB) ListProjects(ctx context.Context) ([]store.Project, error) {
+	r, err := db.reader()
+	if err != nil {
+		return nil, fmt.Errorf("list projects: %w", err)
+	}
+	rows, err := r.QueryContext(ctx, `SELECT `+projectColumns+` FROM projects ORDER BY lower(name), id`)
+	if err != nil {
+		return nil, fmt.Errorf("list projects: %w", err)
+	}
+	ps, err := collect(rows, scanProject)
+	if err != nil {
+		return nil, fmt.Errorf("list projects: %w", err)
+	}
+	return ps, nil
+}
