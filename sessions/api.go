@@ -290,6 +290,7 @@ func (m *Manager) writeErr(w http.ResponseWriter, err error) {
 		{ErrBusy, http.StatusConflict, "busy"},
 		{ErrNoTurn, http.StatusConflict, "no_turn"},
 		{ErrEnded, http.StatusConflict, "session_ended"},
+		{ErrOwnedElsewhere, http.StatusConflict, "owned_elsewhere"},
 		{ErrClosed, http.StatusServiceUnavailable, "unavailable"},
 		{store.ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage"},
 		{store.ErrReadOnly, http.StatusServiceUnavailable, "store_read_only"},

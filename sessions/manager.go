@@ -213,6 +213,14 @@ type Options struct {
 	// AllowedOrigins are browser origins allowed to open the events
 	// WebSocket besides the broker's own (ViewerOptions.AllowedOrigins).
 	AllowedOrigins []string
+	// Leases share the sessions with the other brokers of a fleet (see
+	// fleet.go): nil for one broker on its own store. Node is this
+	// broker's ID in the fleet (stable across its restarts), required with
+	// Leases; LeaseTTL how long a lease lasts unrenewed (default
+	// DefaultLeaseTTL).
+	Leases   store.Leases
+	Node     string
+	LeaseTTL time.Duration
 	// Journal configures the event journal. Nil: defaults.
 	Journal *JournalOptions
 	// Logger: nil is silent. Secrets never reach it.
@@ -229,6 +237,11 @@ func (o *Options) defaults() error {
 		return errors.New("sessions: Options.SessionsDir is required")
 	case o.MCPURL == "":
 		return errors.New("sessions: Options.MCPURL is required")
+	case o.Leases != nil && o.Node == "":
+		return errors.New("sessions: Options.Node is required with Leases")
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
 	}
 	if o.PublicURL == "" {
 		o.PublicURL = o.MCPURL
@@ -288,9 +301,13 @@ type Manager struct {
 	ctx    context.Context // ends at Close, after the agents are stopped
 	cancel context.CancelFunc
 
-	mu    sync.Mutex
-	live  map[string]*session
-	tasks map[string]*spend // project and task → what the task spent
+	mu   sync.Mutex
+	live map[string]*session
+	// creating holds the sessions Create has recorded but not yet
+	// registered: not for a takeover to recover.
+	creating map[string]bool
+	bg       sync.WaitGroup    // the leases' loop (fleet.go)
+	tasks    map[string]*spend // project and task → what the task spent
 	// starting holds the tasks (project/task) whose run is being started.
 	starting map[string]bool
 	runEnds  sync.Mutex // serializes the ends of task runs (finishRun)
@@ -324,15 +341,18 @@ func New(opts Options) (*Manager, error) {
 		opts.Confinement = &cc
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{
-		opts:   opts,
-		st:     opts.Store,
-		j:      NewJournal(opts.Store, opts.Journal),
-		log:    opts.Logger,
-		ctx:    ctx,
-		cancel: cancel,
-		live:   map[string]*session{},
-	}, nil
+	m := &Manager{
+		opts:     opts,
+		st:       opts.Store,
+		j:        NewJournal(opts.Store, opts.Journal),
+		log:      opts.Logger,
+		ctx:      ctx,
+		cancel:   cancel,
+		live:     map[string]*session{},
+		creating: map[string]bool{},
+	}
+	m.startLeases()
+	return m, nil
 }
 
 // Spec is what a new session is made of.
@@ -456,9 +476,21 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (Created, error) {
 	created := Created{ViewerToken: viewer.raw, ViewerExpiresAt: viewer.claims.ExpiresAt, ViewerTokenID: viewer.claims.ID}
 
 	// Record the session and its MCP configuration before the launch.
+	m.mu.Lock()
+	m.creating[id] = true
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.creating, id)
+		m.mu.Unlock()
+	}()
 	if err := m.st.PutSession(ctx, s.record()); err != nil {
 		m.revoke(s)
 		return Created{}, fmt.Errorf("record session: %w", err)
+	}
+	if ok, err := m.own(ctx, id); err != nil || !ok {
+		m.revoke(s)
+		return Created{}, fmt.Errorf("lease of the new session: owned %v: %w", ok, err)
 	}
 	s.log, err = m.j.OpenLog(ctx, id)
 	if err != nil {
@@ -760,9 +792,13 @@ func (m *Manager) register(s *session) bool {
 
 func (m *Manager) unregister(s *session) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.live[s.id] == s {
+	mine := m.live[s.id] == s
+	if mine {
 		delete(m.live, s.id)
+	}
+	m.mu.Unlock()
+	if mine {
+		m.release(s.id)
 	}
 }
 
@@ -844,6 +880,9 @@ func (m *Manager) session(ctx context.Context, id string) (*session, error) {
 		return s, nil
 	}
 	if _, err := m.record(ctx, id); err != nil {
+		return nil, err
+	}
+	if err := m.checkOwner(ctx, id); err != nil {
 		return nil, err
 	}
 	return nil, ErrEnded
@@ -1114,6 +1153,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	wg.Wait()
 	m.cancel()
+	m.bg.Wait()
 	m.j.Close()
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentbroker/agentbroker/internal/termtext"
+	"github.com/agentbroker/agentbroker/sessions"
 )
 
 // env is the process's outside world, injected so tests can run commands
@@ -195,6 +196,8 @@ func printUsage(w io.Writer, cmd *command, path []string, fs *flag.FlagSet) {
 type config struct {
 	DataDir     string
 	Database    string // --database: a PostgreSQL URL (secret: never logged)
+	NodeID      string
+	LeaseTTL    time.Duration
 	LogFormat   string
 	LogLevel    string
 	CatalogFile string
@@ -244,6 +247,7 @@ func defaultConfig(getenv func(string) string) *config {
 		Issuer:          "agentbroker",
 		TokenMaxTTL:     24 * time.Hour,
 		AdminTokenTTL:   90 * 24 * time.Hour,
+		LeaseTTL:        sessions.DefaultLeaseTTL,
 
 		AnthropicUpstream: "https://api.anthropic.com",
 		OpenAIUpstream:    "https://api.openai.com",
