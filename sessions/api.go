@@ -56,7 +56,7 @@ func (m *Manager) sessionAuth(scope tokens.Scope, next func(http.ResponseWriter,
 			ref.Write(w)
 			return
 		}
-		next(w, r, g.claims)
+		next(w, r.WithContext(markForwarded(r)), g.claims)
 	})
 }
 
@@ -209,7 +209,7 @@ func (m *Manager) handleGet(w http.ResponseWriter, r *http.Request, _ tokens.Cla
 
 func (m *Manager) handleStop(w http.ResponseWriter, r *http.Request) {
 	// The stop goes on if the client leaves: it must finish.
-	in, err := m.Stop(context.WithoutCancel(r.Context()), r.PathValue("id"))
+	in, err := m.Stop(context.WithoutCancel(markForwarded(r)), r.PathValue("id"))
 	if err != nil {
 		m.writeErr(w, err)
 		return

@@ -3,8 +3,9 @@ package sessions
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
+
+	"github.com/agentbroker/agentbroker/store"
 )
 
 // A fleet: several brokers on one shared store (store/postgres). Each live
@@ -83,6 +84,16 @@ func (m *Manager) Owned() int {
 func (m *Manager) startLeases() {
 	if !m.fleet() {
 		return
+	}
+	if m.opts.Nodes != nil && m.opts.NodeURL != "" {
+		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+		if err := m.opts.Nodes.PutNode(ctx, m.opts.Node, m.opts.NodeURL); err != nil {
+			m.log.Warn("sessions: this node's address not recorded: commands for its sessions are not forwarded to it", "err", err)
+		}
+		cancel()
+	}
+	if w, ok := m.st.(store.EventWatcher); ok {
+		w.WatchEvents(m.eventsCommitted)
 	}
 	m.bg.Add(1)
 	go func() {
@@ -167,7 +178,7 @@ func (m *Manager) takeOver() {
 // another node owns.
 func (m *Manager) checkOwner(ctx context.Context, id string) error {
 	if o := m.owner(ctx, id); o != "" && o != m.opts.Node {
-		return fmt.Errorf("%w (node %s)", ErrOwnedElsewhere, o)
+		return &ownedElsewhere{node: o}
 	}
 	return nil
 }

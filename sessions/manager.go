@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -221,6 +224,12 @@ type Options struct {
 	Leases   store.Leases
 	Node     string
 	LeaseTTL time.Duration
+	// Nodes says where the other nodes are, for commands forwarded to a
+	// session's owner (forward.go); NodeURL is this node's base URL as
+	// they reach it (recorded at New). Nil: not forwarded (409
+	// owned_elsewhere).
+	Nodes   store.Nodes
+	NodeURL string
 	// Journal configures the event journal. Nil: defaults.
 	Journal *JournalOptions
 	// Logger: nil is silent. Secrets never reach it.
@@ -306,7 +315,8 @@ type Manager struct {
 	// creating holds the sessions Create has recorded but not yet
 	// registered: not for a takeover to recover.
 	creating map[string]bool
-	bg       sync.WaitGroup    // the leases' loop (fleet.go)
+	bg       sync.WaitGroup // the leases' loop (fleet.go), followers (forward.go)
+	fol      followers
 	tasks    map[string]*spend // project and task → what the task spent
 	// starting holds the tasks (project/task) whose run is being started.
 	starting map[string]bool
@@ -824,7 +834,9 @@ func (m *Manager) sessionDir(id string) string {
 func (m *Manager) Prompt(ctx context.Context, id, text string, wait bool, by string) (TurnResult, error) {
 	s, err := m.session(ctx, id)
 	if err != nil {
-		return TurnResult{}, err
+		var res TurnResult
+		return res, m.forward(ctx, err, id, http.MethodPost, sessionPath(id, "/prompt?wait="+strconv.FormatBool(wait)), false,
+			PromptRequest{Text: text}, &res)
 	}
 	t, err := s.prompt(ctx, text, by)
 	if err != nil {
@@ -846,7 +858,7 @@ func (m *Manager) Prompt(ctx context.Context, id, text string, wait bool, by str
 func (m *Manager) Cancel(ctx context.Context, id, by string) error {
 	s, err := m.session(ctx, id)
 	if err != nil {
-		return err
+		return m.forward(ctx, err, id, http.MethodPost, sessionPath(id, "/cancel"), false, nil, nil)
 	}
 	return s.cancelTurn(ctx, by)
 }
@@ -856,7 +868,8 @@ func (m *Manager) Cancel(ctx context.Context, id, by string) error {
 func (m *Manager) AnswerPermission(ctx context.Context, id, requestID, optionID, by string) error {
 	s, err := m.session(ctx, id)
 	if err != nil {
-		return err
+		return m.forward(ctx, err, id, http.MethodPost, sessionPath(id, "/permissions/"+url.PathEscape(requestID)), false,
+			PermissionAnswer{OptionID: optionID}, nil)
 	}
 	return s.answer(requestID, optionID, by)
 }
@@ -867,6 +880,14 @@ func (m *Manager) AnswerPermission(ctx context.Context, id, requestID, optionID,
 func (m *Manager) Stop(ctx context.Context, id string) (Info, error) {
 	s := m.liveSession(id)
 	if s == nil {
+		if _, err := m.record(ctx, id); err == nil {
+			if err := m.checkOwner(ctx, id); err != nil {
+				var in Info
+				if ferr := m.forward(ctx, err, id, http.MethodDelete, sessionPath(id, ""), true, nil, &in); ferr != err {
+					return in, ferr
+				}
+			}
+		}
 		return m.Get(ctx, id)
 	}
 	s.shutdown(ctx, StateStopped, "stopped on request", true, true)
@@ -963,8 +984,14 @@ func (m *Manager) ViewLog(ctx context.Context, id string) (*Log, error) {
 	if s := m.liveSession(id); s != nil && s.log != nil {
 		return s.log, nil
 	}
-	if _, err := m.record(ctx, id); err != nil {
+	rec, err := m.record(ctx, id)
+	if err != nil {
 		return nil, err
+	}
+	if m.fleet() && !State(rec.State).Final() {
+		// Live on another node (or about to be taken over): its log as
+		// the store holds it, followed.
+		return m.followLog(ctx, id)
 	}
 	l, err := m.j.OpenLog(ctx, id)
 	if err != nil {

@@ -66,10 +66,15 @@ func storeKind(c *config) string {
 
 // fleetOptions completes the session broker's options: leases when the
 // store is shared (PostgreSQL).
-func fleetOptions(o *sessions.Options, st brokerStore, node string, ttl time.Duration) {
+func fleetOptions(o *sessions.Options, st brokerStore, node, publicURL string, ttl time.Duration) {
 	o.Node, o.LeaseTTL = node, ttl
 	if l, ok := st.(store.Leases); ok {
 		o.Leases = l
+	}
+	if n, ok := st.(store.Nodes); ok {
+		// The other nodes forward commands for this node's sessions to
+		// its public URL: it must be one they reach (--public-url).
+		o.Nodes, o.NodeURL = n, publicURL
 	}
 }
 

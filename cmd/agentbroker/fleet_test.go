@@ -3,10 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/agentbroker/agentbroker/internal/pgtest"
 	"github.com/agentbroker/agentbroker/sessions"
@@ -27,28 +31,85 @@ func readyz(t *testing.T, b *broker) (node string, owned int) {
 	return r.Node, r.OwnedSessions
 }
 
-// TestFleetOwnershipAndTakeover: two brokers on one PostgreSQL. A session
-// started on node 1 is owned by node 1 (a lease): node 2, started after
-// it, does not "recover" it (the defect of two brokers on one SQLite
-// directory), and refuses to prompt it (owned elsewhere) while node 1
-// runs it. Each node names itself and counts its sessions in /readyz and
-// /metrics. Then node 1 is killed (SIGKILL): once its lease expires, node
-// 2 takes the session over with session/load, and it answers prompts
-// there, its log continued.
-func TestFleetOwnershipAndTakeover(t *testing.T) {
+// watcher is a viewer's WebSocket on one node, keeping every event frame.
+type watcher struct {
+	mu     sync.Mutex
+	frames []sessions.Frame
+	err    error
+}
+
+func watch(t *testing.T, b *broker, id, token string) *watcher {
+	t.Helper()
+	u := "ws" + strings.TrimPrefix(b.url(""), "http") + "/v1/sessions/" + id + "/events?after=0"
+	c, _, err := websocket.DefaultDialer.Dial(u, http.Header{"Authorization": {"Bearer " + token}})
+	if err != nil {
+		t.Fatalf("dial events on %s: %v", b.addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	w := &watcher{}
+	go func() {
+		for {
+			var f sessions.Frame
+			if err := c.ReadJSON(&f); err != nil {
+				w.mu.Lock()
+				w.err = err
+				w.mu.Unlock()
+				return
+			}
+			if f.Seq > 0 {
+				w.mu.Lock()
+				w.frames = append(w.frames, f)
+				w.mu.Unlock()
+			}
+		}
+	}()
+	return w
+}
+
+func (w *watcher) seen() []sessions.Frame {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]sessions.Frame(nil), w.frames...)
+}
+
+// has reports whether a state event to state was seen after seq after.
+func (w *watcher) has(after int64, state string) bool {
+	for _, f := range w.seen() {
+		var d struct{ State string }
+		if f.Seq > after && f.Type == "state" && json.Unmarshal(f.Data, &d) == nil && d.State == state {
+			return true
+		}
+	}
+	return false
+}
+
+// TestFleet: three brokers on one PostgreSQL. A session started on node 1
+// (the reference agent) is owned by node 1 (a lease): nodes 2 and 3,
+// started after it, do not "recover" it. It is watched over WebSocket on
+// node 2 (its log followed from the database) and prompted through node 3
+// (forwarded to node 1); a token of it is used through /mcp on node 2,
+// revoked on node 3 and refused at node 1. Each node names itself and
+// counts its sessions in /readyz and /metrics. Then node 1 is killed
+// (SIGKILL): once its lease expires, a surviving node takes the session
+// over with session/load; it answers prompts through either survivor, and
+// the viewer on node 2 saw it all, every event in order, none lost,
+// changed or repeated.
+func TestFleet(t *testing.T) {
 	t.Parallel()
 	url := pgtest.NewDatabase(t)
-	dir1, dir2 := filepath.Join(t.TempDir(), "n1"), filepath.Join(t.TempDir(), "n2")
-	// One sessions directory for both (one machine): the reference agent
-	// keeps its state there, which session/load on node 2 reads.
-	shared := "AGENTBROKER_SESSIONS_DIR=" + sessionsDirFor(t, dir1)
+	dirs := []string{filepath.Join(t.TempDir(), "n1"), filepath.Join(t.TempDir(), "n2"), filepath.Join(t.TempDir(), "n3")}
+	// One sessions directory for all (one machine): the reference agent
+	// keeps its state there, which session/load on another node reads.
+	shared := "AGENTBROKER_SESSIONS_DIR=" + sessionsDirFor(t, dirs[0])
 	env := []string{"AGENTBROKER_DATABASE=" + url, "AGENTBROKER_LEASE_TTL=2s", shared}
 	args := []string{"--custom-agent", refagentBin, "--custom-agent-env", "REFAGENT_STATE_DIR={session_dir}"}
-	b1 := startBrokerArgs(t, dir1, args, env...)
-	admin := adminToken(t, dir1)
-	var p struct{ ID string }
+	b1 := startBrokerArgs(t, dirs[0], args, env...)
+	admin := adminToken(t, dirs[0])
+	var p, task struct{ ID string }
 	_, body := b1.do("POST", "/v1/projects", admin, strings.NewReader(`{"name":"fleet"}`))
 	json.Unmarshal([]byte(body), &p)
+	_, body = b1.do("POST", "/v1/projects/"+p.ID+"/tasks", admin, strings.NewReader(`{"title":"Fleet task","description":"marker-fleet"}`))
+	json.Unmarshal([]byte(body), &task)
 	resp, body := b1.do("POST", "/v1/sessions", admin, strings.NewReader(fmt.Sprintf(
 		`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q}`, p.ID, agentDir(t))))
 	var created sessions.CreateResponse
@@ -65,20 +126,18 @@ func TestFleetOwnershipAndTakeover(t *testing.T) {
 		t.Fatalf("prompt on node 1 = %d %s", code, body)
 	}
 
-	b2 := startBrokerArgs(t, dir2, args, env...)
+	b2 := startBrokerArgs(t, dirs[1], args, env...)
+	b3 := startBrokerArgs(t, dirs[2], args, env...)
 	node1, owned1 := readyz(t, b1)
 	node2, owned2 := readyz(t, b2)
-	if node1 == node2 || owned1 != 1 || owned2 != 0 {
-		t.Fatalf("readyz: node 1 %q owns %d, node 2 %q owns %d; want two names, 1 and 0", node1, owned1, node2, owned2)
+	node3, owned3 := readyz(t, b3)
+	if node1 == node2 || node2 == node3 || owned1 != 1 || owned2 != 0 || owned3 != 0 {
+		t.Fatalf("readyz: %s owns %d, %s %d, %s %d; want three names, 1, 0 and 0", node1, owned1, node2, owned2, node3, owned3)
 	}
-	if strings.Contains(b2.log(), "session recovered") {
-		t.Fatalf("node 2 recovered node 1's live session at its start:\n%s", b2.log())
-	}
-	if code, body := prompt(b2, "stolen"); code != 409 || !strings.Contains(body, "owned_elsewhere") || !strings.Contains(body, node1) {
-		t.Fatalf("prompt on node 2 of node 1's session = %d %s; want 409 owned_elsewhere naming node 1", code, body)
-	}
-	if code, body := prompt(b1, "two"); code != 200 || !strings.Contains(body, "You said: two") {
-		t.Fatalf("node 1's session broken after node 2 started: %d %s", code, body)
+	for _, b := range []*broker{b2, b3} {
+		if strings.Contains(b.log(), "session recovered") {
+			t.Fatalf("a node started later recovered node 1's live session:\n%s", b.log())
+		}
 	}
 	_, metrics := b1.do("GET", "/metrics", "", nil)
 	for _, want := range []string{`agentbroker_node_info{node="` + node1 + `",store="postgres"} 1`, "agentbroker_node_owned_sessions 1"} {
@@ -87,23 +146,90 @@ func TestFleetOwnershipAndTakeover(t *testing.T) {
 		}
 	}
 
+	// Watched on node 2, prompted through node 3.
+	w := watch(t, b2, id, viewer)
+	if code, body := prompt(b3, "two"); code != 200 || !strings.Contains(body, "You said: two") {
+		t.Fatalf("prompt through node 3 (forwarded to node 1) = %d %s", code, body)
+	}
+	waitFor(t, "the viewer on node 2 to see the turn prompted through node 3", func() bool {
+		for _, f := range w.seen() {
+			if f.Type == "update" && strings.Contains(string(f.Data), "You said: two") {
+				return true
+			}
+		}
+		return false
+	})
+
+	// A token of the session: used through /mcp on node 2, revoked on node
+	// 3, refused at node 1.
+	var minted struct{ Token, JTI string }
+	_, body = b1.do("POST", "/v1/tokens", admin, strings.NewReader(fmt.Sprintf(
+		`{"subject":"u","purpose":"mcp","project":%q,"session":%q,"scopes":["tasks:read","project:read"],"ttl":"10m"}`, p.ID, id)))
+	json.Unmarshal([]byte(body), &minted)
+	if got, err := getTaskVia(t, b2, minted.Token, task.ID); err != nil || !strings.Contains(got, "marker-fleet") {
+		t.Fatalf("get_task through node 2's /mcp = %q, %v", got, err)
+	}
+	if _, err := getTaskVia(t, b1, minted.Token, task.ID); err != nil {
+		t.Fatalf("get_task through node 1's /mcp before the revocation: %v", err)
+	}
+	admin3 := adminToken(t, dirs[2])
+	if resp, body := b3.do("POST", "/v1/tokens/revoke", admin3, strings.NewReader(fmt.Sprintf(`{"jti":%q}`, minted.JTI))); resp.StatusCode != 200 {
+		t.Fatalf("revoke on node 3 = %d %s", resp.StatusCode, body)
+	}
+	waitFor(t, "node 1 to refuse the token revoked on node 3", func() bool {
+		_, err := getTaskVia(t, b1, minted.Token, task.ID)
+		return err != nil
+	})
+
+	// Node 1 dies.
+	before := w.seen()
+	lastBefore := before[len(before)-1].Seq
 	b1.cmd.Process.Kill()
 	<-b1.exited
-	waitFor(t, "node 2 to take the session over", func() bool {
-		_, owned := readyz(t, b2)
-		return owned == 1
+	waitFor(t, "a surviving node to take the session over", func() bool {
+		_, o2 := readyz(t, b2)
+		_, o3 := readyz(t, b3)
+		return o2+o3 == 1
 	})
-	waitFor(t, "the session to be ready on node 2", func() bool {
-		code, _ := prompt(b2, "three")
-		return code == 200
+	waitFor(t, "the viewer on node 2 to see the session ready again", func() bool { return w.has(lastBefore, "ready") })
+	for i, b := range []*broker{b2, b3} {
+		if code, body := prompt(b, fmt.Sprintf("after %d", i)); code != 200 || !strings.Contains(body, fmt.Sprintf("You said: after %d", i)) {
+			t.Fatalf("prompt through node %d after the takeover = %d %s", i+2, code, body)
+		}
+	}
+	if !strings.Contains(b2.log()+b3.log(), "taken over") {
+		t.Errorf("no node logs the takeover")
+	}
+
+	// The viewer kept every event it had seen, then saw the rest, in
+	// order, as the database holds them.
+	waitFor(t, "the viewer on node 2 to see the last turn", func() bool {
+		for _, f := range w.seen() {
+			if f.Type == "update" && strings.Contains(string(f.Data), "You said: after 1") {
+				return true
+			}
+		}
+		return false
 	})
-	if code, body := prompt(b2, "four"); code != 200 || !strings.Contains(body, "You said: four") {
-		t.Fatalf("prompt on node 2 after the takeover = %d %s", code, body)
+	seen := w.seen()
+	stored := (&sessionOn{b: b3, id: id, admin: admin3}).events(t)
+	_, o2 := readyz(t, b2)
+	t.Logf("the viewer on node 2 saw %d events, %d before node 1 died; stored %d; taken over by node %d",
+		len(seen), len(before), len(stored), map[int]int{1: 2, 0: 3}[o2])
+	for i, f := range seen {
+		if f.Seq != int64(i+1) {
+			t.Fatalf("viewer frame %d has seq %d: a gap or a repeat", i, f.Seq)
+		}
+		if i >= len(stored) || stored[i].Type != f.Type || string(stored[i].Data) != string(f.Data) {
+			t.Fatalf("viewer frame %d (%s) differs from the stored event", f.Seq, f.Type)
+		}
+		if i < len(before) && (before[i].Type != f.Type || string(before[i].Data) != string(f.Data)) {
+			t.Fatalf("event %d changed across the takeover", f.Seq)
+		}
 	}
-	if !strings.Contains(b2.log(), "taken over") || !strings.Contains(b2.log(), `"state":"ready"`) {
-		t.Errorf("node 2 does not log the takeover with session/load (state ready):\n%s", b2.log())
-	}
-	if err := b2.stop(syscall.SIGTERM); err != nil {
-		t.Errorf("stop node 2: %v", err)
+	for _, b := range []*broker{b2, b3} {
+		if err := b.stop(syscall.SIGTERM); err != nil {
+			t.Errorf("stop: %v", err)
+		}
 	}
 }

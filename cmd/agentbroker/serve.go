@@ -171,7 +171,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 		AllowedOrigins: c.AllowedOrigins,
 		Logger:         log,
 	}
-	fleetOptions(&mgrOpts, st, node, c.LeaseTTL)
+	fleetOptions(&mgrOpts, st, node, publicURL, c.LeaseTTL)
 	mgr, err := sessions.New(mgrOpts)
 	if err != nil {
 		return fmt.Errorf("start session broker: %w", err)
