@@ -33,9 +33,29 @@ func readyz(t *testing.T, b *broker) (node string, owned int) {
 
 // watcher is a viewer's WebSocket on one node, keeping every event frame.
 type watcher struct {
+	c      *websocket.Conn
 	mu     sync.Mutex
 	frames []sessions.Frame
+	errs   []string // error frames
 	err    error
+}
+
+// send sends a viewer's message (a prompt, a cancel) on the socket.
+func (w *watcher) send(t *testing.T, m sessions.ClientMessage) {
+	t.Helper()
+	if err := w.c.WriteJSON(m); err != nil {
+		t.Fatalf("send %s on the viewer's socket: %v", m.Type, err)
+	}
+}
+
+// sawReply reports whether the viewer saw the agent say text.
+func (w *watcher) sawReply(text string) bool {
+	for _, f := range w.seen() {
+		if f.Type == "update" && strings.Contains(string(f.Data), text) {
+			return true
+		}
+	}
+	return false
 }
 
 func watch(t *testing.T, b *broker, id, token string) *watcher {
@@ -46,7 +66,7 @@ func watch(t *testing.T, b *broker, id, token string) *watcher {
 		t.Fatalf("dial events on %s: %v", b.addr, err)
 	}
 	t.Cleanup(func() { c.Close() })
-	w := &watcher{}
+	w := &watcher{c: c}
 	go func() {
 		for {
 			var f sessions.Frame
@@ -56,11 +76,13 @@ func watch(t *testing.T, b *broker, id, token string) *watcher {
 				w.mu.Unlock()
 				return
 			}
+			w.mu.Lock()
 			if f.Seq > 0 {
-				w.mu.Lock()
 				w.frames = append(w.frames, f)
-				w.mu.Unlock()
+			} else if f.Error != "" {
+				w.errs = append(w.errs, f.Error)
 			}
+			w.mu.Unlock()
 		}
 	}()
 	return w
@@ -151,13 +173,17 @@ func TestFleet(t *testing.T) {
 	if code, body := prompt(b3, "two"); code != 200 || !strings.Contains(body, "You said: two") {
 		t.Fatalf("prompt through node 3 (forwarded to node 1) = %d %s", code, body)
 	}
-	waitFor(t, "the viewer on node 2 to see the turn prompted through node 3", func() bool {
-		for _, f := range w.seen() {
-			if f.Type == "update" && strings.Contains(string(f.Data), "You said: two") {
-				return true
-			}
+	waitFor(t, "the viewer on node 2 to see the turn prompted through node 3", func() bool { return w.sawReply("You said: two") })
+	// A prompt sent on the viewer's socket on node 2 reaches node 1 too.
+	w.send(t, sessions.ClientMessage{Type: "prompt", Text: "over the socket"})
+	waitFor(t, "the prompt sent on node 2's socket to be answered", func() bool {
+		w.mu.Lock()
+		errs := w.errs
+		w.mu.Unlock()
+		if len(errs) > 0 {
+			t.Fatalf("the viewer's prompt on node 2 was refused: %v", errs)
 		}
-		return false
+		return w.sawReply("You said: over the socket")
 	})
 
 	// A token of the session: used through /mcp on node 2, revoked on node
@@ -203,14 +229,7 @@ func TestFleet(t *testing.T) {
 
 	// The viewer kept every event it had seen, then saw the rest, in
 	// order, as the database holds them.
-	waitFor(t, "the viewer on node 2 to see the last turn", func() bool {
-		for _, f := range w.seen() {
-			if f.Type == "update" && strings.Contains(string(f.Data), "You said: after 1") {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, "the viewer on node 2 to see the last turn", func() bool { return w.sawReply("You said: after 1") })
 	seen := w.seen()
 	stored := (&sessionOn{b: b3, id: id, admin: admin3}).events(t)
 	_, o2 := readyz(t, b2)
@@ -227,7 +246,24 @@ func TestFleet(t *testing.T) {
 			t.Fatalf("event %d changed across the takeover", f.Seq)
 		}
 	}
+
+	// A stop through the node that does not own it (forwarded with an
+	// admin token): the session ends, and the viewer sees the end.
+	other := b3
+	if _, o3 := readyz(t, b3); o3 == 1 {
+		other = b2
+	}
+	admin2 := adminToken(t, dirs[1])
+	resp, body = other.do("DELETE", "/v1/sessions/"+id, admin2, nil)
+	var in sessions.Info
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &in) != nil || in.State != sessions.StateStopped {
+		t.Fatalf("stop through the node that does not own the session = %d %s", resp.StatusCode, body)
+	}
+	waitFor(t, "the viewer on node 2 to see the session stopped", func() bool { return w.has(0, "stopped") })
 	for _, b := range []*broker{b2, b3} {
+		if _, owned := readyz(t, b); owned != 0 {
+			t.Errorf("a node still owns %d sessions after the stop", owned)
+		}
 		if err := b.stop(syscall.SIGTERM); err != nil {
 			t.Errorf("stop: %v", err)
 		}
