@@ -110,7 +110,9 @@ func (w *watcher) has(after int64, state string) bool {
 // started after it, do not "recover" it. It is watched over WebSocket on
 // node 2 (its log followed from the database) and prompted through node 3
 // (forwarded to node 1); a token of it is used through /mcp on node 2,
-// revoked on node 3 and refused at node 1. Each node names itself and
+// revoked on node 3 and refused at node 1; the agent reads its task with
+// its own MCP token (node 1's /mcp), which is then revoked on node 3 and
+// refused at node 1 on the agent's next call. Each node names itself and
 // counts its sessions in /readyz and /metrics. Then node 1 is killed
 // (SIGKILL): once its lease expires, a surviving node takes the session
 // over with session/load; it answers prompts through either survivor, and
@@ -133,7 +135,7 @@ func TestFleet(t *testing.T) {
 	_, body = b1.do("POST", "/v1/projects/"+p.ID+"/tasks", admin, strings.NewReader(`{"title":"Fleet task","description":"marker-fleet"}`))
 	json.Unmarshal([]byte(body), &task)
 	resp, body := b1.do("POST", "/v1/sessions", admin, strings.NewReader(fmt.Sprintf(
-		`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q}`, p.ID, agentDir(t))))
+		`{"project":%q,"agent":"custom","credential":{"kind":"none"},"cwd":%q,"permission_policy":"allow-all"}`, p.ID, agentDir(t))))
 	var created sessions.CreateResponse
 	if resp.StatusCode != 201 || json.Unmarshal([]byte(body), &created) != nil {
 		t.Fatalf("create session on node 1 = %d %s", resp.StatusCode, body)
@@ -206,6 +208,34 @@ func TestFleet(t *testing.T) {
 		_, err := getTaskVia(t, b1, minted.Token, task.ID)
 		return err != nil
 	})
+
+	// The agent's own MCP token (it calls node 1's /mcp): its task read
+	// through it, then the token revoked on node 3, and the agent's next
+	// call refused at node 1.
+	getTask := fmt.Sprintf(`call get_task with {"id":%q}`, task.ID)
+	if code, body := prompt(b3, getTask); code != 200 || !strings.Contains(body, "marker-fleet") {
+		t.Fatalf("the agent's get_task (through node 1's /mcp) = %d %s", code, body)
+	}
+	session := func(b *broker) sessions.Info {
+		t.Helper()
+		resp, body := b.do("GET", "/v1/sessions/"+id, viewer, nil)
+		var in sessions.Info
+		if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &in) != nil || in.MCP == nil {
+			t.Fatalf("GET session = %d %s", resp.StatusCode, body)
+		}
+		return in
+	}
+	agentToken := session(b1).MCP.TokenID
+	if resp, body := b3.do("POST", "/v1/tokens/revoke", admin3, strings.NewReader(fmt.Sprintf(`{"jti":%q}`, agentToken))); resp.StatusCode != 200 {
+		t.Fatalf("revoke the agent's MCP token on node 3 = %d %s", resp.StatusCode, body)
+	}
+	waitFor(t, "node 1 to refuse the agent's MCP token revoked on node 3", func() bool {
+		code, body := prompt(b3, getTask)
+		return code == 200 && !strings.Contains(body, "marker-fleet")
+	})
+	if st := session(b1).MCP.Status; st != sessions.MCPFailed {
+		t.Errorf("MCP status after the agent used its revoked token = %q; want %q", st, sessions.MCPFailed)
+	}
 
 	// Node 1 dies.
 	before := w.seen()
