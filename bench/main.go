@@ -9,6 +9,7 @@
 //	go run ./bench                       # everything, to stdout
 //	go run ./bench -o BENCHMARKS.md      # everything, into the file
 //	go run ./bench -quick sessions mcp   # small sizes, a smoke run (CI)
+//	go run ./bench fleet                 # SQLite, PostgreSQL, three nodes on PostgreSQL
 package main
 
 import (
@@ -45,6 +46,7 @@ var scenarios = []scenario{
 	{"mcp", runMCP},
 	{"viewers", runViewers},
 	{"proxy", runProxy},
+	{"fleet", runFleet},
 	{"gobench", runGoBench},
 }
 
@@ -77,7 +79,7 @@ func main() {
 		want[a] = true
 	}
 	for a := range want {
-		if !strings.Contains(" sessions mcp viewers proxy gobench ", " "+a+" ") {
+		if !strings.Contains(" sessions mcp viewers proxy fleet gobench ", " "+a+" ") {
 			fmt.Fprintf(os.Stderr, "bench: unknown scenario %q\n", a)
 			flag.Usage()
 			os.Exit(2)

@@ -58,7 +58,7 @@ func (m *Manager) sessionAuth(scope tokens.Scope, next func(http.ResponseWriter,
 			ref.Write(w)
 			return
 		}
-		next(w, r, g.claims)
+		next(w, r.WithContext(markForwarded(r)), g.claims)
 	})
 }
 
@@ -211,7 +211,7 @@ func (m *Manager) handleGet(w http.ResponseWriter, r *http.Request, _ tokens.Cla
 
 func (m *Manager) handleStop(w http.ResponseWriter, r *http.Request) {
 	// The stop goes on if the client leaves: it must finish.
-	in, err := m.Stop(context.WithoutCancel(r.Context()), r.PathValue("id"))
+	in, err := m.Stop(context.WithoutCancel(markForwarded(r)), r.PathValue("id"))
 	if err != nil {
 		m.writeErr(w, err)
 		return
@@ -292,6 +292,7 @@ func (m *Manager) writeErr(w http.ResponseWriter, err error) {
 		{ErrBusy, http.StatusConflict, "busy"},
 		{ErrNoTurn, http.StatusConflict, "no_turn"},
 		{ErrEnded, http.StatusConflict, "session_ended"},
+		{ErrOwnedElsewhere, http.StatusConflict, "owned_elsewhere"},
 		{ErrClosed, http.StatusServiceUnavailable, "unavailable"},
 		{store.ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage"},
 		{store.ErrReadOnly, http.StatusServiceUnavailable, "store_read_only"},

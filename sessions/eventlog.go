@@ -345,6 +345,18 @@ func (l *Log) commitUpTo(seq int64) {
 	}
 }
 
+// advance publishes the events the store holds up to seq, for a log
+// followed from the store (another node appends them).
+func (l *Log) advance(seq int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if seq > l.committed && !l.closed {
+		l.committed, l.next = seq, seq+1
+		close(l.notify)
+		l.notify = make(chan struct{})
+	}
+}
+
 // failed handles an event that was not committed. The first failure of a
 // generation forgets it and every event numbered after it (they cannot be
 // committed once there is a gap: the store refuses them too), and

@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,6 +218,20 @@ type Options struct {
 	// AllowedOrigins are browser origins allowed to open the events
 	// WebSocket besides the broker's own (ViewerOptions.AllowedOrigins).
 	AllowedOrigins []string
+	// Leases share the sessions with the other brokers of a fleet (see
+	// fleet.go): nil for one broker on its own store. Node is this
+	// broker's ID in the fleet (stable across its restarts), required with
+	// Leases; LeaseTTL how long a lease lasts unrenewed (default
+	// DefaultLeaseTTL).
+	Leases   store.Leases
+	Node     string
+	LeaseTTL time.Duration
+	// Nodes says where the other nodes are, for commands forwarded to a
+	// session's owner (forward.go); NodeURL is this node's base URL as
+	// they reach it (recorded at New). Nil: not forwarded (409
+	// owned_elsewhere).
+	Nodes   store.Nodes
+	NodeURL string
 	// Journal configures the event journal. Nil: defaults.
 	Journal *JournalOptions
 	// Logger: nil is silent. Secrets never reach it.
@@ -231,6 +248,11 @@ func (o *Options) defaults() error {
 		return errors.New("sessions: Options.SessionsDir is required")
 	case o.MCPURL == "":
 		return errors.New("sessions: Options.MCPURL is required")
+	case o.Leases != nil && o.Node == "":
+		return errors.New("sessions: Options.Node is required with Leases")
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
 	}
 	if o.PublicURL == "" {
 		o.PublicURL = o.MCPURL
@@ -292,9 +314,14 @@ type Manager struct {
 	ctx    context.Context // ends at Close, after the agents are stopped
 	cancel context.CancelFunc
 
-	mu    sync.Mutex
-	live  map[string]*session
-	tasks map[string]*spend // project and task → what the task spent
+	mu   sync.Mutex
+	live map[string]*session
+	// creating holds the sessions Create has recorded but not yet
+	// registered: not for a takeover to recover.
+	creating map[string]bool
+	bg       sync.WaitGroup // the leases' loop (fleet.go), followers (forward.go)
+	fol      followers
+	tasks    map[string]*spend // project and task → what the task spent
 	// starting holds the tasks (project/task) whose run is being started.
 	starting map[string]bool
 	runEnds  sync.Mutex // serializes the ends of task runs (finishRun)
@@ -334,17 +361,20 @@ func New(opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("sessions: Options: origins: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{
-		origins: allowed,
-		md:      markdown.New(),
-		opts:    opts,
-		st:      opts.Store,
-		j:       NewJournal(opts.Store, opts.Journal),
-		log:     opts.Logger,
-		ctx:     ctx,
-		cancel:  cancel,
-		live:    map[string]*session{},
-	}, nil
+	m := &Manager{
+		origins:  allowed,
+		md:       markdown.New(),
+		opts:     opts,
+		st:       opts.Store,
+		j:        NewJournal(opts.Store, opts.Journal),
+		log:      opts.Logger,
+		ctx:      ctx,
+		cancel:   cancel,
+		live:     map[string]*session{},
+		creating: map[string]bool{},
+	}
+	m.startLeases()
+	return m, nil
 }
 
 // Spec is what a new session is made of.
@@ -468,9 +498,21 @@ func (m *Manager) Create(ctx context.Context, spec Spec) (Created, error) {
 	created := Created{ViewerToken: viewer.raw, ViewerExpiresAt: viewer.claims.ExpiresAt, ViewerTokenID: viewer.claims.ID}
 
 	// Record the session and its MCP configuration before the launch.
+	m.mu.Lock()
+	m.creating[id] = true
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.creating, id)
+		m.mu.Unlock()
+	}()
 	if err := m.st.PutSession(ctx, s.record()); err != nil {
 		m.revoke(s)
 		return Created{}, fmt.Errorf("record session: %w", err)
+	}
+	if ok, err := m.own(ctx, id); err != nil || !ok {
+		m.revoke(s)
+		return Created{}, fmt.Errorf("lease of the new session: owned %v: %w", ok, err)
 	}
 	s.log, err = m.j.OpenLog(ctx, id)
 	if err != nil {
@@ -775,9 +817,13 @@ func (m *Manager) register(s *session) bool {
 
 func (m *Manager) unregister(s *session) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.live[s.id] == s {
+	mine := m.live[s.id] == s
+	if mine {
 		delete(m.live, s.id)
+	}
+	m.mu.Unlock()
+	if mine {
+		m.release(s.id)
 	}
 }
 
@@ -803,7 +849,9 @@ func (m *Manager) sessionDir(id string) string {
 func (m *Manager) Prompt(ctx context.Context, id, text string, wait bool, by string) (TurnResult, error) {
 	s, err := m.session(ctx, id)
 	if err != nil {
-		return TurnResult{}, err
+		var res TurnResult
+		return res, m.forward(ctx, err, id, http.MethodPost, sessionPath(id, "/prompt?wait="+strconv.FormatBool(wait)), false,
+			PromptRequest{Text: text}, &res)
 	}
 	t, err := s.prompt(ctx, text, by)
 	if err != nil {
@@ -825,7 +873,7 @@ func (m *Manager) Prompt(ctx context.Context, id, text string, wait bool, by str
 func (m *Manager) Cancel(ctx context.Context, id, by string) error {
 	s, err := m.session(ctx, id)
 	if err != nil {
-		return err
+		return m.forward(ctx, err, id, http.MethodPost, sessionPath(id, "/cancel"), false, nil, nil)
 	}
 	return s.cancelTurn(ctx, by)
 }
@@ -835,7 +883,8 @@ func (m *Manager) Cancel(ctx context.Context, id, by string) error {
 func (m *Manager) AnswerPermission(ctx context.Context, id, requestID, optionID, by string) error {
 	s, err := m.session(ctx, id)
 	if err != nil {
-		return err
+		return m.forward(ctx, err, id, http.MethodPost, sessionPath(id, "/permissions/"+url.PathEscape(requestID)), false,
+			PermissionAnswer{OptionID: optionID}, nil)
 	}
 	return s.answer(requestID, optionID, by)
 }
@@ -846,6 +895,14 @@ func (m *Manager) AnswerPermission(ctx context.Context, id, requestID, optionID,
 func (m *Manager) Stop(ctx context.Context, id string) (Info, error) {
 	s := m.liveSession(id)
 	if s == nil {
+		if _, err := m.record(ctx, id); err == nil {
+			if err := m.checkOwner(ctx, id); err != nil {
+				var in Info
+				if ferr := m.forward(ctx, err, id, http.MethodDelete, sessionPath(id, ""), true, nil, &in); ferr != err {
+					return in, ferr
+				}
+			}
+		}
 		return m.Get(ctx, id)
 	}
 	s.shutdown(ctx, StateStopped, "stopped on request", true, true)
@@ -859,6 +916,9 @@ func (m *Manager) session(ctx context.Context, id string) (*session, error) {
 		return s, nil
 	}
 	if _, err := m.record(ctx, id); err != nil {
+		return nil, err
+	}
+	if err := m.checkOwner(ctx, id); err != nil {
 		return nil, err
 	}
 	return nil, ErrEnded
@@ -939,8 +999,14 @@ func (m *Manager) ViewLog(ctx context.Context, id string) (*Log, error) {
 	if s := m.liveSession(id); s != nil && s.log != nil {
 		return s.log, nil
 	}
-	if _, err := m.record(ctx, id); err != nil {
+	rec, err := m.record(ctx, id)
+	if err != nil {
 		return nil, err
+	}
+	if m.fleet() && !State(rec.State).Final() {
+		// Live on another node (or about to be taken over): its log as
+		// the store holds it, followed.
+		return m.followLog(ctx, id)
 	}
 	l, err := m.j.OpenLog(ctx, id)
 	if err != nil {
@@ -1124,6 +1190,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	wg.Wait()
 	m.cancel()
+	m.bg.Wait()
 	m.j.Close()
 	return nil
 }

@@ -95,7 +95,7 @@ func (m *Manager) BeginRecovery(ctx context.Context) (finish func() ([]Recovered
 	}
 	for _, r := range recs {
 		from := State(r.State)
-		if m.liveSession(r.ID) != nil {
+		if m.liveSession(r.ID) != nil || m.isCreating(r.ID) {
 			continue
 		}
 		var sc scanned
@@ -104,6 +104,22 @@ func (m *Manager) BeginRecovery(ctx context.Context) (finish func() ([]Recovered
 			// event, says so (no need to read its log).
 			continue
 		}
+		// In a fleet, only the sessions no live broker owns; held as
+		// "creating" until registered (or ended), so that the leases'
+		// loop does not release what is being recovered.
+		if ok, err := m.own(ctx, r.ID); err != nil {
+			return finish, fmt.Errorf("recover %s: %w", r.ID, err)
+		} else if !ok {
+			continue
+		}
+		m.mu.Lock()
+		m.creating[r.ID] = true
+		m.mu.Unlock()
+		defer func() {
+			m.mu.Lock()
+			delete(m.creating, r.ID)
+			m.mu.Unlock()
+		}()
 		sc, err := m.summary(ctx, r)
 		if err != nil {
 			return finish, fmt.Errorf("recover %s: %w", r.ID, err)
@@ -118,10 +134,12 @@ func (m *Manager) BeginRecovery(ctx context.Context) (finish func() ([]Recovered
 				if err := m.st.PutSession(ctx, r); err != nil {
 					return finish, fmt.Errorf("recover %s: %w", r.ID, err)
 				}
+				m.release(r.ID)
 				continue
 			}
 		}
 		if from == StateInterrupted && !sc.Resumable {
+			m.release(r.ID)
 			continue
 		}
 		res := Recovered{ID: r.ID, Project: r.ProjectID, From: from}
@@ -142,6 +160,13 @@ func (m *Manager) BeginRecovery(ctx context.Context) (finish func() ([]Recovered
 		return finish, err
 	}
 	return finish, nil
+}
+
+// isCreating reports a session Create has recorded but not registered.
+func (m *Manager) isCreating(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.creating[id]
 }
 
 // prepareRecovery brings one session back from the store: ended when it

@@ -338,6 +338,13 @@ func (m *Manager) failLeftRuns(ctx context.Context) error {
 		if m.liveSession(r.SessionID) != nil {
 			continue
 		}
+		// In a fleet, a run whose session another broker owns is its.
+		if ok, err := m.own(ctx, r.SessionID); err != nil || !ok {
+			continue
+		}
+		if m.liveSession(r.SessionID) == nil {
+			defer m.release(r.SessionID)
+		}
 		state := "unknown"
 		if rec, err := m.st.SessionByID(ctx, r.SessionID); err == nil {
 			state = rec.State

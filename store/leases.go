@@ -32,3 +32,20 @@ type Leases interface {
 	// none does.
 	LeaseOwner(ctx context.Context, sessionID string) (string, error)
 }
+
+// Nodes records the brokers of a fleet and where the others reach each
+// one (commands for a session go to its owner).
+type Nodes interface {
+	// PutNode records (or updates) node's base URL.
+	PutNode(ctx context.Context, node, url string) error
+	// NodeURL returns a node's base URL; ErrNotFound when not recorded.
+	NodeURL(ctx context.Context, node string) (string, error)
+}
+
+// EventWatcher is a store shared by several brokers that tells of events
+// committed by any of them: f is called with the session's ID (from one
+// goroutine; it must not block). Notices may be lost (a reconnection):
+// readers also poll.
+type EventWatcher interface {
+	WatchEvents(f func(sessionID string))
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/agentbroker/agentbroker/catalog"
 	"github.com/agentbroker/agentbroker/internal/cliflag"
 	"github.com/agentbroker/agentbroker/internal/termtext"
+	"github.com/agentbroker/agentbroker/sessions"
 )
 
 // env is the process's outside world, injected so tests can run commands
@@ -63,7 +64,7 @@ var envTwins = map[string]bool{
 	"anthropic-upstream": true, "openai-upstream": true, "anthropic-key-file": true, "openai-key-file": true,
 	"agents-dir": true, "sessions-dir": true, "custom-agent": true, "custom-agent-env": true, "amp-command": true,
 	"agent-sandbox": true, "agent-user": true, "agent-network": true, "agent-read": true, "agent-write": true,
-	"agent-allow-port": true, "database": true,
+	"agent-allow-port": true, "database": true, "node-id": true, "lease-ttl": true,
 	// The MCP bridge is configured by the broker, through its environment.
 	"mcp-url": true,
 }
@@ -269,6 +270,8 @@ func printUsage(w io.Writer, cmd *command, path []string, fs *flag.FlagSet) {
 type config struct {
 	DataDir     string
 	Database    string // --database: a PostgreSQL URL (secret: never logged)
+	NodeID      string
+	LeaseTTL    time.Duration
 	LogFormat   string
 	LogLevel    string
 	CatalogFile string
@@ -318,6 +321,7 @@ func defaultConfig(getenv func(string) string) *config {
 		Issuer:          "agentbroker",
 		TokenMaxTTL:     24 * time.Hour,
 		AdminTokenTTL:   90 * 24 * time.Hour,
+		LeaseTTL:        sessions.DefaultLeaseTTL,
 
 		Providers: defaultProviders(),
 	}

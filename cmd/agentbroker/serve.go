@@ -46,6 +46,7 @@ func serveCommand() *command {
 			fs.Var(&c.CustomAgentEnv, "custom-agent-env", "KEY=VALUE added to the custom agent's environment ({session_dir} is replaced); repeat for more")
 			fs.StringVar(&c.AmpCommand, "amp-command", c.AmpCommand, "the amp-acp adapter's command (the Amp profile is off without it)")
 			sandboxFlags(fs, c)
+			fleetFlags(fs, c)
 			fs.Var(&c.AllowedOrigins, "allowed-origin", "a browser origin (scheme://host:port) allowed besides the broker's own; repeat for more")
 		},
 		run: func(ctx context.Context, c *config, e *env, args []string) error {
@@ -99,6 +100,11 @@ func serve(ctx context.Context, c *config, e *env) error {
 	}
 	defer st.Close()
 	log.Info("store open", "path", where)
+	node, err := nodeID(c)
+	if err != nil {
+		return err
+	}
+	log.Info("node", "node", node, "store", storeKind(c))
 
 	svc, err := tokens.New(ctx, st, st, c.tokenOptions(log))
 	if err != nil {
@@ -155,7 +161,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 	for p, u := range upstreams {
 		platformKeys[p] = u.APIKey != ""
 	}
-	mgr, err := sessions.New(sessions.Options{
+	mgrOpts := sessions.Options{
 		Store:          st,
 		Tokens:         svc,
 		Models:         cat,
@@ -170,7 +176,9 @@ func serve(ctx context.Context, c *config, e *env) error {
 		TokenLifetime:  c.TokenMaxTTL,
 		AllowedOrigins: c.AllowedOrigins,
 		Logger:         log,
-	})
+	}
+	fleetOptions(&mgrOpts, st, node, publicURL, c.LeaseTTL)
+	mgr, err := sessions.New(mgrOpts)
 	if err != nil {
 		return fmt.Errorf("start session broker: %w", err)
 	}
@@ -187,6 +195,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 	if err != nil {
 		return err
 	}
+	nodeMetrics(reg, c, node, mgr)
 	mcp, err := mcpserver.New(&mcpserver.Options{
 		Store:                st,
 		Tokens:               svc,
@@ -206,6 +215,7 @@ func serve(ctx context.Context, c *config, e *env) error {
 		Metrics:         reg,
 		Health:          st,
 		ReadyInfo:       readyInfo,
+		ReadyFunc:       nodeReady(c, node, mgr),
 		ShutdownTimeout: c.ShutdownTimeout,
 		OnShutdown:      []func(){func() { mcp.Close() }, func() { <-recovering; sessionsStop.Stop() }},
 	})

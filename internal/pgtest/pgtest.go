@@ -98,7 +98,7 @@ func Main(m *testing.M) int {
 // use Main).
 func Stop() {
 	if cluster != nil {
-		cluster.stop()
+		cluster.Stop()
 		cluster = nil
 	}
 }
@@ -108,22 +108,32 @@ func Stop() {
 func NewDatabase(t testing.TB) string {
 	t.Helper()
 	bin := Require(t)
-	once.Do(func() { cluster, failure = start(bin) })
+	once.Do(func() { cluster, failure = Start(bin) })
 	if failure != nil {
 		t.Fatalf("start PostgreSQL: %v", failure)
 	}
+	url, err := cluster.NewDatabase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
+// NewDatabase creates an empty database owned by Role and returns its
+// connection string.
+func (c *Cluster) NewDatabase() (string, error) {
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbs.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, cluster.URL("postgres", "postgres"))
+	conn, err := pgx.Connect(ctx, c.URL("postgres", "postgres"))
 	if err != nil {
-		t.Fatalf("connect to the test cluster: %v\n%s", err, cluster.log)
+		return "", fmt.Errorf("connect to the throwaway cluster: %w\n%s", err, c.log)
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name+" OWNER "+Role); err != nil {
-		t.Fatalf("create test database: %v", err)
+		return "", fmt.Errorf("create database: %w", err)
 	}
-	return cluster.URL(Role, name)
+	return c.URL(Role, name), nil
 }
 
 // Superuser returns a connection string to db as the cluster's superuser
@@ -141,7 +151,10 @@ func (c *Cluster) URL(role, db string) string {
 	return fmt.Sprintf("postgres://%s@/%s?host=%s&sslmode=disable", role, db, c.dir)
 }
 
-func start(bin string) (*Cluster, error) {
+// Start starts a throwaway cluster with the binaries in bin (BinDir);
+// Stop ends and removes it. (Tests use NewDatabase, which starts one
+// cluster per test binary; the benchmarks call Start.)
+func Start(bin string) (*Cluster, error) {
 	dir, err := os.MkdirTemp("", "agentbroker-pg-")
 	if err != nil {
 		return nil, err
@@ -193,7 +206,7 @@ func start(bin string) (*Cluster, error) {
 			_, err = conn.Exec(ctx, "CREATE ROLE "+Role+" LOGIN")
 			conn.Close(ctx)
 			if err != nil {
-				c.stop()
+				c.Stop()
 				return nil, fmt.Errorf("create role: %w", err)
 			}
 			return c, nil
@@ -203,15 +216,15 @@ func start(bin string) (*Cluster, error) {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("postgres exited: %s", c.log)
 		case <-ctx.Done():
-			c.stop()
+			c.Stop()
 			return nil, fmt.Errorf("postgres did not accept connections: %w\n%s", err, c.log)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-// stop shuts the cluster down (fast shutdown) and removes it.
-func (c *Cluster) stop() {
+// Stop shuts the cluster down (fast shutdown) and removes it.
+func (c *Cluster) Stop() {
 	c.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-c.exit:

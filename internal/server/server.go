@@ -35,6 +35,9 @@ type Options struct {
 	// ReadyInfo adds fields to /readyz's body, whatever its status: facts
 	// an operator must see, such as how agents are confined.
 	ReadyInfo map[string]any
+	// ReadyFunc, when set, adds fields computed at each /readyz (the
+	// node's identity and owned sessions).
+	ReadyFunc func() map[string]any
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// once shutdown begins. Default 15s.
 	ShutdownTimeout time.Duration
@@ -201,6 +204,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	status, body := s.readiness(r.Context())
 	for k, v := range s.opts.ReadyInfo {
 		body[k] = v
+	}
+	if s.opts.ReadyFunc != nil {
+		for k, v := range s.opts.ReadyFunc() {
+			body[k] = v
+		}
 	}
 	WriteJSON(w, status, body)
 }

@@ -36,8 +36,13 @@ import (
 // cached before are dropped: notices sent meanwhile were missed). Answers
 // are also dropped after cacheTTL.
 
-// notifyChannel is the channel of the change notices.
-const notifyChannel = "agentbroker_changes"
+// notifyChannel is the channel of the change notices; eventsChannel that
+// of the events committed (the payload is the session's ID), which wakes
+// the viewers of a session on the brokers that do not own it.
+const (
+	notifyChannel = "agentbroker_changes"
+	eventsChannel = "agentbroker_events"
+)
 
 const (
 	changedRevocations = iota
@@ -69,6 +74,7 @@ type changes struct {
 	epoch     atomic.Uint64
 	listening atomic.Bool
 	notices   atomic.Int64 // notices received (tests)
+	watch     atomic.Pointer[func(string)]
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -93,7 +99,7 @@ func (c *changes) listen(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel+"; LISTEN "+eventsChannel); err != nil {
 		conn.Close(context.Background())
 		return nil, err
 	}
@@ -130,6 +136,12 @@ func (c *changes) run(ctx context.Context, conn *pgx.Conn) {
 				return
 			}
 			c.db.log.Warn("store: change notices lost; reads go to the database until they are back", "error", err)
+			continue
+		}
+		if n.Channel == eventsChannel {
+			if f := c.watch.Load(); f != nil {
+				(*f)(n.Payload)
+			}
 			continue
 		}
 		c.notices.Add(1)
@@ -222,4 +234,12 @@ func (c *readCache[K, V]) put(k K, version uint64, at time.Time, v V) {
 		c.m = make(map[K]cached[V])
 	}
 	c.m[k] = cached[V]{version: version, at: at, v: v}
+}
+
+// WatchEvents calls f with the session of each batch of events committed
+// by any broker on the database (store.EventWatcher).
+func (db *DB) WatchEvents(f func(sessionID string)) {
+	if db.changes != nil {
+		db.changes.watch.Store(&f)
+	}
 }

@@ -106,9 +106,14 @@ func (db *DB) AppendEvents(ctx context.Context, evs []store.Event) error {
 		}
 		// One statement for the batch: a round trip per event would cost
 		// more than the rest of the commit.
-		_, err = tx.ExecContext(ctx, `INSERT INTO events (session_id, seq, type, data, created_at)
+		if _, err = tx.ExecContext(ctx, `INSERT INTO events (session_id, seq, type, data, created_at)
 			SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])`,
-			sessions, seqs, types, datas, times)
+			sessions, seqs, types, datas, times); err != nil {
+			return err
+		}
+		// Wake the viewers on other brokers, once per session, at commit.
+		_, err = tx.ExecContext(ctx, `SELECT pg_notify($1, s) FROM (SELECT DISTINCT unnest($2::text[]) AS s) d`,
+			eventsChannel, sessions)
 		return err
 	})
 	if isConstraint(err) {

@@ -116,3 +116,40 @@ func (db *DB) LeaseOwner(ctx context.Context, sessionID string) (string, error) 
 	}
 	return node, nil
 }
+
+var _ store.Nodes = (*DB)(nil)
+
+// PutNode records node's base URL.
+func (db *DB) PutNode(ctx context.Context, node, url string) error {
+	if err := checkAll(textField{"node", node, store.MaxIDLen, true}, textField{"node URL", url, store.MaxRefLen, true}); err != nil {
+		return fmt.Errorf("put node: %w", err)
+	}
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO nodes (id, url, updated_at) VALUES ($1, $2, `+dbNow+`)
+			ON CONFLICT (id) DO UPDATE SET url = excluded.url, updated_at = excluded.updated_at`, node, url)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("put node: %w", err)
+	}
+	return nil
+}
+
+// NodeURL returns a node's base URL.
+func (db *DB) NodeURL(ctx context.Context, node string) (string, error) {
+	r, err := db.reader()
+	if err != nil {
+		return "", err
+	}
+	var url string
+	err = r.QueryRowContext(ctx, `SELECT url FROM nodes WHERE id = $1`, node).Scan(&url)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("node %q: %w", node, store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("node URL: %w", err)
+	}
+	return url, nil
+}
+
+var _ store.EventWatcher = (*DB)(nil)

@@ -55,10 +55,12 @@ func TestChangesAcrossBrokers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	seen := b.changes.notices.Load()
 	task, err := a.CreateTask(ctx, store.Task{ProjectID: p.ID, Title: "one"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitNotices(t, b, seen) // the creation's own notice, not to be taken for a later one
 	title := func() string {
 		t.Helper()
 		got, err := b.GetTask(ctx, p.ID, task.ID)
@@ -83,7 +85,7 @@ func TestChangesAcrossBrokers(t *testing.T) {
 		t.Fatalf("B reads %q after an unannounced change; want its cached %q (is the cache on?)", got, "one")
 	}
 	// Through A: B is told, and reads afresh.
-	seen := b.changes.notices.Load()
+	seen = b.changes.notices.Load()
 	if _, err := a.UpdateTask(ctx, p.ID, task.ID, store.TaskUpdate{Title: ptr("two")}); err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +123,32 @@ func TestChangesAcrossBrokers(t *testing.T) {
 	waitNotices(t, b, seen)
 	if !revoked("j2", "s2") {
 		t.Fatal("B does not see the session A revoked, after its notice")
+	}
+
+	// Events committed by A wake B's watcher, once per session and batch.
+	woken := make(chan string, 16)
+	b.WatchEvents(func(id string) { woken <- id })
+	if err := a.PutSession(ctx, store.SessionRecord{ID: "ses_w", ProjectID: p.ID, State: "idle"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AppendEvents(ctx, []store.Event{
+		{SessionID: "ses_w", Seq: 1, Type: "state", Data: []byte(`{}`)},
+		{SessionID: "ses_w", Seq: 2, Type: "state", Data: []byte(`{}`)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-woken:
+		if id != "ses_w" {
+			t.Fatalf("B woken for %q; want ses_w", id)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("B's event watcher was not woken by A's events")
+	}
+	select {
+	case id := <-woken:
+		t.Fatalf("B woken twice for one batch (%q)", id)
+	case <-time.After(100 * time.Millisecond):
 	}
 
 	// A lost listener: B stops caching (every read goes to the database)

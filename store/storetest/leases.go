@@ -16,6 +16,7 @@ import (
 type LeaseStore interface {
 	store.Store
 	store.Leases
+	store.Nodes
 }
 
 // RunLeases runs the part of the suite about session leases, for stores
@@ -112,6 +113,19 @@ func testLeases(t *testing.T, s LeaseStore) {
 		_, err := s.AcquireLease(ctx, c.session, c.node, c.ttl)
 		wantErr(t, "AcquireLease("+name+")", err, store.ErrInvalid)
 	}
+
+	// Nodes and their URLs.
+	_, err = s.NodeURL(ctx, "node-a")
+	wantErr(t, "NodeURL(unrecorded)", err, store.ErrNotFound)
+	for _, url := range []string{"http://127.0.0.1:1", "http://127.0.0.1:2"} {
+		if err := s.PutNode(ctx, "node-a", url); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.NodeURL(ctx, "node-a"); err != nil || got != url {
+			t.Fatalf("NodeURL = %q, %v; want %q", got, err, url)
+		}
+	}
+	wantErr(t, "PutNode(no URL)", s.PutNode(ctx, "node-a", ""), store.ErrInvalid)
 
 	// Many nodes race for one free lease: exactly one wins, and all agree.
 	const n = 8
