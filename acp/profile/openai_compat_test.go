@@ -132,6 +132,7 @@ func TestProfilesRecogniseTheirRecordedRequests(t *testing.T) {
 		{OpenCode, "opencode-1.18.33-get_task.json"},
 		{Copilot, "copilot-1.0.102-update_task.json"},
 		{Qwen, "qwen-code-0.24.4-get_task.json"},
+		{Gemini, "gemini-cli-0.61.0-broker_ping.json"},
 	} {
 		p, err := Lookup(tc.profile)
 		if err != nil {

@@ -18,9 +18,13 @@ import (
 // default <data-dir>/agents).
 func agentsCommand() *command {
 	var npm string
+	var jsonOut bool
+	// Only files in the agents directory: no store, no broker (adapters
+	// are installed before serve starts).
 	flags := func(fs *flag.FlagSet, c *config) {
-		storeFlags(fs, c)
+		fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "the broker's data directory (its agents directory is <data-dir>/agents)")
 		fs.StringVar(&c.AgentsDir, "agents-dir", c.AgentsDir, "the agents directory (default <data-dir>/agents)")
+		logFlags(fs, c)
 	}
 	return &command{
 		name:    "agents",
@@ -28,11 +32,17 @@ func agentsCommand() *command {
 		children: []*command{
 			{
 				name:    "list",
-				summary: "each profile, its pinned package and version, and whether it is installed",
-				flags:   flags,
+				summary: "each profile, its pinned package and version, and whether it is installed (files only: works with the broker stopped)",
+				flags: func(fs *flag.FlagSet, c *config) {
+					flags(fs, c)
+					fs.BoolVar(&jsonOut, "json", false, "print JSON: [{profile, package, version, installed, why}]")
+				},
 				run: func(_ context.Context, c *config, e *env, args []string) error {
 					if len(args) > 0 {
 						return usageError(e, "agents list takes flags only")
+					}
+					if jsonOut {
+						return agentsListJSON(e, c.agentsDir())
 					}
 					return agentsList(e, c.agentsDir())
 				},
@@ -40,7 +50,7 @@ func agentsCommand() *command {
 			{
 				name:    "install",
 				args:    "[NAME…]",
-				summary: "install the pinned adapters (all installable profiles, or those named) with npm, showing progress",
+				summary: "install the pinned adapters (all installable profiles, or those named) with npm, showing progress (files only: works with the broker stopped)",
 				flags: func(fs *flag.FlagSet, c *config) {
 					flags(fs, c)
 					fs.StringVar(&npm, "npm", "npm", "the npm command")
@@ -77,6 +87,28 @@ func agentsList(e *env, dir string) error {
 	}
 	fmt.Fprintf(tw, "\nagents directory: %s\n", dir)
 	return tw.Flush()
+}
+
+// agentInstall is one profile's line of agents list --json.
+type agentInstall struct {
+	Profile   string `json:"profile"`
+	Package   string `json:"package,omitempty"`
+	Version   string `json:"version,omitempty"`
+	Installed bool   `json:"installed"`
+	Why       string `json:"why,omitempty"`
+}
+
+func agentsListJSON(e *env, dir string) error {
+	out := []agentInstall{}
+	for _, p := range profile.All() {
+		a := agentInstall{Profile: string(p.Name), Why: "configured by command (serve flag)"}
+		if p.Installable() {
+			a.Package, a.Version = p.PackageName(), p.Version()
+			a.Installed, a.Why = p.Installed(dir)
+		}
+		out = append(out, a)
+	}
+	return printJSON(e.stdout, out)
 }
 
 func agentsInstall(ctx context.Context, e *env, dir, npm string, names []string) error {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,6 +64,24 @@ echo "added 1 package"
 	out, _, _ = runCLI(t, env, "", "agents", "list", "--agents-dir", agentsDir)
 	if line := lineOf(out, "qwen "); !strings.HasSuffix(strings.TrimSpace(line), "yes") {
 		t.Errorf("qwen after install: %q", line)
+	}
+	out, _, _ = runCLI(t, env, "", "agents", "list", "--agents-dir", agentsDir, "--json")
+	var listed []agentInstall
+	if err := json.Unmarshal([]byte(out), &listed); err != nil {
+		t.Fatalf("agents list --json: %v\n%s", err, out)
+	}
+	byName := map[string]agentInstall{}
+	for _, a := range listed {
+		byName[a.Profile] = a
+	}
+	if q := byName["qwen"]; !q.Installed || q.Version != "0.24.4" || q.Package != "@qwen-code/qwen-code" {
+		t.Errorf("agents list --json qwen = %+v", q)
+	}
+	if g := byName["gemini"]; g.Installed || g.Version != "0.61.0" || !strings.Contains(g.Why, "missing") {
+		t.Errorf("agents list --json gemini = %+v", g)
+	}
+	if c := byName["custom"]; c.Installed || c.Package != "" {
+		t.Errorf("agents list --json custom = %+v", c)
 	}
 	// Installed again: nothing to do.
 	out, _, _ = runCLI(t, env, "", "agents", "install", "--agents-dir", agentsDir, "--npm", npm, "qwen")
