@@ -12,9 +12,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// The two reads every MCP tool call makes (is this token revoked? the
-// task) are answered from memory while nothing they depend on changed, on
-// this broker or on any other of the fleet.
+// The reads every MCP tool call makes (the task; for revocations see
+// IsRevoked) are answered from memory while nothing they depend on changed,
+// on this broker or on any other of the fleet.
 //
 // It is the SQLite store's arrangement (store/sqlite/changes.go) with the
 // shared counters file replaced by PostgreSQL's NOTIFY: each watched table
@@ -25,11 +25,11 @@ import (
 // LISTENs on a connection of its own and bumps the counter of each stripe
 // it is told of. A read loads the counters of the rows it depends on
 // before it queries and files its answer under their sum; an answer filed
-// under an older sum is never used. So a token revoked on one broker is
-// refused by another as soon as the notice reaches it (PostgreSQL sends it
-// at commit; the other broker's request after the revoking one returned
-// sees it unless it overtakes a notice in flight), a task written on one
-// is read afresh on the others.
+// under an older sum is never used. So a task written on one broker is read
+// afresh on the others as soon as the notice reaches them. Revocation is
+// stricter (tokens.go): only "revoked" answers are kept, so a token revoked
+// on one broker is refused by every other on its next request, with no
+// notice to wait for.
 //
 // Answers are used only while the listening connection is up: when it
 // drops, every read goes to the database until it is back (and the answers
