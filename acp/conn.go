@@ -73,10 +73,16 @@ type ConnOptions struct {
 	// MCPServerName is our MCP server's name in session/new: tool calls to
 	// it are "project tools".
 	MCPServerName string
-	// ProjectTool, when set, also recognises a call to our MCP server's
-	// tools (server is MCPServerName) as this agent describes it in its
-	// permission requests (the agent's profile knows how).
-	ProjectTool func(server string, tc ToolCall) bool
+	// ProjectTool, if set, also recognises a call to our MCP server's tools
+	// (server is MCPServerName) as this agent describes it in its
+	// permission requests and tool_call updates (the agent's profile knows
+	// how: profile.Launch.OwnTool).
+	ProjectTool ToolRecognizer
+	// OnExtension, if set, is told every request or notification from the
+	// agent that the client does not handle (a request is then answered
+	// -32601): Qwen Code's craft/drainMidTurnQueue, its qwen/notify/…
+	// notifications. It runs on the read goroutine: it must not block.
+	OnExtension func(method string, request bool, params json.RawMessage)
 	// OnPermission, if set, is told every decision (from the request's
 	// goroutine).
 	OnPermission func(PermissionDecision)
@@ -297,6 +303,9 @@ func (h handler) Handle(_ context.Context, _ *jsonrpc2.Conn, req *jsonrpc2.Reque
 			return
 		}
 		c.log.Debug("acp: ignored a notification", "method", req.Method)
+		if c.opts.OnExtension != nil && req.Method != MethodSessionUpdate {
+			c.opts.OnExtension(req.Method, false, rawParams(req))
+		}
 		return
 	}
 	var params json.RawMessage
@@ -320,8 +329,18 @@ func (h handler) Handle(_ context.Context, _ *jsonrpc2.Conn, req *jsonrpc2.Reque
 	default:
 		method := req.Method
 		c.log.Debug("acp: unknown request from the agent", "method", method)
+		if c.opts.OnExtension != nil {
+			c.opts.OnExtension(method, true, params)
+		}
 		c.spawn(func() { c.replyErr(id, fmt.Errorf("%w: %s", ErrMethodNotFound, method)) })
 	}
+}
+
+func rawParams(req *jsonrpc2.Request) json.RawMessage {
+	if req.Params == nil {
+		return nil
+	}
+	return *req.Params
 }
 
 func (c *Conn) reply(id jsonrpc2.ID, result any, err error) {

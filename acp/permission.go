@@ -35,6 +35,13 @@ func ParsePermissionPolicy(s string) (PermissionPolicy, error) {
 	return "", fmt.Errorf("acp: unknown permission policy %q (want ask, allow-project-tools or allow-all)", s)
 }
 
+// ToolRecognizer recognises, in one agent's permission request, a call to
+// a tool of our own MCP server (named server). updates is the tool call as
+// the session's tool_call updates described it before the request (zero
+// when they did not); the request's own tool call is in req. It must not
+// rely on free text the model chose (a shell command's title).
+type ToolRecognizer func(server string, req RequestPermissionRequest, updates ToolCall) bool
+
 // PermissionRequest is what an Asker is shown.
 type PermissionRequest struct {
 	// Request is the request as the agent sent it (its Options are the
@@ -74,8 +81,9 @@ type PermissionDecision struct {
 
 // pendingPermission is a permission request waiting for its answer.
 type pendingPermission struct {
-	req       RequestPermissionRequest
-	cancelled chan struct{} // closed by Cancel
+	req         RequestPermissionRequest
+	fromUpdates ToolCall      // the tool call as the updates described it
+	cancelled   chan struct{} // closed by Cancel
 }
 
 // receivePermission runs on the read goroutine: it registers the request
@@ -119,7 +127,7 @@ func (c *Conn) decide(p *pendingPermission, tc ToolCall) PermissionDecision {
 	req := p.req
 	server := c.opts.MCPServerName
 	project := server != "" && (isProjectTool(server, tc, nil) || isProjectTool(server, req.ToolCall, req.Meta) ||
-		c.opts.ProjectTool != nil && (c.opts.ProjectTool(server, tc) || c.opts.ProjectTool(server, req.ToolCall)))
+		(c.opts.ProjectTool != nil && c.opts.ProjectTool(server, req, p.fromUpdates)))
 	switch {
 	case c.opts.Permissions == PolicyAllowAll:
 		return allow(req, tc, "policy allow-all")
@@ -169,42 +177,66 @@ func (c *Conn) decide(p *pendingPermission, tc ToolCall) PermissionDecision {
 }
 
 // allow picks allow_once, else allow_always; with no allow option at all
-// it rejects (the agent offered no way to allow).
+// it rejects (the agent offered no way to allow). Two options of the kind
+// it would pick are not told apart by their order (Qwen Code's auto mode
+// offers two allow_once, one of which also switches its mode): it rejects.
 func allow(req RequestPermissionRequest, tc ToolCall, why string) PermissionDecision {
-	if o, ok := pickKind(req.Options, AllowOnce, AllowAlways); ok {
+	o, ok, ambiguous := pickKind(req.Options, AllowOnce, AllowAlways)
+	switch {
+	case ok:
 		return decided(req, tc, RequestPermissionOutcome{Outcome: OutcomeSelected, OptionID: o.OptionID}, o.Kind, why)
+	case ambiguous != "":
+		return reject(req, tc, fmt.Sprintf("%s; more than one %s option, not chosen by their order", why, ambiguous))
 	}
 	return reject(req, tc, why+"; no allow option offered")
 }
 
-// reject picks reject_once, else reject_always, else answers cancelled.
+// reject picks reject_once, else reject_always, else answers cancelled
+// (also when two options of the kind it would pick leave it unsure).
 func reject(req RequestPermissionRequest, tc ToolCall, why string) PermissionDecision {
-	if o, ok := pickKind(req.Options, RejectOnce, RejectAlways); ok {
+	o, ok, ambiguous := pickKind(req.Options, RejectOnce, RejectAlways)
+	switch {
+	case ok:
 		return decided(req, tc, RequestPermissionOutcome{Outcome: OutcomeSelected, OptionID: o.OptionID}, o.Kind, why)
+	case ambiguous != "":
+		return decided(req, tc, RequestPermissionOutcome{Outcome: OutcomeCancelled}, "",
+			fmt.Sprintf("%s; more than one %s option, not chosen by their order", why, ambiguous))
 	}
 	return decided(req, tc, RequestPermissionOutcome{Outcome: OutcomeCancelled}, "", why+"; no reject option offered")
 }
 
-// pickKind returns the first option of the first kind present.
-func pickKind(opts []PermissionOption, kinds ...PermissionOptionKind) (PermissionOption, bool) {
+// pickKind returns the option of the first kind present, when exactly one
+// option has that kind; when several do, none is picked and ambiguous
+// names the kind: options of one kind are never chosen by their order.
+func pickKind(opts []PermissionOption, kinds ...PermissionOptionKind) (o PermissionOption, ok bool, ambiguous PermissionOptionKind) {
 	for _, k := range kinds {
-		for _, o := range opts {
-			if o.Kind == k {
-				return o, true
+		n := 0
+		for _, opt := range opts {
+			if opt.Kind == k {
+				o, n = opt, n+1
 			}
 		}
+		switch {
+		case n == 1:
+			return o, true, ""
+		case n > 1:
+			return PermissionOption{}, false, k
+		}
 	}
-	return PermissionOption{}, false
+	return PermissionOption{}, false, ""
 }
 
 // ChooseOption returns the option the policy would pick for allowing
 // (allow_once, else allow_always) or rejecting (reject_once, else
-// reject_always); ok is false when no option of those kinds exists.
+// reject_always); ok is false when no option of those kinds exists, or
+// when two options share the kind it would pick.
 func ChooseOption(opts []PermissionOption, allow bool) (PermissionOption, bool) {
+	kinds := []PermissionOptionKind{RejectOnce, RejectAlways}
 	if allow {
-		return pickKind(opts, AllowOnce, AllowAlways)
+		kinds = []PermissionOptionKind{AllowOnce, AllowAlways}
 	}
-	return pickKind(opts, RejectOnce, RejectAlways)
+	o, ok, _ := pickKind(opts, kinds...)
+	return o, ok
 }
 
 // isProjectTool recognises a call to a tool of the MCP server named

@@ -38,6 +38,11 @@ func TestPermissionFallbacks(t *testing.T) {
 		{"reject with no reject option cancels", false, opts(AllowOnce, AllowAlways), OutcomeCancelled, ""},
 		{"nothing offered", true, nil, OutcomeCancelled, ""},
 		{"unknown kinds are ignored", true, []PermissionOption{{OptionID: "x", Kind: "allow_forever"}}, OutcomeCancelled, ""},
+		// Qwen Code's auto mode: two allow_once, one of which switches the
+		// mode. Neither is chosen by its place, nor is allow_always.
+		{"two allow_once are not told apart by order", true, opts(AllowOnce, AllowOnce, AllowAlways, RejectOnce), OutcomeSelected, RejectOnce},
+		{"two reject_once are not told apart by order", false, opts(AllowOnce, RejectOnce, RejectOnce), OutcomeCancelled, ""},
+		{"ambiguous allow with ambiguous reject cancels", true, opts(AllowOnce, AllowOnce, RejectOnce, RejectOnce), OutcomeCancelled, ""},
 	} {
 		req := RequestPermissionRequest{SessionID: "s", Options: tc.options}
 		var d PermissionDecision
@@ -61,6 +66,9 @@ func TestPermissionFallbacks(t *testing.T) {
 	}
 	if o, ok := ChooseOption(opts(AllowAlways, AllowOnce), true); !ok || o.Kind != AllowOnce {
 		t.Fatal("ChooseOption")
+	}
+	if o, ok := ChooseOption(opts(AllowOnce, AllowOnce), true); ok {
+		t.Fatalf("ChooseOption picked %+v between two allow_once options", o)
 	}
 }
 

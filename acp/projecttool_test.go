@@ -17,13 +17,14 @@ func TestProjectToolHook(t *testing.T) {
 	const req = `{"jsonrpc":"2.0","id":"p1","method":"session/request_permission","params":{"sessionId":"s",` +
 		`"toolCall":{"toolCallId":"mcp_broker_get_task__1","title":"get_task (broker MCP Server)","kind":"other"},` +
 		`"options":[{"optionId":"proceed_always_server","name":"All","kind":"allow_always"},{"optionId":"proceed_once","name":"Allow","kind":"allow_once"},{"optionId":"cancel","name":"Reject","kind":"reject_once"}]}}` + "\n"
-	hook := func(server string, tc ToolCall) bool {
+	hook := func(server string, req RequestPermissionRequest, _ ToolCall) bool {
+		tc := req.ToolCall
 		return strings.HasPrefix(tc.ToolCallID, "mcp_"+server+"_") && strings.HasSuffix(tc.Title, "("+server+" MCP Server)")
 	}
 	for _, tc := range []struct {
 		name   string
 		server string
-		hook   func(string, ToolCall) bool
+		hook   ToolRecognizer
 		want   string
 	}{
 		{"recognised by the profile", "broker", hook, "proceed_once"},

@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,6 +143,16 @@ func (f *fakeAgent) receive(line int, want tMsg) error {
 		if string(got.ID) != string(want.ID) {
 			return fmt.Errorf("line %d: our answer has id %s, want %s", line, got.ID, want.ID)
 		}
+		if len(want.Error) > 0 {
+			// An error answer (an unknown method): the same code.
+			var ge, we struct {
+				Code int64 `json:"code"`
+			}
+			if json.Unmarshal(got.Error, &ge) != nil || json.Unmarshal(want.Error, &we) != nil || ge.Code != we.Code {
+				return fmt.Errorf("line %d: our answer %s %s, the transcript's client answered error %s", line, got.Result, got.Error, want.Error)
+			}
+			return nil
+		}
 		if !sameJSON(got.Result, want.Result) {
 			return fmt.Errorf("line %d: our answer %s, the transcript's client answered %s", line, got.Result, want.Result)
 		}
@@ -198,6 +209,9 @@ type replayCase struct {
 	wantStop    acp.StopReason
 	wantErr     func(error) bool
 	wantSessErr func(error) bool // session/new's error
+	// wantExt are the agent's requests ("?" prefix) and notifications it
+	// sends that the client does not handle: each must reach OnExtension.
+	wantExt []string
 }
 
 func TestReplayTranscripts(t *testing.T) {
@@ -215,6 +229,11 @@ func TestReplayTranscripts(t *testing.T) {
 		{file: "codex-acp-2.6.0-e2e-CODEX_CONFIG.jsonl", wantStop: acp.StopEndTurn},
 		{file: "codex-acp-2.6.0-cancel.jsonl", wantStop: acp.StopCancelled},
 		{file: "zed-codex-acp-0.16.0-e2e.jsonl", wantStop: acp.StopEndTurn},
+		// Qwen Code 0.24.4 (shared/reference more-agents): its non-standard
+		// craft/drainMidTurnQueue request mid-turn, answered -32601 while
+		// the turn goes on, and qwen/notify/… notifications.
+		{file: "../nonstandard/qwen-code-0.24.4-e2e.jsonl", wantStop: acp.StopEndTurn,
+			wantExt: []string{"qwen/notify/session/mode-update", "?craft/drainMidTurnQueue", "qwen/notify/session/prompt-suggestion"}},
 		{file: "amp-acp-0.8.1-src.jsonl", wantErr: isRPC(acp.CodeInternalError)},
 		{file: "codex-acp-2.6.0-auth-required.jsonl", wantSessErr: func(err error) bool { return errors.Is(err, acp.ErrAuthRequired) }},
 		{file: "claude-agent-acp-root-error.jsonl", wantSessErr: func(err error) bool {
@@ -245,8 +264,33 @@ func replay(t *testing.T, tc replayCase) {
 	defer func() { toAgentR.Close(); <-agent.done }()
 
 	col := &collector{}
+	var extMu sync.Mutex
+	var ext []string
 	opts := &acp.ConnOptions{OnUpdate: col.OnUpdate, Logger: testLogger(t), MCPServerName: "broker",
-		Permissions: acp.PolicyAllowProjectTools}
+		Permissions: acp.PolicyAllowProjectTools,
+		OnExtension: func(method string, request bool, params json.RawMessage) {
+			if request {
+				method = "?" + method
+			}
+			if !json.Valid(params) {
+				t.Errorf("OnExtension(%s): params %q", method, params)
+			}
+			extMu.Lock()
+			ext = append(ext, method)
+			extMu.Unlock()
+		}}
+	defer func() {
+		if tc.wantExt == nil {
+			return
+		}
+		extMu.Lock()
+		defer extMu.Unlock()
+		for _, w := range tc.wantExt {
+			if !slices.Contains(ext, w) {
+				t.Errorf("OnExtension saw %q, not %s", ext, w)
+			}
+		}
+	}()
 	if tc.asker != nil {
 		opts.Permissions, opts.Asker = acp.PolicyAsk, tc.asker
 	}

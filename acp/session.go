@@ -116,6 +116,7 @@ func (c *Conn) registerPermission(p *pendingPermission) (ToolCall, bool) {
 	}
 	if known, ok := s.toolCalls[tc.ToolCallID]; ok {
 		tc = known
+		p.fromUpdates = known
 	}
 	tc.merge(p.req.ToolCall)
 	s.pending[p] = struct{}{}

@@ -8,7 +8,7 @@ import (
 )
 
 // The agents the broker launches; each must have a policy.
-var launchedAgents = []string{"claude-code", "codex", "amp", "gemini"}
+var launchedAgents = []string{"claude-code", "codex", "amp", "gemini", "opencode", "copilot", "qwen"}
 
 func TestEmbeddedIsValid(t *testing.T) {
 	t.Parallel()
@@ -27,7 +27,8 @@ func TestEmbeddedIsValid(t *testing.T) {
 func TestEveryLaunchedAgentHasAPolicy(t *testing.T) {
 	t.Parallel()
 	c := Embedded()
-	want := map[string]Endpoint{"claude-code": EndpointMessages, "codex": EndpointResponses, "amp": EndpointMessages, "gemini": EndpointGenerateContent}
+	want := map[string]Endpoint{"claude-code": EndpointMessages, "codex": EndpointResponses, "amp": EndpointMessages,
+		"gemini": EndpointGenerateContent, "opencode": EndpointChat, "copilot": EndpointChat, "qwen": EndpointChat}
 	for _, agent := range launchedAgents {
 		p, err := c.Policy(agent)
 		if err != nil {
@@ -37,7 +38,7 @@ func TestEveryLaunchedAgentHasAPolicy(t *testing.T) {
 			t.Errorf("%s speaks %s, want %s", agent, p.API, want[agent])
 		}
 	}
-	if got := c.Agents(); !slices.Equal(got, []string{"amp", "claude-code", "codex", "gemini"}) {
+	if got := c.Agents(); !slices.Equal(got, []string{"amp", "claude-code", "codex", "copilot", "gemini", "opencode", "qwen"}) {
 		t.Errorf("Agents() = %v", got)
 	}
 }

@@ -8,8 +8,9 @@
 // with its provider (who serves it) and lab (who made it), exact-string
 // aliases (dated snapshots), limits, integer prices in micro-USD per million
 // tokens, reasoning efforts, the API endpoints it serves, its lifecycle and
-// its provenance; and one policy per agent (claude-code, codex, amp) naming
-// the models the agent may use, the ones a picker offers and the default.
+// its provenance; and one policy per agent (claude-code, codex, amp,
+// gemini, opencode, copilot, qwen) naming the models the agent may use, the
+// ones a picker offers and the default.
 // An operator may layer an override file on top with [Load]; the merged
 // result is checked against every invariant ([Check] lists every problem).
 //

@@ -18,7 +18,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  if [ -n "${EXAMPLES_KEEP_WORK:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 fail=0
@@ -38,6 +38,16 @@ install_adapter() {
     mkdir -p "$agents"
     timeout "${EXAMPLES_INSTALL_TIMEOUT:-900}" npm install --prefix "$agents" --no-audit --no-fund --loglevel=error "$1"
   fi
+}
+
+# install_profile PROFILE: install a profile's pinned adapter with the
+# broker's own `agents install` (its post-install steps included), once.
+install_profile() {
+  step "install the $1 adapter with agentbroker agents install (into $agents)"
+  (cd "$root" && go build -o "$work/agentbroker" ./cmd/agentbroker)
+  mkdir -p "$agents"
+  timeout "${EXAMPLES_INSTALL_TIMEOUT:-900}" "$work/agentbroker" agents install --agents-dir "$agents" "$1"
+  "$work/agentbroker" agents list --agents-dir "$agents" | grep -E "^(PROFILE|$1 )"
 }
 
 ab() { "$work/agentbroker" "$@"; }

@@ -2,6 +2,7 @@
 # shared by the per-agent scripts, which set before sourcing it:
 #   name      the example's name            profile   the broker's profile
 #   adapter   the npm package@version       entry     its entry point under node_modules
+#             (or no adapter: `agentbroker agents install <profile>` installs it)
 #   model     the model to ask for          key_env   the broker's platform-key variable
 #   upstream_env  the broker's upstream variable for that provider
 # and may define agent_checks, a function of checks of its own on the
@@ -21,7 +22,7 @@
 # examples/.cache, which the scripts own). Exits non-zero on any failed check.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-install_adapter "$adapter" "$entry"
+if [ -n "${adapter:-}" ]; then install_adapter "$adapter" "$entry"; else install_profile "$profile"; fi
 echo "node $(node --version)"
 
 step "start the scripted model upstream"
@@ -77,6 +78,13 @@ others=$(grep -F '"type":"usage"' "$ev" | grep -o '"model":"[^"]*"' | sort -u |
 check "every model call was $model or a declared side model (${allowed[*]:1}), none other: ${others:-none}" test -z "$others"
 check "no model was refused silently or otherwise (no model_refused event)" \
   test "$(count "$ev" '"type":"model_refused"')" -eq 0
+if [ "${asks_permission:-0}" = 1 ]; then
+  # The agent asks before it runs an MCP tool: the profile recognises our
+  # own tool in that agent's request, so the policy answers, nobody waits.
+  check "the agent asked before get_task and the policy recognised our tool (allow-project-tools)" \
+    test "$(count "$ev" '"type":"permission_answer"' 'policy allow-project-tools: our MCP tool' '"outcome":"selected"')" -ge 1
+  check "no permission request was left to a person" test "$(count "$ev" '"type":"permission_request"')" -eq 0
+fi
 check "the final reply contains the task's marker" grep -q -- "$marker" <<<"$reply"
 # Codex prefixes every reply with "Warning: Model metadata for `M` not found"
 # when its own catalog lacks the model; the broker's config must fill it in.
@@ -102,4 +110,8 @@ ev2=$work/events2.jsonl
 check "no tool call succeeded with the revoked token" test "$(count "$ev2" '"type":"tool_call_mcp"' '"outcome":"ok"')" -eq 0
 check "the reply does not carry the task's marker" test "$(grep -c -- "$marker" <<<"$reply2" || true)" -eq 0
 check "the broker reports the session's MCP connection as failed" test "$(count "$ev2" '"type":"mcp_auth_failed"')" -ge 1
+if [ -n "${AGENTBROKER_EXAMPLES_ARTIFACTS:-}" ]; then
+  mkdir -p "$AGENTBROKER_EXAMPLES_ARTIFACTS" && cp "$ev" "$AGENTBROKER_EXAMPLES_ARTIFACTS/$name-events.jsonl" &&
+    cp "$ev2" "$AGENTBROKER_EXAMPLES_ARTIFACTS/$name-events-revoked.jsonl"
+fi
 finish

@@ -462,3 +462,19 @@ func tools() []*toolDef {
 		},
 	}
 }
+
+// ToolInfo names one of the server's tools as tools/list shows it.
+type ToolInfo struct {
+	Name, Title string
+	ReadOnly    bool
+}
+
+// Tools lists the server's tools, in the table's order: agent profiles
+// that must name them (Qwen Code's visible tools) are tested against it.
+func Tools() []ToolInfo {
+	var out []ToolInfo
+	for _, d := range tools() {
+		out = append(out, ToolInfo{Name: d.name, Title: d.title, ReadOnly: d.readOnly})
+	}
+	return out
+}

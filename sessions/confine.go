@@ -130,6 +130,14 @@ func (c *Confinement) policy(sessionDir string, l *profile.Launch, ac AgentConfi
 	if bridge != "" {
 		p.Read = appendNew(p.Read, bridge)
 	}
+	if p.RestrictNet {
+		// The agent's own loopback server (OpenCode's ACP mode).
+		for _, port := range l.LoopbackPorts {
+			if !slices.Contains(p.ConnectTCP, port) {
+				p.ConnectTCP = append(p.ConnectTCP, port)
+			}
+		}
+	}
 	if p.RestrictNet && (cred.Kind == profile.KindAPIKey || cred.Kind == profile.KindOAuthToken) {
 		ports := slices.Clone(c.DirectPorts)
 		if port, err := sandbox.PortOf(cred.BaseURL); err == nil {

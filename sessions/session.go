@@ -549,6 +549,7 @@ func (s *session) launch(resume string, attempt int) (*agentProc, error) {
 		AskTimeout:    m.opts.AskTimeout,
 		MCPServerName: cfg.MCP.Name,
 		ProjectTool:   l.OwnTool,
+		OnExtension:   s.onExtension,
 		OnPermission:  s.onPermission,
 		Agent:         cfg.CatalogAgent,
 		Models:        m.opts.Models,

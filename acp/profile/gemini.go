@@ -57,12 +57,19 @@ func (b *builder) gemini() error {
 }
 
 // geminiOwnTool recognises Gemini CLI's permission request for a tool of
-// our MCP server: kind "other", title "<tool> (<server> MCP Server)" and a
-// tool-call ID that Gemini derives from the function it offered the
-// model, "mcp_<server>_<tool>__…". Both must agree: the title alone is
-// text, and an underscore in a server or tool name makes the ID alone
-// ambiguous.
-func geminiOwnTool(server string, tc acp.ToolCall) bool {
+// our MCP server, as the request or the session's tool_call update
+// describes it (each on its own: kind, title and ID are never taken from
+// two descriptions).
+func geminiOwnTool(server string, req acp.RequestPermissionRequest, updates acp.ToolCall) bool {
+	return either(req, updates, func(tc acp.ToolCall) bool { return geminiToolCall(server, tc) })
+}
+
+// geminiToolCall: Gemini CLI describes a call to a tool of our MCP server
+// with kind "other", title "<tool> (<server> MCP Server)" and a tool-call
+// ID that Gemini derives from the function it offered the model,
+// "mcp_<server>_<tool>__…". All must agree: the title alone is text, and
+// an underscore in a server or tool name makes the ID alone ambiguous.
+func geminiToolCall(server string, tc acp.ToolCall) bool {
 	if tc.Kind != "" && tc.Kind != acp.ToolKindOther {
 		return false
 	}

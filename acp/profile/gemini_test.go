@@ -32,7 +32,13 @@ func TestGeminiOwnTool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	own := p.ownTool
+	// The request alone, as Gemini CLI sends it.
+	own := func(server string, tc acp.ToolCall) bool {
+		return p.ownTool(server, acp.RequestPermissionRequest{SessionID: "s", ToolCall: tc}, acp.ToolCall{})
+	}
+	if !p.ownTool("broker", acp.RequestPermissionRequest{SessionID: "s", ToolCall: acp.ToolCall{ToolCallID: rec.ToolCallID}}, rec) {
+		t.Error("the recorded tool call, described by the updates only, is not recognised")
+	}
 	if !own("broker", rec) {
 		t.Errorf("the recorded request (%q, %q) is not recognised for server broker", rec.Title, rec.ToolCallID)
 	}

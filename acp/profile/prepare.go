@@ -46,8 +46,10 @@ func (l *Launch) CheckInstall() error {
 	if l.requires == "" {
 		return nil
 	}
-	if _, err := os.Stat(l.requires); err != nil {
-		return fmt.Errorf("%w: %s is missing (%s)", ErrNotInstalled, l.requires, l.install)
+	for _, f := range append([]string{l.requires}, l.alsoRequires...) {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("%w: %s is missing (%s)", ErrNotInstalled, f, l.install)
+		}
 	}
 	return nil
 }

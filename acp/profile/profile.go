@@ -42,6 +42,9 @@ const (
 	Amp        Name = "amp"
 	Custom     Name = "custom"
 	Gemini     Name = "gemini"
+	OpenCode   Name = "opencode"
+	Copilot    Name = "copilot"
+	Qwen       Name = "qwen"
 )
 
 // MCPConnect says when an agent connects to the MCP servers it was given,
@@ -54,6 +57,10 @@ const (
 	MCPAtSessionNew MCPConnect = "session/new"
 	// MCPAtFirstPrompt: only when the first prompt starts (Amp).
 	MCPAtFirstPrompt MCPConnect = "first-prompt"
+	// MCPAfterSessionNew: shortly after session/new has returned (Copilot
+	// about 0.1 s, Qwen Code about 0.5 s later): the session is ready, and
+	// its first prompt sent, only once the token has reached tools/list.
+	MCPAfterSessionNew MCPConnect = "after-session/new"
 )
 
 // Environment variables the broker defines.
@@ -87,7 +94,8 @@ type Profile struct {
 	// run with Node, or an executable when RunWithNode is false.
 	Entry       string
 	RunWithNode bool
-	// Args follow the entry point on the command line ("--acp").
+	// Args follow the entry point on the command line ("--acp"; never a
+	// secret).
 	Args []string
 	// MCPConnect says when the agent connects to its MCP servers.
 	MCPConnect MCPConnect
@@ -123,16 +131,24 @@ type Profile struct {
 	// noBaseURL, when set, says why an api-key credential may not carry a
 	// BaseURL for this agent.
 	noBaseURL string
-	// ownTool, when set, recognises this agent's permission requests for
-	// the tools of our MCP server (named server), besides the shapes the
-	// acp package knows (Claude's, Codex's).
-	ownTool func(server string, tc acp.ToolCall) bool
+	// ownTool, when set, recognises a call to our own MCP server's tools in
+	// this agent's session/request_permission, as the request and the
+	// session's tool_call updates describe it (each agent describes it its
+	// own way); acp's generic recognition (Claude's, Codex's shapes)
+	// applies besides.
+	ownTool acp.ToolRecognizer
 	// NoResume, when set, says why the broker does not resume the agent's
 	// sessions with session/load although it advertises loadSession.
 	NoResume string
 	// prepareLoad, when set, readies the agent's files in home for
 	// session/load of the ACP session acpID (Launch.PrepareLoad).
 	prepareLoad func(home, acpID string) error
+	// alsoInstalled are files, relative to the install directory, that an
+	// install must provide besides Entry (what a post-install step made).
+	alsoInstalled []string
+	// postInstall, when set, is a step `agents install` runs once after
+	// npm installed Package into dir (PostInstallFor).
+	postInstall func(p Profile, dir string) *PostInstall
 }
 
 var profiles = []Profile{
@@ -231,6 +247,72 @@ var profiles = []Profile{
 		// after: geminiPrepareLoad moves the file out of the way first.
 		prepareLoad: geminiPrepareLoad,
 	},
+	{
+		// OpenCode's own ACP mode (opencode acp), a native binary from the
+		// opencode-ai package. Its model is an OpenAI-compatible provider
+		// (the bundled @ai-sdk/openai-compatible: nothing to download)
+		// pointed at the proxy's Chat Completions route, configured through
+		// OPENCODE_CONFIG_CONTENT. It connects to MCP during session/new.
+		Name:        OpenCode,
+		Title:       "OpenCode",
+		Agent:       "opencode",
+		Package:     "opencode-ai@1.18.33",
+		Entry:       "node_modules/opencode-linux-x64/bin/opencode",
+		Args:        []string{"acp"},
+		MCPConnect:  MCPAtSessionNew,
+		Credentials: []CredentialKind{KindAPIKey, KindPlatformProxy},
+		NeedsMCP:    true,
+		configure:   (*builder).opencode,
+		ownTool:     openCodeOwnTool,
+	},
+	{
+		// GitHub Copilot CLI's ACP mode, offline, in its
+		// bring-your-own-provider mode (no GitHub login): an
+		// OpenAI-compatible provider pointed at the proxy's Chat Completions
+		// route. The npm package's native binary unpacks its JavaScript
+		// (235 MB) into $COPILOT_PKG_CACHE_HOME/pkg on first start:
+		// `agentbroker agents install` unpacks it once into the agents
+		// directory, and every session reads it from there. Copilot connects
+		// to MCP about 0.1 s after session/new returns.
+		Name:        Copilot,
+		Title:       "Copilot CLI",
+		Agent:       "copilot",
+		Package:     copilotPackage,
+		Entry:       "node_modules/@github/copilot-linux-x64/copilot",
+		Args:        []string{"--acp", "--no-auto-update"},
+		MCPConnect:  MCPAfterSessionNew,
+		InitialMode: CopilotAgentMode,
+		Credentials: []CredentialKind{KindAPIKey, KindPlatformProxy},
+		NeedsMCP:    true,
+		configure:   (*builder).copilot,
+		ownTool:     copilotOwnTool,
+		// Its package, unpacked once into the shared cache.
+		alsoInstalled: []string{CopilotPkgIndex()},
+		postInstall:   copilotPostInstall,
+	},
+	{
+		// Qwen Code's ACP mode (a Gemini CLI fork) with its OpenAI auth
+		// type: OPENAI_BASE_URL, OPENAI_API_KEY and OPENAI_MODEL, pointed at
+		// the proxy's Chat Completions route. Its default mode, "auto",
+		// makes a classifier call and then asks with two allow_once options,
+		// one of which switches the mode: the profile sets "default"
+		// explicitly (it asks before tools run). Our MCP tools are declared
+		// visible in its settings, or they hide behind its deferred tool
+		// search. It connects to MCP about 0.5 s after session/new returns.
+		Name:        Qwen,
+		Title:       "Qwen Code",
+		Agent:       "qwen",
+		Package:     "@qwen-code/qwen-code@0.24.4",
+		Entry:       "node_modules/@qwen-code/qwen-code/cli.js",
+		RunWithNode: true,
+		Args:        []string{"--acp"},
+		MCPConnect:  MCPAfterSessionNew,
+		InitialMode: "default",
+		Credentials: []CredentialKind{KindAPIKey, KindPlatformProxy},
+		NeedsMCP:    true,
+		configure:   (*builder).qwen,
+		ownTool:     qwenOwnTool,
+	},
 }
 
 // All returns every profile, in a fixed order.
@@ -276,6 +358,7 @@ func (p Profile) clone() Profile {
 	p.ModelCatalog = slices.Clone(p.ModelCatalog)
 	p.KnownModels = slices.Clone(p.KnownModels)
 	p.Args = slices.Clone(p.Args)
+	p.alsoInstalled = slices.Clone(p.alsoInstalled)
 	return p
 }
 
@@ -402,18 +485,23 @@ type Launch struct {
 	MCPConnect MCPConnect
 	// OwnTool, when set, recognises the agent's permission requests for
 	// our MCP server's tools (acp.ConnOptions.ProjectTool).
-	OwnTool func(server string, tc acp.ToolCall) bool
+	OwnTool acp.ToolRecognizer
 	// NoResume, when set, says why the agent's sessions are not resumed
 	// with session/load (the profile's NoResume).
 	NoResume string
+	// LoopbackPorts are TCP ports on 127.0.0.1 the agent serves itself and
+	// connects to (OpenCode's ACP mode talks to its own HTTP server): a
+	// confinement that limits TCP connect must allow them.
+	LoopbackPorts []uint16
 	// Notes are human-readable remarks about this launch.
 	Notes []string
 
-	sessionDir string
-	home       string
-	loadPrep   func(home, acpID string) error
-	requires   string // the entry point that must exist, or ""
-	install    string // how to install it
+	sessionDir   string
+	home         string
+	loadPrep     func(home, acpID string) error
+	requires     string   // the entry point that must exist, or ""
+	alsoRequires []string // other files the install must provide
+	install      string   // how to install it
 }
 
 // Getenv returns the value of key in Env.
@@ -523,7 +611,9 @@ var reservedEnv = []string{
 	"HOME", "CODEX_HOME", "CODEX_CONFIG", "INITIAL_AGENT_MODE",
 	"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL",
 	"CLAUDE_CODE_OAUTH_TOKEN", "IS_SANDBOX",
-	"OPENAI_API_KEY", "OPENAI_BASE_URL", "CODEX_API_KEY", "AMP_API_KEY",
+	"OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL", "CODEX_API_KEY", "AMP_API_KEY",
+	"GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL",
+	"OPENCODE_CONFIG_CONTENT", "COPILOT_PROVIDER_API_KEY", "COPILOT_PROVIDER_BASE_URL", "COPILOT_OFFLINE",
 }
 
 func build(p Profile, spec LaunchSpec) (*Launch, error) {
@@ -539,8 +629,12 @@ func build(p Profile, spec LaunchSpec) (*Launch, error) {
 		owned: map[string]bool{},
 		home:  filepath.Join(spec.SessionDir, "home"),
 	}
-	for _, k := range reservedEnv {
-		b.owned[k] = true
+	// The custom profile reserves only what it sets itself (HOME): its
+	// agent is the operator's, and may well read OPENAI_BASE_URL.
+	if p.Name != Custom {
+		for _, k := range reservedEnv {
+			b.owned[k] = true
+		}
 	}
 	tmp := filepath.Join(spec.SessionDir, "tmp")
 	b.l.Dirs = []string{b.home, tmp}
@@ -601,7 +695,7 @@ func (b *builder) command() error {
 	}
 	entry := filepath.Join(spec.InstallDir, filepath.FromSlash(p.Entry))
 	b.l.requires = entry
-	b.l.install = fmt.Sprintf("npm install --prefix %s %s", spec.InstallDir, p.Package)
+	b.l.install = fmt.Sprintf("agentbroker agents install %s, or npm install --prefix %s %s", p.Name, spec.InstallDir, p.Package)
 	if p.RunWithNode {
 		node := spec.Node
 		if node == "" {

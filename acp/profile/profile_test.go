@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -90,7 +91,7 @@ func specFor(p Profile, c credCase, proxy string, withSecret bool, sessionDir, i
 	switch p.Name {
 	case ClaudeCode:
 		spec.Model = "claude-opus-4-8"
-	case Codex, CodexZed:
+	case Codex, CodexZed, OpenCode, Copilot, Qwen:
 		spec.Model = "gpt-5.5"
 	case Gemini:
 		spec.Model = "gemini-3.8-flash"
@@ -114,7 +115,7 @@ func expectErr(p Profile, c credCase, proxy string, withSecret bool) error {
 		return ErrUnsupportedCredential
 	case p.Name == Amp && c.kind != KindAPIKey:
 		return ErrUnsupportedCredential
-	case p.Name == Gemini && c.kind == KindOAuthToken:
+	case (p.Name == OpenCode || p.Name == Copilot || p.Name == Qwen || p.Name == Gemini) && c.kind == KindOAuthToken:
 		return ErrUnsupportedCredential
 	case p.Name == Amp && c.baseURL != "":
 		return ErrUnsupportedCredential
@@ -218,6 +219,10 @@ var allowedEnv = []string{
 	"DISABLE_AUTOUPDATER", "ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL",
 	"ANTHROPIC_DEFAULT_HAIKU_MODEL", "ANTHROPIC_SMALL_FAST_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "CLAUDE_CODE_OAUTH_TOKEN",
 	"CODEX_HOME", "INITIAL_AGENT_MODE", "OPENAI_API_KEY", EnvMCPToken, EnvInferenceToken, "AMP_API_KEY",
+	"OPENCODE_CONFIG_CONTENT", "OPENCODE_DISABLE_MODELS_FETCH", "OPENCODE_DISABLE_AUTOUPDATE", "OPENCODE_DISABLE_SHARE",
+	"OPENCODE_DISABLE_LSP_DOWNLOAD", "OPENCODE_DISABLE_CLAUDE_CODE",
+	"COPILOT_OFFLINE", "COPILOT_AUTO_UPDATE", "COPILOT_PROVIDER_BASE_URL", "COPILOT_PROVIDER_API_KEY", "COPILOT_MODEL",
+	"COPILOT_PKG_CACHE_HOME", "OPENAI_BASE_URL", "OPENAI_MODEL", "QWEN_CODE_NO_RELAUNCH",
 	"GEMINI_CLI_TRUST_WORKSPACE", "GEMINI_CLI_NO_RELAUNCH", "GEMINI_TELEMETRY_ENABLED", "GEMINI_MODEL", "GEMINI_API_KEY",
 	"GOOGLE_GEMINI_BASE_URL",
 }
@@ -294,6 +299,10 @@ func checkLaunch(t *testing.T, name string, p Profile, spec LaunchSpec, l *Launc
 		if config["model"] != spec.Model {
 			t.Errorf("%s: model = %v", name, config["model"])
 		}
+	} else if p.Name == Qwen {
+		if len(l.Files) != 1 || l.Files[0].Path != filepath.Join(env["HOME"], ".qwen", "settings.json") {
+			t.Errorf("%s: qwen files %v", name, l.Files)
+		}
 	} else if p.Name == Gemini {
 		// Only its settings, quiet (no usage statistics, no auto-update).
 		var settings struct {
@@ -319,6 +328,7 @@ func checkLaunch(t *testing.T, name string, p Profile, spec LaunchSpec, l *Launc
 	} else if len(l.Files) != 0 {
 		t.Errorf("%s: %s writes files: %v", name, p.Name, l.Files)
 	}
+	checkOpenAICompat(t, name, p, spec, env)
 	providers, _ := config["model_providers"].(map[string]any)
 	switch kind {
 	case KindOAuthToken:
@@ -354,7 +364,7 @@ func checkLaunch(t *testing.T, name string, p Profile, spec LaunchSpec, l *Launc
 			if env["GOOGLE_GEMINI_BASE_URL"] != testProxy+"/proxy/gemini" || env["GEMINI_API_KEY"] != testInfer || !slices.Contains(l.SecretEnv, "GEMINI_API_KEY") {
 				t.Errorf("%s: Gemini proxy env %q %v", name, env["GOOGLE_GEMINI_BASE_URL"], env["GEMINI_API_KEY"] == testInfer)
 			}
-		} else if env["ANTHROPIC_BASE_URL"] != testProxy+"/proxy/anthropic" || env["ANTHROPIC_API_KEY"] != testInfer {
+		} else if p.Name == ClaudeCode && (env["ANTHROPIC_BASE_URL"] != testProxy+"/proxy/anthropic" || env["ANTHROPIC_API_KEY"] != testInfer) {
 			t.Errorf("%s: Claude proxy env %q %v", name, env["ANTHROPIC_BASE_URL"], env["ANTHROPIC_API_KEY"] == testInfer)
 		}
 	case KindAPIKey:
@@ -417,9 +427,16 @@ func prepareAndCheck(t *testing.T, name string, p Profile, c credCase, proxy str
 		if err := l.Prepare(); !errors.Is(err, ErrNotInstalled) || !strings.Contains(err.Error(), p.Package) {
 			t.Errorf("%s: Prepare without the install = %v, want ErrNotInstalled naming %s", name, err, p.Package)
 		}
-		entry := filepath.Join(installDir, p.Entry)
-		os.MkdirAll(filepath.Dir(entry), 0o755)
-		os.WriteFile(entry, []byte("#!/bin/sh\n"), 0o755)
+		for i, f := range p.requiredFiles(installDir) {
+			os.MkdirAll(filepath.Dir(f), 0o755)
+			os.WriteFile(f, []byte("#!/bin/sh\n"), 0o755)
+			if i == 0 && len(p.requiredFiles(installDir)) > 1 {
+				// The entry alone is not the whole install (Copilot's unpacked package).
+				if err := l.Prepare(); !errors.Is(err, ErrNotInstalled) {
+					t.Errorf("%s: Prepare with the entry alone = %v, want ErrNotInstalled", name, err)
+				}
+			}
+		}
 	}
 	if err := l.Prepare(); err != nil {
 		t.Fatalf("%s: Prepare: %v", name, err)
@@ -485,6 +502,10 @@ func renderGolden(l *Launch) string {
 			f.Path, f.Mode, f.Merged(), f.Secret, f.KeepExisting, f.Content)
 	}
 	s := b.String()
+	// The agent's own loopback port is picked per launch.
+	for _, port := range l.LoopbackPorts {
+		s = strings.ReplaceAll(s, strconv.Itoa(int(port)), "<PORT>")
+	}
 	// Longest first: auth.json contains no other secret, but be safe.
 	for _, secret := range slices.SortedFunc(maps.Keys(allSecrets), func(a, b string) int { return len(b) - len(a) }) {
 		s = strings.ReplaceAll(s, secret, allSecrets[secret])
@@ -526,6 +547,9 @@ func TestProfiles(t *testing.T) {
 		CodexZed:   {"codex", MCPAtSessionNew, "auto", true},
 		Amp:        {"amp", MCPAtFirstPrompt, "", false},
 		Custom:     {"", MCPAtSessionNew, "", false},
+		OpenCode:   {"opencode", MCPAtSessionNew, "", false},
+		Copilot:    {"copilot", MCPAfterSessionNew, CopilotAgentMode, false},
+		Qwen:       {"qwen", MCPAfterSessionNew, "default", false},
 		Gemini:     {"gemini", MCPAtSessionNew, "default", false},
 	}
 	cat := catalog.Embedded()

@@ -107,6 +107,7 @@ func commands() []*command {
 		taskCommand(),
 		knowledgeCommand(),
 		catalogCommand(),
+		agentsCommand(),
 		usageCommand(),
 		keysCommand(),
 		tokenCommand(),

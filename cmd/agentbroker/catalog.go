@@ -23,7 +23,7 @@ func catalogCommand() *command {
 				summary: "list the catalog's models, or one agent's picker (--agent)",
 				flags: func(fs *flag.FlagSet, c *config) {
 					catalogFlag(fs, c)
-					fs.StringVar(&agent, "agent", "", "show this agent's picker: claude-code, codex or amp")
+					fs.StringVar(&agent, "agent", "", "show this agent's picker: claude-code, codex, amp, gemini, opencode, copilot or qwen")
 					fs.BoolVar(&jsonOut, "json", false, "print JSON (with --agent: the picker payload of /v1/models)")
 				},
 				run: func(_ context.Context, c *config, e *env, args []string) error {

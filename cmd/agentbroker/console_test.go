@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -22,11 +24,18 @@ func TestConsoleAgents(t *testing.T) {
 	}{
 		{"none", nil, nil},
 		{"the defaults and custom", (&config{CustomAgent: "refagent"}).agentConfigs(), []console.Agent{
-			{Name: "claude-code", Title: "Claude Code", CatalogAgent: "claude-code", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}},
-			{Name: "codex", Title: "Codex", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}},
-			{Name: "codex-zed", Title: "Codex (Zed's adapter)", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}},
+			{Name: "claude-code", Title: "Claude Code", CatalogAgent: "claude-code", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}, NotInstalled: true},
+			{Name: "codex", Title: "Codex", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}, NotInstalled: true},
+			{Name: "codex-zed", Title: "Codex (Zed's adapter)", CatalogAgent: "codex", Credentials: []string{"api-key", "oauth-token", "platform-proxy"}, NotInstalled: true},
 			{Name: "custom", Title: "Custom (the broker's --custom-agent)", CatalogAgent: "", Credentials: []string{"none"}},
-			{Name: "gemini", Title: "Gemini CLI", CatalogAgent: "gemini", Credentials: []string{"api-key", "platform-proxy"}},
+			{Name: "gemini", Title: "Gemini CLI", CatalogAgent: "gemini", Credentials: []string{"api-key", "platform-proxy"}, NotInstalled: true},
+			{Name: "opencode", Title: "OpenCode", CatalogAgent: "opencode", Credentials: []string{"api-key", "platform-proxy"}, NotInstalled: true},
+			{Name: "copilot", Title: "Copilot CLI", CatalogAgent: "copilot", Credentials: []string{"api-key", "platform-proxy"}, NotInstalled: true},
+			{Name: "qwen", Title: "Qwen Code", CatalogAgent: "qwen", Credentials: []string{"api-key", "platform-proxy"}, NotInstalled: true},
+		}},
+		{"an installed adapter is not marked", map[profile.Name]sessions.AgentConfig{
+			profile.Qwen: {InstallDir: installedQwen(t)}}, []console.Agent{
+			{Name: "qwen", Title: "Qwen Code", CatalogAgent: "qwen", Credentials: []string{"api-key", "platform-proxy"}},
 		}},
 		{"amp, and a custom agent with a catalog agent", map[profile.Name]sessions.AgentConfig{
 			profile.Custom: {CatalogAgent: "claude-code"}, profile.Amp: {}}, []console.Agent{
@@ -42,4 +51,16 @@ func TestConsoleAgents(t *testing.T) {
 			}
 		})
 	}
+}
+
+// installedQwen lays out a Qwen Code install at its pinned version.
+func installedQwen(t *testing.T) string {
+	dir := t.TempDir()
+	pkg := filepath.Join(dir, "node_modules", "@qwen-code", "qwen-code")
+	if err := os.MkdirAll(pkg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(pkg, "cli.js"), []byte("//\n"), 0o644)
+	os.WriteFile(filepath.Join(pkg, "package.json"), []byte(`{"version":"0.24.4"}`), 0o644)
+	return dir
 }

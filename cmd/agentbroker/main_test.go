@@ -359,6 +359,9 @@ func TestServeBadStart(t *testing.T) {
 		{"agents as root", []string{"AGENTBROKER_AGENT_USER=root"}, "--agent-user root"},
 		{"no such agent user", []string{"AGENTBROKER_AGENT_USER=no-such-user-here"}, "--agent-user no-such-user-here"},
 		{"port with an open network", []string{"AGENTBROKER_AGENT_NETWORK=open", "AGENTBROKER_AGENT_ALLOW_PORT=22"}, "--agent-allow-port needs"},
+		// Refused at start, not at the first session: the custom profile owns HOME.
+		{"custom agent env sets HOME", []string{"AGENTBROKER_DATA_DIR=" + tmp + "/ok4", "AGENTBROKER_CUSTOM_AGENT=/bin/true",
+			"AGENTBROKER_CUSTOM_AGENT_ENV=HOME=/root"}, "--custom-agent-env"},
 	}
 	if os.Geteuid() == 0 {
 		// Agents run as nobody, who cannot reach a directory under a 0700 one.

@@ -134,6 +134,13 @@ func serve(ctx context.Context, c *config, e *env) error {
 		return err
 	}
 	agents := c.agentConfigs()
+	if ac, ok := agents[profile.Custom]; ok {
+		// Refused here, not at the first session: the custom profile owns
+		// only what it sets (HOME, AGENTBROKER_*).
+		if err := profile.CheckExtraEnv(profile.Custom, ac.ExtraEnv); err != nil {
+			return fmt.Errorf("--custom-agent-env: %w", err)
+		}
+	}
 	reach := map[string]string{"the broker's binary (the MCP bridge)": self}
 	for name, ac := range agents {
 		if ac.InstallDir != "" {
@@ -399,6 +406,10 @@ func consoleAgents(configured map[profile.Name]sessions.AgentConfig) []console.A
 		}
 		for _, k := range p.Credentials {
 			a.Credentials = append(a.Credentials, string(k))
+		}
+		if p.Installable() && len(ac.Command) == 0 {
+			ok, _ := p.Installed(ac.InstallDir)
+			a.NotInstalled = !ok
 		}
 		out = append(out, a)
 	}

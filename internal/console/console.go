@@ -50,6 +50,10 @@ type Agent struct {
 	CatalogAgent string `json:"catalog_agent"`
 	// Credentials are the credential kinds it accepts.
 	Credentials []string `json:"credentials"`
+	// NotInstalled: its adapter is not in the agents directory at its
+	// pinned version (as serve found it at start): a session would be
+	// refused until `agentbroker agents install` puts it there.
+	NotInstalled bool `json:"not_installed,omitempty"`
 }
 
 // Options configure Handler and Mount. Nil means the zero value.

@@ -55,6 +55,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sourcegraph/jsonrpc2"
 
@@ -103,12 +104,23 @@ type Options struct {
 	// requests (an Anthropic Messages base URL without /v1), the key and
 	// the model. Empty ModelURL: model:call fails.
 	ModelURL, ModelKey, Model string
+	// MCPDelay, when positive, makes session/new return before the agent
+	// connects to its MCP servers, which it does that long afterwards (as
+	// Copilot CLI, about 0.1 s, and Qwen Code, about 0.5 s, do). A prompt
+	// that comes first finds no MCP tool.
+	MCPDelay time.Duration
 }
 
 // OptionsFromEnv reads REFAGENT_MCP_HTTP=0, REFAGENT_REQUIRE_AUTH=1,
-// REFAGENT_IGNORE_EOF=1 and REFAGENT_STATE_DIR.
+// REFAGENT_IGNORE_EOF=1, REFAGENT_STATE_DIR and REFAGENT_MCP_DELAY (a Go
+// duration, at most a minute).
 func OptionsFromEnv(getenv func(string) string) Options {
+	var delay time.Duration
+	if d, err := time.ParseDuration(getenv("REFAGENT_MCP_DELAY")); err == nil && d > 0 && d <= time.Minute {
+		delay = d
+	}
 	return Options{
+		MCPDelay:    delay,
 		NoHTTPMCP:   getenv("REFAGENT_MCP_HTTP") == "0",
 		RequireAuth: getenv("REFAGENT_REQUIRE_AUTH") == "1",
 		IgnoreEOF:   getenv("REFAGENT_IGNORE_EOF") == "1",
@@ -321,7 +333,22 @@ func (a *agent) serve(method string, params json.RawMessage) (any, error) {
 			return nil, err
 		}
 		s := &session{id: fmt.Sprintf("ref-%d", a.ids.Add(1)), cwd: p.Cwd, mode: "default", model: defaultModel}
-		s.mcp = a.connectAll(p.McpServers)
+		if d := a.opts.MCPDelay; d > 0 {
+			servers := p.McpServers
+			a.goDo(func() {
+				select {
+				case <-time.After(d):
+				case <-a.ctx.Done():
+					return
+				}
+				conns := a.connectAll(servers)
+				a.mu.Lock()
+				s.mcp = conns
+				a.mu.Unlock()
+			})
+		} else {
+			s.mcp = a.connectAll(p.McpServers)
+		}
 		a.mu.Lock()
 		a.sessions[s.id] = s
 		a.mu.Unlock()
@@ -616,7 +643,10 @@ func (a *agent) toolTurn(ctx context.Context, s *session, tool, rawArgs string, 
 		return end()
 	}
 	var server *mcpConn
-	for _, m := range s.mcp {
+	a.mu.Lock()
+	conns := s.mcp
+	a.mu.Unlock()
+	for _, m := range conns {
 		if m.has(tool) {
 			server = m
 			break

@@ -10,7 +10,7 @@ import { h, clear } from "./dom.js";
 export const field = (id, label, control, hint) => h("div", { class: "field" },
   h("label", { for: id }, label), control, hint ? h("p", { class: "hint", id: `${id}-hint` }, hint) : "");
 
-// offeredAgents is the broker's agents.json: [{name, catalog_agent, credentials}].
+// offeredAgents is the broker's agents.json: [{name, title, catalog_agent, credentials, not_installed?}].
 export const offeredAgents = () => api("GET", "/console/agents.json");
 
 // modelOption renders one picker entry: deprecated models say so, with
@@ -97,7 +97,8 @@ export function agentPickers(prefix, err) {
     // setAgents offers the agents and loads the first one's models.
     async setAgents(offered) {
       agents = offered;
-      agentSel.append(...agents.map((a) => h("option", { value: a.name }, a.title || AGENT_TITLES[a.name] || a.name)));
+      agentSel.append(...agents.map((a) => h("option", { value: a.name, "data-installed": a.not_installed ? "no" : undefined },
+        (a.title || AGENT_TITLES[a.name] || a.name) + (a.not_installed ? " — not installed (agentbroker agents install " + a.name + ")" : ""))));
       if (!agents.length) err("This broker is configured to launch no agent.");
       await loadModels();
     },

@@ -72,6 +72,10 @@ export const AGENT_TITLES = {
   codex: "Codex",
   "codex-zed": "Codex (Zed's adapter)",
   amp: "Amp",
+  gemini: "Gemini CLI",
+  opencode: "OpenCode",
+  copilot: "Copilot CLI",
+  qwen: "Qwen Code",
   custom: "Custom (the broker's --custom-agent)",
 };
 
