@@ -135,11 +135,8 @@ func oracle(b []byte) (requestFields, string, error) {
 			}
 		}
 	}
-	if !seen[0] {
-		return requestFields{}, "", errNoModel
-	}
 	var f requestFields
-	if json.Unmarshal(raw[0], &f.Model) != nil || string(raw[0]) == "null" {
+	if seen[0] && (json.Unmarshal(raw[0], &f.Model) != nil || string(raw[0]) == "null") {
 		return requestFields{}, "model", errFieldNotStr
 	}
 	for k, dst := range []*string{1: &f.Speed, 2: &f.ServiceTier} {
@@ -149,6 +146,11 @@ func oracle(b []byte) (requestFields, string, error) {
 		if json.Unmarshal(raw[k], dst) != nil {
 			return requestFields{}, watched[k], errFieldNotStr
 		}
+	}
+	if !seen[0] {
+		// The other fields are still read (a route whose model is in its
+		// path takes a body without one).
+		return f, "", errNoModel
 	}
 	return f, "", nil
 }
