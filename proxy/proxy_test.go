@@ -787,10 +787,11 @@ func TestUpstreamFailures(t *testing.T) {
 	t.Run("slow stream is not cut", func(t *testing.T) {
 		t.Parallel()
 		// Slower between events than the header timeout: only the
-		// headers are timed.
-		w := newWorld(t, worldConfig{mod: func(o *proxy.Options, _ *world) { o.ResponseHeaderTimeout = 50 * time.Millisecond }})
+		// headers are timed. 500ms: the headers themselves must arrive
+		// within it on a loaded machine (50ms did not, now and then).
+		w := newWorld(t, worldConfig{mod: func(o *proxy.Options, _ *world) { o.ResponseHeaderTimeout = 500 * time.Millisecond }})
 		resp := w.do(call{path: messagesPath, body: anthropicBody("claude-opus-4-8", true), token: w.token("claude-code"),
-			header: http.Header{fakemodel.FaultHeader: {"delay=80ms"}}})
+			header: http.Header{fakemodel.FaultHeader: {"delay=700ms"}}})
 		if evs := readEvents(t, resp.Body); len(evs) != 6 || evs[5].name != "message_stop" {
 			t.Errorf("events %v", eventNames(evs))
 		}
