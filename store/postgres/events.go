@@ -22,9 +22,9 @@ func checkEvent(e store.Event) error {
 	case !json.Valid(e.Data) || !utf8.Valid(e.Data):
 		return fmt.Errorf("event data is not JSON: %w", store.ErrInvalid)
 	}
-	return checkAll(
-		textField{"event session", e.SessionID, store.MaxIDLen, true},
-		textField{"event type", e.Type, store.MaxEventType, true},
+	return store.CheckAll(
+		store.TextField{Name: "event session", Value: e.SessionID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "event type", Value: e.Type, Max: store.MaxEventType, Required: true},
 	)
 }
 
@@ -65,7 +65,7 @@ func (db *DB) AppendEvents(ctx context.Context, evs []store.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	t := now()
+	t := store.Now()
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		ids := make([]string, len(evs))
 		for i, e := range evs {
@@ -98,7 +98,7 @@ func (db *DB) AppendEvents(ctx context.Context, evs []store.Event) error {
 			}
 			created := t
 			if !e.CreatedAt.IsZero() {
-				created = storedTime(e.CreatedAt)
+				created = store.StoredTime(e.CreatedAt)
 			}
 			sessions, seqs, types = append(sessions, e.SessionID), append(seqs, e.Seq), append(types, e.Type)
 			datas, times = append(datas, string(e.Data)), append(times, micros(created))

@@ -19,9 +19,9 @@ func checkLease(sessionID, node string, ttl time.Duration) error {
 	if ttl <= 0 {
 		return fmt.Errorf("lease of %s: ttl %v must be positive: %w", sessionID, ttl, store.ErrInvalid)
 	}
-	return checkAll(
-		textField{"lease session", sessionID, store.MaxIDLen, true},
-		textField{"lease node", node, store.MaxIDLen, true},
+	return store.CheckAll(
+		store.TextField{Name: "lease session", Value: sessionID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "lease node", Value: node, Max: store.MaxIDLen, Required: true},
 	)
 }
 
@@ -121,7 +121,7 @@ var _ store.Nodes = (*DB)(nil)
 
 // PutNode records node's base URL.
 func (db *DB) PutNode(ctx context.Context, node, url string) error {
-	if err := checkAll(textField{"node", node, store.MaxIDLen, true}, textField{"node URL", url, store.MaxRefLen, true}); err != nil {
+	if err := store.CheckAll(store.TextField{Name: "node", Value: node, Max: store.MaxIDLen, Required: true}, store.TextField{Name: "node URL", Value: url, Max: store.MaxRefLen, Required: true}); err != nil {
 		return fmt.Errorf("put node: %w", err)
 	}
 	err := db.write(ctx, func(tx *sql.Tx) error {

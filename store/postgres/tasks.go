@@ -30,12 +30,12 @@ func checkTask(t store.Task) error {
 	if t.BudgetPicoUSD < 0 {
 		return fmt.Errorf("negative task budget: %w", store.ErrInvalid)
 	}
-	return checkAll(
-		textField{"title", t.Title, store.MaxTitleLen, true},
-		textField{"description", t.Description, store.MaxTextLen, false},
-		textField{"notes", t.Notes, store.MaxTextLen, false},
-		textField{"output summary", t.OutputSummary, store.MaxTextLen, false},
-		textField{"session ID", t.SessionID, store.MaxIDLen, false},
+	return store.CheckAll(
+		store.TextField{Name: "title", Value: t.Title, Max: store.MaxTitleLen, Required: true},
+		store.TextField{Name: "description", Value: t.Description, Max: store.MaxTextLen, Required: false},
+		store.TextField{Name: "notes", Value: t.Notes, Max: store.MaxTextLen, Required: false},
+		store.TextField{Name: "output summary", Value: t.OutputSummary, Max: store.MaxTextLen, Required: false},
+		store.TextField{Name: "session ID", Value: t.SessionID, Max: store.MaxIDLen, Required: false},
 	)
 }
 
@@ -44,14 +44,14 @@ func (db *DB) CreateTask(ctx context.Context, t store.Task) (store.Task, error) 
 	if t.Status == "" {
 		t.Status = store.TaskDraft
 	}
-	if err := checkAll(textField{"project ID", t.ProjectID, store.MaxIDLen, true}); err != nil {
+	if err := store.CheckAll(store.TextField{Name: "project ID", Value: t.ProjectID, Max: store.MaxIDLen, Required: true}); err != nil {
 		return store.Task{}, fmt.Errorf("create task: %w", err)
 	}
 	if err := checkTask(t); err != nil {
 		return store.Task{}, fmt.Errorf("create task: %w", err)
 	}
-	t.ID = newID("tsk_")
-	t.CreatedAt = now()
+	t.ID = store.NewID("tsk_")
+	t.CreatedAt = store.Now()
 	t.UpdatedAt = t.CreatedAt
 	s := slot(changedTasks, t.ProjectID, t.ID)
 	err := db.write(ctx, func(tx *sql.Tx) error {
@@ -123,7 +123,7 @@ func (db *DB) UpdateTask(ctx context.Context, projectID, id string, u store.Task
 		if err := checkTask(t); err != nil {
 			return err
 		}
-		t.UpdatedAt = now()
+		t.UpdatedAt = store.Now()
 		if _, err = tx.ExecContext(ctx, `UPDATE tasks SET
 			title = $1, description = $2, status = $3, notes = $4, output_summary = $5, session_id = $6, budget_pico_usd = $7, updated_at = $8
 			WHERE project_id = $9 AND id = $10`,
@@ -158,7 +158,7 @@ func (db *DB) ListTasks(ctx context.Context, projectID string, f store.TaskFilte
 		args = append(args, f.SessionID)
 		q += fmt.Sprintf(` AND session_id = $%d`, len(args))
 	}
-	args = append(args, clamp(f.Limit, store.DefaultListLimit, store.MaxListLimit))
+	args = append(args, store.Clamp(f.Limit, store.DefaultListLimit, store.MaxListLimit))
 	q += fmt.Sprintf(` ORDER BY created_at DESC, pk DESC LIMIT $%d`, len(args))
 	rows, err := r.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -198,7 +198,7 @@ func (db *DB) SearchTasks(ctx context.Context, projectID, query string, limit in
 		WHERE t.project_id = $1 AND t.tsv @@ q.q
 		ORDER BY ts_rank(`+weights+`, t.tsv, q.q, 1) DESC, t.pk DESC
 		LIMIT $2`,
-		searchArgs([]any{projectID, clamp(limit, store.DefaultSearchLimit, store.MaxSearchLimit)}, words)...)
+		searchArgs([]any{projectID, store.Clamp(limit, store.DefaultSearchLimit, store.MaxSearchLimit)}, words)...)
 	if err != nil {
 		return nil, fmt.Errorf("search tasks: %w", err)
 	}

@@ -40,7 +40,7 @@ func (db *DB) AddSigningKey(ctx context.Context, k store.SigningKey) error {
 	if len(k.Seed) != 32 {
 		return fmt.Errorf("add signing key: seed must be 32 bytes, got %d", len(k.Seed))
 	}
-	if err := checkText("key ID", k.ID, store.MaxIDLen, true); err != nil {
+	if err := store.CheckText("key ID", k.ID, store.MaxIDLen, true); err != nil {
 		return fmt.Errorf("add signing key: %w", err)
 	}
 	err := db.write(ctx, func(tx *sql.Tx) error {
@@ -82,7 +82,7 @@ func (db *DB) RevokeToken(ctx context.Context, jti string, expiresAt time.Time) 
 	if jti == "" {
 		return fmt.Errorf("revoke token: empty jti")
 	}
-	if err := checkText("jti", jti, store.MaxIDLen, true); err != nil {
+	if err := store.CheckText("jti", jti, store.MaxIDLen, true); err != nil {
 		return fmt.Errorf("revoke token: %w", err)
 	}
 	s := slot(changedRevocations, jti)
@@ -105,7 +105,7 @@ func (db *DB) RevokeSession(ctx context.Context, sessionID string, at time.Time)
 	if sessionID == "" {
 		return fmt.Errorf("revoke session: empty session id")
 	}
-	if err := checkText("session ID", sessionID, store.MaxIDLen, true); err != nil {
+	if err := store.CheckText("session ID", sessionID, store.MaxIDLen, true); err != nil {
 		return fmt.Errorf("revoke session: %w", err)
 	}
 	s := slot(changedRevocations, sessionID)

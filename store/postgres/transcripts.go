@@ -43,20 +43,20 @@ func scanMessage(s scanner) (store.Message, error) {
 // of a session of the same project (a session of another project is not
 // updated: ErrConflict).
 func (db *DB) PutSession(ctx context.Context, s store.SessionRecord) error {
-	if err := checkAll(
-		textField{"session ID", s.ID, store.MaxIDLen, true},
-		textField{"project ID", s.ProjectID, store.MaxIDLen, true},
-		textField{"agent", s.Agent, store.MaxNameLen, false},
-		textField{"model", s.Model, store.MaxNameLen, false},
-		textField{"state", s.State, store.MaxNameLen, false},
-		textField{"title", s.Title, store.MaxTitleLen, false},
+	if err := store.CheckAll(
+		store.TextField{Name: "session ID", Value: s.ID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "project ID", Value: s.ProjectID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "agent", Value: s.Agent, Max: store.MaxNameLen, Required: false},
+		store.TextField{Name: "model", Value: s.Model, Max: store.MaxNameLen, Required: false},
+		store.TextField{Name: "state", Value: s.State, Max: store.MaxNameLen, Required: false},
+		store.TextField{Name: "title", Value: s.Title, Max: store.MaxTitleLen, Required: false},
 	); err != nil {
 		return fmt.Errorf("put session: %w", err)
 	}
-	if err := checkConfig(s.Config); err != nil {
+	if err := store.CheckConfig(s.Config); err != nil {
 		return fmt.Errorf("put session: %w", err)
 	}
-	t := now()
+	t := store.Now()
 	created := t
 	if !s.CreatedAt.IsZero() {
 		created = s.CreatedAt
@@ -154,7 +154,7 @@ func (db *DB) ListSessions(ctx context.Context, projectID string, limit int) ([]
 	}
 	rows, err := r.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE project_id = $1
 		ORDER BY created_at DESC, pk DESC LIMIT $2`,
-		projectID, clamp(limit, store.DefaultListLimit, store.MaxListLimit))
+		projectID, store.Clamp(limit, store.DefaultListLimit, store.MaxListLimit))
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
@@ -172,10 +172,10 @@ func checkMessage(m store.Message) error {
 	if !m.Role.Valid() {
 		return fmt.Errorf("unknown message role %q: %w", m.Role, store.ErrInvalid)
 	}
-	return checkAll(
-		textField{"session ID", m.SessionID, store.MaxIDLen, true},
-		textField{"project ID", m.ProjectID, store.MaxIDLen, true},
-		textField{"content", m.Content, store.MaxTextLen, true},
+	return store.CheckAll(
+		store.TextField{Name: "session ID", Value: m.SessionID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "project ID", Value: m.ProjectID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "content", Value: m.Content, Max: store.MaxTextLen, Required: true},
 	)
 }
 
@@ -194,7 +194,7 @@ func (db *DB) AppendMessages(ctx context.Context, msgs []store.Message) ([]store
 		return nil, nil
 	}
 	out := make([]store.Message, len(msgs))
-	t := now()
+	t := store.Now()
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		ids := make([]string, len(msgs))
 		for i, m := range msgs {
@@ -224,7 +224,7 @@ func (db *DB) AppendMessages(ctx context.Context, msgs []store.Message) ([]store
 			if m.CreatedAt.IsZero() {
 				m.CreatedAt = t
 			} else {
-				m.CreatedAt = storedTime(m.CreatedAt)
+				m.CreatedAt = store.StoredTime(m.CreatedAt)
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO messages (`+messageColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
 				m.SessionID, m.ProjectID, m.Seq, string(m.Role), m.Content, micros(m.CreatedAt)); err != nil {
@@ -250,7 +250,7 @@ func (db *DB) SessionMessages(ctx context.Context, projectID, sessionID string, 
 	}
 	rows, err := r.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages
 		WHERE session_id = $1 AND project_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`,
-		sessionID, projectID, afterSeq, clamp(limit, store.DefaultMessageLimit, store.MaxMessageLimit))
+		sessionID, projectID, afterSeq, store.Clamp(limit, store.DefaultMessageLimit, store.MaxMessageLimit))
 	if err != nil {
 		return nil, fmt.Errorf("session messages: %w", err)
 	}
@@ -286,7 +286,7 @@ func (db *DB) SearchMessages(ctx context.Context, projectID, query string, limit
 		WHERE m.project_id = $1 AND m.tsv @@ q.q
 		ORDER BY ts_rank(m.tsv, q.q, 1) DESC, m.pk DESC
 		LIMIT $2`,
-		searchArgs([]any{projectID, clamp(limit, store.DefaultSearchLimit, store.MaxSearchLimit)}, words)...)
+		searchArgs([]any{projectID, store.Clamp(limit, store.DefaultSearchLimit, store.MaxSearchLimit)}, words)...)
 	if err != nil {
 		return nil, fmt.Errorf("search messages: %w", err)
 	}

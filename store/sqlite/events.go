@@ -20,9 +20,9 @@ func checkEvent(e store.Event) error {
 	case !json.Valid(e.Data):
 		return fmt.Errorf("event data is not JSON: %w", store.ErrInvalid)
 	}
-	return checkAll(
-		textField{"event session", e.SessionID, store.MaxIDLen, true},
-		textField{"event type", e.Type, store.MaxEventType, true},
+	return store.CheckAll(
+		store.TextField{Name: "event session", Value: e.SessionID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "event type", Value: e.Type, Max: store.MaxEventType, Required: true},
 	)
 }
 
@@ -41,7 +41,7 @@ func (db *DB) AppendEvents(ctx context.Context, evs []store.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	t := now()
+	t := store.Now()
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		next := map[string]int64{}
 		for i, e := range evs {
@@ -64,7 +64,7 @@ func (db *DB) AppendEvents(ctx context.Context, evs []store.Event) error {
 			}
 			created := t
 			if !e.CreatedAt.IsZero() {
-				created = storedTime(e.CreatedAt)
+				created = store.StoredTime(e.CreatedAt)
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO events (session_id, seq, type, data, created_at) VALUES (?, ?, ?, ?, ?)`,
 				e.SessionID, e.Seq, e.Type, string(e.Data), micros(created)); err != nil {

@@ -40,7 +40,7 @@ func normTags(tags []string) ([]string, error) {
 	seen := make(map[string]bool, len(tags))
 	for _, t := range tags {
 		t = strings.TrimSpace(t)
-		if err := checkText("tag", t, store.MaxTagLen, true); err != nil {
+		if err := store.CheckText("tag", t, store.MaxTagLen, true); err != nil {
 			return nil, err
 		}
 		if seen[t] {
@@ -65,10 +65,10 @@ func tagsJSON(tags []string) string {
 }
 
 func checkKnowledge(k *store.Knowledge) error {
-	if err := checkAll(
-		textField{"title", k.Title, store.MaxTitleLen, true},
-		textField{"body", k.Body, store.MaxTextLen, true},
-		textField{"session ID", k.SessionID, store.MaxIDLen, false},
+	if err := store.CheckAll(
+		store.TextField{Name: "title", Value: k.Title, Max: store.MaxTitleLen, Required: true},
+		store.TextField{Name: "body", Value: k.Body, Max: store.MaxTextLen, Required: true},
+		store.TextField{Name: "session ID", Value: k.SessionID, Max: store.MaxIDLen, Required: false},
 	); err != nil {
 		return err
 	}
@@ -82,14 +82,14 @@ func checkKnowledge(k *store.Knowledge) error {
 
 // AddKnowledge stores k with a new ID in k.ProjectID, which must exist.
 func (db *DB) AddKnowledge(ctx context.Context, k store.Knowledge) (store.Knowledge, error) {
-	if err := checkAll(textField{"project ID", k.ProjectID, store.MaxIDLen, true}); err != nil {
+	if err := store.CheckAll(store.TextField{Name: "project ID", Value: k.ProjectID, Max: store.MaxIDLen, Required: true}); err != nil {
 		return store.Knowledge{}, fmt.Errorf("add knowledge: %w", err)
 	}
 	if err := checkKnowledge(&k); err != nil {
 		return store.Knowledge{}, fmt.Errorf("add knowledge: %w", err)
 	}
-	k.ID = newID("kn_")
-	k.CreatedAt = now()
+	k.ID = store.NewID("kn_")
+	k.CreatedAt = store.Now()
 	k.UpdatedAt = k.CreatedAt
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		if err := requireProject(ctx, tx, k.ProjectID); err != nil {
@@ -143,7 +143,7 @@ func (db *DB) UpdateKnowledge(ctx context.Context, projectID, id string, u store
 		if err := checkKnowledge(&k); err != nil {
 			return err
 		}
-		k.UpdatedAt = now()
+		k.UpdatedAt = store.Now()
 		_, err = tx.ExecContext(ctx, `UPDATE knowledge SET title = ?, body = ?, tags = ?, updated_at = ?
 			WHERE project_id = ? AND id = ?`,
 			k.Title, k.Body, tagsJSON(k.Tags), micros(k.UpdatedAt), projectID, id)
@@ -163,7 +163,7 @@ func (db *DB) ListKnowledge(ctx context.Context, projectID string, limit int) ([
 	}
 	rows, err := r.QueryContext(ctx, `SELECT `+knowledgeColumns+` FROM knowledge WHERE project_id = ?
 		ORDER BY created_at DESC, pk DESC LIMIT ?`,
-		projectID, clamp(limit, store.DefaultListLimit, store.MaxListLimit))
+		projectID, store.Clamp(limit, store.DefaultListLimit, store.MaxListLimit))
 	if err != nil {
 		return nil, fmt.Errorf("list knowledge: %w", err)
 	}
@@ -193,7 +193,7 @@ func (db *DB) SearchKnowledge(ctx context.Context, projectID, query string, limi
 		WHERE knowledge_fts MATCH ?1 AND k.project_id = ?2
 		ORDER BY bm25(knowledge_fts, 4.0, 1.0, 2.0), k.pk DESC
 		LIMIT ?3`,
-		match, projectID, clamp(limit, store.DefaultSearchLimit, store.MaxSearchLimit))
+		match, projectID, store.Clamp(limit, store.DefaultSearchLimit, store.MaxSearchLimit))
 	if err != nil {
 		return nil, fmt.Errorf("search knowledge: %w", err)
 	}

@@ -22,13 +22,13 @@ func scanProject(s scanner) (store.Project, error) {
 }
 
 func checkProject(p store.Project) error {
-	return checkAll(
-		textField{"name", p.Name, store.MaxNameLen, true},
-		textField{"description", p.Description, store.MaxTextLen, false},
-		textField{"repo path", p.RepoPath, store.MaxRefLen, false},
-		textField{"repo URL", p.RepoURL, store.MaxRefLen, false},
-		textField{"default branch", p.DefaultBranch, store.MaxNameLen, false},
-		textField{"instructions", p.Instructions, store.MaxTextLen, false},
+	return store.CheckAll(
+		store.TextField{Name: "name", Value: p.Name, Max: store.MaxNameLen, Required: true},
+		store.TextField{Name: "description", Value: p.Description, Max: store.MaxTextLen, Required: false},
+		store.TextField{Name: "repo path", Value: p.RepoPath, Max: store.MaxRefLen, Required: false},
+		store.TextField{Name: "repo URL", Value: p.RepoURL, Max: store.MaxRefLen, Required: false},
+		store.TextField{Name: "default branch", Value: p.DefaultBranch, Max: store.MaxNameLen, Required: false},
+		store.TextField{Name: "instructions", Value: p.Instructions, Max: store.MaxTextLen, Required: false},
 	)
 }
 
@@ -37,8 +37,8 @@ func (db *DB) CreateProject(ctx context.Context, p store.Project) (store.Project
 	if err := checkProject(p); err != nil {
 		return store.Project{}, fmt.Errorf("create project: %w", err)
 	}
-	p.ID = newID("prj_")
-	p.CreatedAt = now()
+	p.ID = store.NewID("prj_")
+	p.CreatedAt = store.Now()
 	p.UpdatedAt = p.CreatedAt
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO projects (`+projectColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -79,7 +79,7 @@ func (db *DB) UpdateProject(ctx context.Context, p store.Project) (store.Project
 		out, err = scanProject(tx.QueryRowContext(ctx, `UPDATE projects SET
 			name = ?, description = ?, repo_path = ?, repo_url = ?, default_branch = ?, instructions = ?, updated_at = ?
 			WHERE id = ? RETURNING `+projectColumns,
-			p.Name, p.Description, p.RepoPath, p.RepoURL, p.DefaultBranch, p.Instructions, micros(now()), p.ID))
+			p.Name, p.Description, p.RepoPath, p.RepoURL, p.DefaultBranch, p.Instructions, micros(store.Now()), p.ID))
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {

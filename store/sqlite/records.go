@@ -2,84 +2,17 @@ package sqlite
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/base32"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"syscall"
-	"time"
-	"unicode/utf8"
 
 	sqlite3 "modernc.org/sqlite"
 	sqlite3lib "modernc.org/sqlite/lib"
 
 	"github.com/agentbroker/agentbroker/store"
 )
-
-// idEncoding is lowercase base32 without padding: URL-safe, and one case
-// so that an ID survives case-folding systems.
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// newID returns prefix and 16 random characters (80 bits).
-func newID(prefix string) string {
-	var b [10]byte
-	rand.Read(b[:]) // never fails: crypto/rand aborts the program instead
-	return prefix + idEncoding.EncodeToString(b[:])
-}
-
-// now is the current time as the store keeps it: UTC, microseconds.
-func now() time.Time { return fromMicros(time.Now().UnixMicro()) }
-
-// storedTime is t as it reads back from the database.
-func storedTime(t time.Time) time.Time { return fromMicros(micros(t)) }
-
-// checkText refuses text the store does not keep: an empty required field,
-// a value over max bytes, invalid UTF-8, a NUL byte.
-func checkText(field, v string, max int, required bool) error {
-	switch {
-	case required && strings.TrimSpace(v) == "":
-		return fmt.Errorf("%s is required: %w", field, store.ErrInvalid)
-	case len(v) > max:
-		return fmt.Errorf("%s is %d bytes, over the limit of %d: %w", field, len(v), max, store.ErrInvalid)
-	case !utf8.ValidString(v):
-		return fmt.Errorf("%s is not valid UTF-8: %w", field, store.ErrInvalid)
-	case strings.IndexByte(v, 0) >= 0:
-		return fmt.Errorf("%s contains a NUL byte: %w", field, store.ErrInvalid)
-	}
-	return nil
-}
-
-// textField is one field for checkAll.
-type textField struct {
-	name     string
-	value    string
-	max      int
-	required bool
-}
-
-// checkAll returns the first field's refusal, if any.
-func checkAll(fields ...textField) error {
-	for _, f := range fields {
-		if err := checkText(f.name, f.value, f.max, f.required); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// clamp applies a default to limit <= 0 and a ceiling to the rest.
-func clamp(limit, def, max int) int {
-	switch {
-	case limit <= 0:
-		return def
-	case limit > max:
-		return max
-	}
-	return limit
-}
 
 // write runs fn in one write transaction (BEGIN IMMEDIATE on the single
 // writer connection) and commits it when fn returns nil.

@@ -28,17 +28,17 @@ func scanRun(s scanner) (store.TaskRun, error) {
 // AddRun records a new running run of a recorded session, for a task of
 // its project.
 func (db *DB) AddRun(ctx context.Context, r store.TaskRun) (store.TaskRun, error) {
-	if err := checkAll(
-		textField{"run session", r.SessionID, store.MaxIDLen, true},
-		textField{"run project", r.ProjectID, store.MaxIDLen, true},
-		textField{"run task", r.TaskID, store.MaxIDLen, true},
-		textField{"run agent", r.Agent, store.MaxNameLen, false},
-		textField{"run model", r.Model, store.MaxNameLen, false},
+	if err := store.CheckAll(
+		store.TextField{Name: "run session", Value: r.SessionID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "run project", Value: r.ProjectID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "run task", Value: r.TaskID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "run agent", Value: r.Agent, Max: store.MaxNameLen, Required: false},
+		store.TextField{Name: "run model", Value: r.Model, Max: store.MaxNameLen, Required: false},
 	); err != nil {
 		return store.TaskRun{}, fmt.Errorf("add run: %w", err)
 	}
 	r.State, r.Reason, r.Reply, r.Notes = store.RunRunning, "", "", ""
-	r.StartedAt, r.EndedAt = now(), store.TaskRun{}.EndedAt
+	r.StartedAt, r.EndedAt = store.Now(), store.TaskRun{}.EndedAt
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		var session, task, dup bool
 		if err := tx.QueryRowContext(ctx, `SELECT
@@ -71,10 +71,10 @@ func (db *DB) FinishRun(ctx context.Context, projectID, sessionID string, end st
 	if !end.State.Final() {
 		return store.TaskRun{}, fmt.Errorf("finish run: state %q is not an end: %w", end.State, store.ErrInvalid)
 	}
-	if err := checkAll(
-		textField{"run reason", end.Reason, store.MaxTextLen, false},
-		textField{"run reply", end.Reply, store.MaxTextLen, false},
-		textField{"run notes", end.Notes, store.MaxTextLen, false},
+	if err := store.CheckAll(
+		store.TextField{Name: "run reason", Value: end.Reason, Max: store.MaxTextLen, Required: false},
+		store.TextField{Name: "run reply", Value: end.Reply, Max: store.MaxTextLen, Required: false},
+		store.TextField{Name: "run notes", Value: end.Notes, Max: store.MaxTextLen, Required: false},
 	); err != nil {
 		return store.TaskRun{}, fmt.Errorf("finish run: %w", err)
 	}
@@ -91,7 +91,7 @@ func (db *DB) FinishRun(ctx context.Context, projectID, sessionID string, end st
 		if r.State.Final() {
 			return fmt.Errorf("run of session %q ended already (%s): %w", sessionID, r.State, store.ErrConflict)
 		}
-		r.State, r.Reason, r.Reply, r.Notes, r.EndedAt = end.State, end.Reason, end.Reply, end.Notes, now()
+		r.State, r.Reason, r.Reply, r.Notes, r.EndedAt = end.State, end.Reason, end.Reply, end.Notes, store.Now()
 		_, err = tx.ExecContext(ctx, `UPDATE task_runs SET state = ?, reason = ?, reply = ?, notes = ?, ended_at = ?
 			WHERE session_id = ?`, r.State, r.Reason, r.Reply, r.Notes, micros(r.EndedAt), sessionID)
 		out = r

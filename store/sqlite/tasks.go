@@ -31,12 +31,12 @@ func checkTask(t store.Task) error {
 	if t.BudgetPicoUSD < 0 {
 		return fmt.Errorf("negative task budget: %w", store.ErrInvalid)
 	}
-	return checkAll(
-		textField{"title", t.Title, store.MaxTitleLen, true},
-		textField{"description", t.Description, store.MaxTextLen, false},
-		textField{"notes", t.Notes, store.MaxTextLen, false},
-		textField{"output summary", t.OutputSummary, store.MaxTextLen, false},
-		textField{"session ID", t.SessionID, store.MaxIDLen, false},
+	return store.CheckAll(
+		store.TextField{Name: "title", Value: t.Title, Max: store.MaxTitleLen, Required: true},
+		store.TextField{Name: "description", Value: t.Description, Max: store.MaxTextLen, Required: false},
+		store.TextField{Name: "notes", Value: t.Notes, Max: store.MaxTextLen, Required: false},
+		store.TextField{Name: "output summary", Value: t.OutputSummary, Max: store.MaxTextLen, Required: false},
+		store.TextField{Name: "session ID", Value: t.SessionID, Max: store.MaxIDLen, Required: false},
 	)
 }
 
@@ -45,14 +45,14 @@ func (db *DB) CreateTask(ctx context.Context, t store.Task) (store.Task, error) 
 	if t.Status == "" {
 		t.Status = store.TaskDraft
 	}
-	if err := checkAll(textField{"project ID", t.ProjectID, store.MaxIDLen, true}); err != nil {
+	if err := store.CheckAll(store.TextField{Name: "project ID", Value: t.ProjectID, Max: store.MaxIDLen, Required: true}); err != nil {
 		return store.Task{}, fmt.Errorf("create task: %w", err)
 	}
 	if err := checkTask(t); err != nil {
 		return store.Task{}, fmt.Errorf("create task: %w", err)
 	}
-	t.ID = newID("tsk_")
-	t.CreatedAt = now()
+	t.ID = store.NewID("tsk_")
+	t.CreatedAt = store.Now()
 	t.UpdatedAt = t.CreatedAt
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		if err := requireProject(ctx, tx, t.ProjectID); err != nil {
@@ -120,7 +120,7 @@ func (db *DB) UpdateTask(ctx context.Context, projectID, id string, u store.Task
 		if err := checkTask(t); err != nil {
 			return err
 		}
-		t.UpdatedAt = now()
+		t.UpdatedAt = store.Now()
 		_, err = tx.ExecContext(ctx, `UPDATE tasks SET
 			title = ?, description = ?, status = ?, notes = ?, output_summary = ?, session_id = ?, budget_pico_usd = ?, updated_at = ?
 			WHERE project_id = ? AND id = ?`,
@@ -163,7 +163,7 @@ func (db *DB) ListTasks(ctx context.Context, projectID string, f store.TaskFilte
 		args = append(args, f.SessionID)
 	}
 	q += ` ORDER BY created_at DESC, pk DESC LIMIT ?` + fmt.Sprint(len(args)+1)
-	args = append(args, clamp(f.Limit, store.DefaultListLimit, store.MaxListLimit))
+	args = append(args, store.Clamp(f.Limit, store.DefaultListLimit, store.MaxListLimit))
 	rows, err := r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
@@ -194,7 +194,7 @@ func (db *DB) SearchTasks(ctx context.Context, projectID, query string, limit in
 		WHERE tasks_fts MATCH ?1 AND t.project_id = ?2
 		ORDER BY bm25(tasks_fts, 4.0, 2.0, 1.0, 1.0), t.pk DESC
 		LIMIT ?3`,
-		match, projectID, clamp(limit, store.DefaultSearchLimit, store.MaxSearchLimit))
+		match, projectID, store.Clamp(limit, store.DefaultSearchLimit, store.MaxSearchLimit))
 	if err != nil {
 		return nil, fmt.Errorf("search tasks: %w", err)
 	}

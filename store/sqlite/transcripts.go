@@ -1,10 +1,8 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -28,20 +26,6 @@ func scanSession(s scanner) (store.SessionRecord, error) {
 	return r, err
 }
 
-// checkConfig refuses a session config that is not a JSON object or is
-// over store.MaxConfigLen.
-func checkConfig(c []byte) error {
-	switch {
-	case c == nil:
-		return nil
-	case len(c) > store.MaxConfigLen:
-		return fmt.Errorf("session config is %d bytes, over the limit of %d: %w", len(c), store.MaxConfigLen, store.ErrInvalid)
-	case !json.Valid(c) || len(bytes.TrimSpace(c)) == 0 || bytes.TrimSpace(c)[0] != '{':
-		return fmt.Errorf("session config is not a JSON object: %w", store.ErrInvalid)
-	}
-	return nil
-}
-
 const messageColumns = `session_id, project_id, seq, role, content, created_at`
 
 const messageColumnsM = `m.session_id, m.project_id, m.seq, m.role, m.content, m.created_at`
@@ -61,20 +45,20 @@ func scanMessage(s scanner) (store.Message, error) {
 // of a recorded one (keeping its CreatedAt). The project must exist
 // (ErrNotFound) and may not change (ErrConflict).
 func (db *DB) PutSession(ctx context.Context, s store.SessionRecord) error {
-	if err := checkAll(
-		textField{"session ID", s.ID, store.MaxIDLen, true},
-		textField{"project ID", s.ProjectID, store.MaxIDLen, true},
-		textField{"agent", s.Agent, store.MaxNameLen, false},
-		textField{"model", s.Model, store.MaxNameLen, false},
-		textField{"state", s.State, store.MaxNameLen, false},
-		textField{"title", s.Title, store.MaxTitleLen, false},
+	if err := store.CheckAll(
+		store.TextField{Name: "session ID", Value: s.ID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "project ID", Value: s.ProjectID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "agent", Value: s.Agent, Max: store.MaxNameLen, Required: false},
+		store.TextField{Name: "model", Value: s.Model, Max: store.MaxNameLen, Required: false},
+		store.TextField{Name: "state", Value: s.State, Max: store.MaxNameLen, Required: false},
+		store.TextField{Name: "title", Value: s.Title, Max: store.MaxTitleLen, Required: false},
 	); err != nil {
 		return fmt.Errorf("put session: %w", err)
 	}
-	if err := checkConfig(s.Config); err != nil {
+	if err := store.CheckConfig(s.Config); err != nil {
 		return fmt.Errorf("put session: %w", err)
 	}
-	t := now()
+	t := store.Now()
 	created := t
 	if !s.CreatedAt.IsZero() {
 		created = s.CreatedAt
@@ -181,7 +165,7 @@ func (db *DB) ListSessions(ctx context.Context, projectID string, limit int) ([]
 	}
 	rows, err := r.QueryContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE project_id = ?
 		ORDER BY created_at DESC, rowid DESC LIMIT ?`,
-		projectID, clamp(limit, store.DefaultListLimit, store.MaxListLimit))
+		projectID, store.Clamp(limit, store.DefaultListLimit, store.MaxListLimit))
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
@@ -199,10 +183,10 @@ func checkMessage(m store.Message) error {
 	if !m.Role.Valid() {
 		return fmt.Errorf("unknown message role %q: %w", m.Role, store.ErrInvalid)
 	}
-	return checkAll(
-		textField{"session ID", m.SessionID, store.MaxIDLen, true},
-		textField{"project ID", m.ProjectID, store.MaxIDLen, true},
-		textField{"content", m.Content, store.MaxTextLen, true},
+	return store.CheckAll(
+		store.TextField{Name: "session ID", Value: m.SessionID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "project ID", Value: m.ProjectID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "content", Value: m.Content, Max: store.MaxTextLen, Required: true},
 	)
 }
 
@@ -221,7 +205,7 @@ func (db *DB) AppendMessages(ctx context.Context, msgs []store.Message) ([]store
 		return nil, nil
 	}
 	out := make([]store.Message, len(msgs))
-	t := now()
+	t := store.Now()
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		// The next seq of each (session, project) of the batch; a pair not
 		// yet seen is checked, so a later message naming the session with
@@ -252,7 +236,7 @@ func (db *DB) AppendMessages(ctx context.Context, msgs []store.Message) ([]store
 			if m.CreatedAt.IsZero() {
 				m.CreatedAt = t
 			} else {
-				m.CreatedAt = storedTime(m.CreatedAt)
+				m.CreatedAt = store.StoredTime(m.CreatedAt)
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO messages (`+messageColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
 				m.SessionID, m.ProjectID, m.Seq, string(m.Role), m.Content, micros(m.CreatedAt)); err != nil {
@@ -278,7 +262,7 @@ func (db *DB) SessionMessages(ctx context.Context, projectID, sessionID string, 
 	}
 	rows, err := r.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages
 		WHERE session_id = ? AND project_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
-		sessionID, projectID, afterSeq, clamp(limit, store.DefaultMessageLimit, store.MaxMessageLimit))
+		sessionID, projectID, afterSeq, store.Clamp(limit, store.DefaultMessageLimit, store.MaxMessageLimit))
 	if err != nil {
 		return nil, fmt.Errorf("session messages: %w", err)
 	}
@@ -312,7 +296,7 @@ func (db *DB) SearchMessages(ctx context.Context, projectID, query string, limit
 		WHERE messages_fts MATCH ?1 AND m.project_id = ?2
 		ORDER BY bm25(messages_fts), m.pk DESC
 		LIMIT ?3`,
-		match, projectID, clamp(limit, store.DefaultSearchLimit, store.MaxSearchLimit))
+		match, projectID, store.Clamp(limit, store.DefaultSearchLimit, store.MaxSearchLimit))
 	if err != nil {
 		return nil, fmt.Errorf("search messages: %w", err)
 	}

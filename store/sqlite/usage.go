@@ -11,13 +11,13 @@ import (
 
 // AddUsage stores one model call's usage record.
 func (db *DB) AddUsage(ctx context.Context, r store.UsageRecord) error {
-	if err := checkAll(
-		textField{"usage session", r.SessionID, store.MaxIDLen, true},
-		textField{"usage project", r.ProjectID, store.MaxIDLen, true},
-		textField{"usage task", r.TaskID, store.MaxIDLen, false},
-		textField{"usage model", r.Model, store.MaxNameLen, false},
-		textField{"usage provider", r.Provider, store.MaxNameLen, false},
-		textField{"usage outcome", r.Outcome, store.MaxNameLen, false},
+	if err := store.CheckAll(
+		store.TextField{Name: "usage session", Value: r.SessionID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "usage project", Value: r.ProjectID, Max: store.MaxIDLen, Required: true},
+		store.TextField{Name: "usage task", Value: r.TaskID, Max: store.MaxIDLen, Required: false},
+		store.TextField{Name: "usage model", Value: r.Model, Max: store.MaxNameLen, Required: false},
+		store.TextField{Name: "usage provider", Value: r.Provider, Max: store.MaxNameLen, Required: false},
+		store.TextField{Name: "usage outcome", Value: r.Outcome, Max: store.MaxNameLen, Required: false},
 	); err != nil {
 		return fmt.Errorf("add usage: %w", err)
 	}
@@ -26,9 +26,9 @@ func (db *DB) AddUsage(ctx context.Context, r store.UsageRecord) error {
 			return fmt.Errorf("add usage: negative count or cost %d: %w", n, store.ErrInvalid)
 		}
 	}
-	at := now()
+	at := store.Now()
 	if !r.At.IsZero() {
-		at = storedTime(r.At)
+		at = store.StoredTime(r.At)
 	}
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		var ok bool
