@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/agentbroker/agentbroker/internal/adminapi"
+	"github.com/agentbroker/agentbroker/internal/secretfile"
 	"github.com/agentbroker/agentbroker/store/sqlite"
 )
 
@@ -34,7 +35,7 @@ const BrokerURLFile = "broker-url"
 // removes the file if it still holds this URL.
 func writeBrokerURL(dataDir, u string) (remove func(), err error) {
 	path := filepath.Join(dataDir, BrokerURLFile)
-	if err := writeSecretFile(path, []byte(u+"\n")); err != nil {
+	if err := secretfile.Write(path, []byte(u+"\n")); err != nil {
 		return nil, fmt.Errorf("broker URL file: %w", err)
 	}
 	return func() {

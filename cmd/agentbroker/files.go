@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentbroker/agentbroker/internal/secretfile"
 	"github.com/agentbroker/agentbroker/tokens"
 )
 
@@ -41,7 +42,7 @@ func ensureAdminToken(ctx context.Context, svc *tokens.Service, dataDir string, 
 	if err != nil {
 		return "", false, fmt.Errorf("mint admin token: %w", err)
 	}
-	if err := writeSecretFile(path, []byte(raw+"\n")); err != nil {
+	if err := secretfile.Write(path, []byte(raw+"\n")); err != nil {
 		return "", false, fmt.Errorf("admin token: %w", err)
 	}
 	return path, true, nil
@@ -68,31 +69,6 @@ func readSecretFile(path string) (string, error) {
 		return "", err
 	}
 	return strings.TrimSpace(string(b)), nil
-}
-
-// writeSecretFile replaces path atomically with a 0600 file.
-func writeSecretFile(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // readLimited reads a file, refusing one larger than limit bytes.

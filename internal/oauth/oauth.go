@@ -45,7 +45,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -53,6 +52,7 @@ import (
 	"time"
 
 	"github.com/agentbroker/agentbroker/internal/origins"
+	"github.com/agentbroker/agentbroker/internal/secretfile"
 	"github.com/agentbroker/agentbroker/store"
 	"github.com/agentbroker/agentbroker/tokens"
 )
@@ -282,27 +282,7 @@ func (s *Server) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(s.o.StatePath), ".oauth-state-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), s.o.StatePath)
+	return secretfile.Write(s.o.StatePath, b)
 }
 
 // ---- helpers ----
