@@ -102,6 +102,17 @@ func jsonFlag(fs *flag.FlagSet, p *bool) {
 	fs.BoolVar(p, "json", false, "print JSON (the API's objects)")
 }
 
+// projectClient is the API client and the ID of the project ref names (an
+// ID or a name).
+func projectClient(ctx context.Context, c *config, ref string) (*apiClient, string, error) {
+	a, err := newAPIClient(c)
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := a.projectID(ctx, ref)
+	return a, id, err
+}
+
 // projectID resolves a project given by ID or by name: the CLI takes
 // either wherever it takes a project. A name two projects share is
 // refused, naming their IDs.

@@ -405,11 +405,7 @@ func taskCommand() *command {
 						st := store.TaskQueued
 						t.Status = &st
 					}
-					a, err := newAPIClient(c)
-					if err != nil {
-						return err
-					}
-					id, err := a.projectID(ctx, project)
+					a, id, err := projectClient(ctx, c, project)
 					if err != nil {
 						return err
 					}
@@ -474,11 +470,7 @@ func taskCommand() *command {
 					if project == "" {
 						return usageError(e, "task list needs --project")
 					}
-					a, err := newAPIClient(c)
-					if err != nil {
-						return err
-					}
-					id, err := a.projectID(ctx, project)
+					a, id, err := projectClient(ctx, c, project)
 					if err != nil {
 						return err
 					}
@@ -540,11 +532,7 @@ func knowledgeCommand() *command {
 					}
 					tg := []string(tags)
 					k = adminapi.KnowledgePatch{Title: &title, Body: &b, Tags: &tg}
-					a, err := newAPIClient(c)
-					if err != nil {
-						return err
-					}
-					id, err := a.projectID(ctx, project)
+					a, id, err := projectClient(ctx, c, project)
 					if err != nil {
 						return err
 					}
@@ -572,11 +560,7 @@ func knowledgeCommand() *command {
 					if project == "" {
 						return usageError(e, "knowledge list needs --project")
 					}
-					a, err := newAPIClient(c)
-					if err != nil {
-						return err
-					}
-					id, err := a.projectID(ctx, project)
+					a, id, err := projectClient(ctx, c, project)
 					if err != nil {
 						return err
 					}
