@@ -70,10 +70,18 @@ var envTwins = map[string]bool{
 }
 
 // hasEnvTwin reports whether flag name has an environment twin: one of
-// envTwins, or a provider's upstream or key file (one per provider in the
+// envTwins, or a provider's upstream or key file (one pair per row of the
 // catalog's provider table: --gemini-upstream, --openai-key-file…).
 func hasEnvTwin(name string) bool {
-	return envTwins[name] || strings.HasSuffix(name, "-upstream") || strings.HasSuffix(name, "-key-file")
+	if envTwins[name] {
+		return true
+	}
+	for _, p := range catalog.Providers() {
+		if name == string(p.Name)+"-upstream" || name == string(p.Name)+"-key-file" {
+			return true
+		}
+	}
+	return false
 }
 
 func envName(flagName string) string {
